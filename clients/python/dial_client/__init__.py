@@ -1,0 +1,81 @@
+"""dial_client: a thin Python client for the DIAL dial.v1 gRPC API.
+
+Depends only on grpcio, protobuf and numpy; never on torch or rasterio.
+"""
+from ._version import __version__
+from .acquisition import AcquisitionClient, Patch, QueueJob, QueuedPatch, UncertaintyMap
+from .arrays import (
+    class_map_from_proto,
+    class_map_to_proto,
+    image_from_proto,
+    image_to_proto,
+    probabilities_from_proto,
+    probabilities_to_proto,
+)
+from .clicks import Click, MapClick, click_from_proto
+from .errors import (
+    AlreadyExists,
+    Cancelled,
+    DeadlineExceeded,
+    DialError,
+    FailedPrecondition,
+    FieldViolation,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+    error_from_rpc,
+)
+from .geo import GeoReference
+from .segmenter import PredictResult, RasterPrediction, SegmenterClient
+from .adapter import AdaptResult, AdapterClient, DiscaConfig, Session, SessionInfo
+from .transport import DEFAULT_MAX_MESSAGE_BYTES, RetryPolicy, TlsConfig
+
+__all__ = [
+    "__version__",
+    "AcquisitionClient",
+    "Patch",
+    "QueueJob",
+    "QueuedPatch",
+    "UncertaintyMap",
+    "SegmenterClient",
+    "AdapterClient",
+    "Session",
+    "SessionInfo",
+    "AdaptResult",
+    "DiscaConfig",
+    "PredictResult",
+    "RasterPrediction",
+    "Click",
+    "MapClick",
+    "GeoReference",
+    "RetryPolicy",
+    "TlsConfig",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DialError",
+    "FieldViolation",
+    "InvalidArgument",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "Unauthenticated",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Unavailable",
+    "DeadlineExceeded",
+    "Cancelled",
+    "Unimplemented",
+    "Internal",
+    "error_from_rpc",
+    "click_from_proto",
+    "image_to_proto",
+    "image_from_proto",
+    "class_map_to_proto",
+    "class_map_from_proto",
+    "probabilities_to_proto",
+    "probabilities_from_proto",
+]

@@ -1,0 +1,216 @@
+"""AcquisitionClient: ranked patches, uncertainty maps and annotation queues."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Optional, Sequence, Union
+
+import grpc
+import numpy as np
+
+from ._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc, common_pb2
+from .arrays import image_to_proto
+from .errors import Internal
+from .geo import GeoReference
+from .transport import DEFAULT_MAX_MESSAGE_BYTES, Connection, RetryPolicy, TlsConfig
+
+ImageSource = Union[str, "os.PathLike[str]", np.ndarray]
+WindowLike = tuple[int, int, int, int]
+REDUCTIONS = {"mean": acquisition_pb2.REDUCTION_MEAN, "sum": acquisition_pb2.REDUCTION_SUM}
+JOB_STATES = {v: k for k, v in acquisition_pb2.QueueJob.State.items()}
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A ranked patch: ``window`` is (row_off, col_off, height, width); ``bounds`` (min_x, min_y, max_x, max_y, crs) or None."""
+
+    rank: int
+    score: float
+    window: WindowLike
+    estimated_click_cost: float
+    hints: tuple[tuple[int, int], ...]
+    bounds: Optional[tuple[float, float, float, float, str]]
+
+    @classmethod
+    def from_proto(cls, p: acquisition_pb2.RankedPatch) -> "Patch":
+        b = p.bounds
+        bounds = None
+        if p.HasField("bounds") and (b.min_x, b.min_y, b.max_x, b.max_y) != (0, 0, 0, 0):
+            bounds = (b.min_x, b.min_y, b.max_x, b.max_y, b.crs)
+        w = p.window
+        return cls(p.rank, p.score, (w.row_off, w.col_off, w.height, w.width), p.estimated_click_cost,
+                   tuple((h.row, h.col) for h in p.hints), bounds)
+
+
+@dataclass(frozen=True)
+class QueuedPatch:
+    id: str
+    raster_uri: str
+    patch: Patch
+
+
+@dataclass(frozen=True)
+class QueueJob:
+    """``state`` is one of PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED."""
+
+    name: str
+    state: str
+    rasters_done: int
+    rasters_total: int
+    error_message: str
+
+    @classmethod
+    def from_proto(cls, job: acquisition_pb2.QueueJob) -> "QueueJob":
+        return cls(job.name, JOB_STATES.get(job.state, "STATE_UNSPECIFIED"), job.progress.rasters_done,
+                   job.progress.rasters_total, job.error_message)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+@dataclass(frozen=True)
+class UncertaintyMap:
+    """``values`` (H, W) float32 decoded from the server's bytes, or None when written to ``output_uri``."""
+
+    values: Optional[np.ndarray]
+    window: WindowLike
+    output_uri: str
+    geo: Optional[GeoReference]
+
+
+class AcquisitionClient:
+    """A client of the Acquisition service; use it as a context manager to close its channel.
+
+    Failures raise subclasses of ``dial_client.DialError``; ``timeout``,
+    ``retries``, ``token``, ``tls`` and ``caller`` work as in SegmenterClient.
+    """
+
+    def __init__(self, target: str, *, timeout: Optional[float] = 300.0, retries: Union[int, RetryPolicy] = 3,
+                 token: Optional[str] = None, tls: Optional[TlsConfig] = None, caller: Optional[str] = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self._connection = Connection(target, timeout=timeout, retries=retries, token=token, tls=tls,
+                                      caller=caller, max_message_bytes=max_message_bytes)
+        self._stub = acquisition_pb2_grpc.AcquisitionStub(self._connection.channel)
+
+    def __enter__(self) -> "AcquisitionClient":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def _unary(self, method, request, timeout):
+        return self._connection.call(lambda deadline, metadata: method(request, timeout=deadline, metadata=metadata),
+                                     timeout)
+
+    def rank(self, source: ImageSource, *, model: str, version: Optional[str] = None, strategy: str = "entropy",
+             patch_size: int = 0, reduction: str = "mean", cost_weighting: bool = False, max_patches: int = 0,
+             exclude: Iterable[WindowLike] = (), hint_quantile: float = 0.0, geo: Optional[GeoReference] = None,
+             timeout: Optional[float] = None) -> list[Patch]:
+        """Patches of an image (array) or a server-side GeoTIFF (path/URI), most informative first."""
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}")
+        request = acquisition_pb2.RankPatchesRequest(
+            model=_model_ref(model, version), strategy=strategy, patch_size_px=patch_size,
+            reduction=REDUCTIONS[reduction], cost_weighting=cost_weighting, max_patches=max_patches,
+            exclude=[_window(w) for w in exclude], hint_quantile=hint_quantile)
+        _set_source(request, source, geo)
+        responded = False
+
+        def attempt(deadline, metadata) -> list[Patch]:
+            nonlocal responded
+            patches = []
+            for patch in self._stub.RankPatches(request, timeout=deadline, metadata=metadata):
+                responded = True
+                patches.append(Patch.from_proto(patch))
+            return patches
+
+        return self._connection.call(attempt, timeout, may_retry=lambda: not responded)
+
+    def uncertainty_map(self, source: ImageSource, *, model: str, version: Optional[str] = None,
+                        strategy: str = "entropy", window: Optional[WindowLike] = None, output_uri: str = "",
+                        geo: Optional[GeoReference] = None, timeout: Optional[float] = None) -> UncertaintyMap:
+        """One strategy's per-pixel map; ``window`` reads part of a server-side raster."""
+        request = acquisition_pb2.GetUncertaintyMapRequest(model=_model_ref(model, version), strategy=strategy,
+                                                           output_uri=output_uri)
+        if window is not None:
+            if isinstance(source, np.ndarray):
+                raise ValueError("window applies to server-side rasters; slice the array instead")
+            request.raster_window.raster.uri = os.fspath(source)
+            request.raster_window.window.CopyFrom(_window(window))
+        else:
+            _set_source(request, source, geo)
+        reply = self._unary(self._stub.GetUncertaintyMap, request, timeout)
+        w = reply.window
+        values = None
+        if not reply.output_uri:
+            raw = np.frombuffer(reply.data, dtype=np.uint8)
+            if raw.size != w.height * w.width:
+                raise Internal(grpc.StatusCode.INTERNAL, "uncertainty map bytes do not match its window")
+            scale = (reply.value_max - reply.value_min) / 255.0
+            values = (reply.value_min + raw.reshape(w.height, w.width).astype(np.float32) * scale).astype(np.float32)
+        return UncertaintyMap(values, (w.row_off, w.col_off, w.height, w.width), reply.output_uri,
+                              GeoReference.from_proto(reply.geo))
+
+    def submit_queue(self, rasters: Sequence[str], *, model: str, version: Optional[str] = None,
+                     strategy: str = "entropy", budget: int = 0, patch_size: int = 0, reduction: str = "mean",
+                     cost_weighting: bool = False, hint_quantile: float = 0.0,
+                     timeout: Optional[float] = None) -> QueueJob:
+        """Start ranking ``rasters`` (server-side GeoTIFFs) in the background; ``budget`` caps the queue."""
+        spec = acquisition_pb2.QueueJobSpec(
+            rasters=[common_pb2.RasterReference(uri=os.fspath(r)) for r in rasters], model=_model_ref(model, version),
+            strategy=strategy, max_patches=budget, patch_size_px=patch_size, reduction=REDUCTIONS[reduction],
+            cost_weighting=cost_weighting, hint_quantile=hint_quantile)
+        return QueueJob.from_proto(self._unary(self._stub.CreateQueueJob,
+                                               acquisition_pb2.CreateQueueJobRequest(spec=spec), timeout))
+
+    def job(self, name: str, *, timeout: Optional[float] = None) -> QueueJob:
+        return QueueJob.from_proto(self._unary(self._stub.GetQueueJob, acquisition_pb2.GetQueueJobRequest(name=name),
+                                               timeout))
+
+    def cancel(self, name: str, *, timeout: Optional[float] = None) -> QueueJob:
+        return QueueJob.from_proto(self._unary(self._stub.CancelQueueJob,
+                                               acquisition_pb2.CancelQueueJobRequest(name=name), timeout))
+
+    def queue(self, job: Union[str, QueueJob], *, page_size: int = 0,
+              timeout: Optional[float] = None) -> Iterator[list[QueuedPatch]]:
+        """The job's queue, one page (a list of patches) at a time, best first."""
+        name = job.name if isinstance(job, QueueJob) else job
+        token = ""
+        while True:
+            request = acquisition_pb2.ListQueuePatchesRequest(parent=name, page_size=page_size, page_token=token)
+            reply = self._unary(self._stub.ListQueuePatches, request, timeout)
+            yield [QueuedPatch(q.id, q.raster_uri, Patch.from_proto(q.patch)) for q in reply.patches]
+            token = reply.next_page_token
+            if not token:
+                return
+
+    def mark_done(self, job: Union[str, QueueJob], patch_ids: Iterable[str], *,
+                  timeout: Optional[float] = None) -> int:
+        """Remove patches from the queue; returns how many were newly marked."""
+        name = job.name if isinstance(job, QueueJob) else job
+        request = acquisition_pb2.MarkPatchesDoneRequest(name=name, patch_ids=list(patch_ids))
+        return self._unary(self._stub.MarkPatchesDone, request, timeout).marked_count
+
+
+def _model_ref(name: str, version: Optional[str]) -> common_pb2.ModelRef:
+    return common_pb2.ModelRef(name=name, version=version or "")
+
+
+def _window(w: WindowLike) -> common_pb2.Window:
+    row_off, col_off, height, width = (int(v) for v in w)
+    return common_pb2.Window(row_off=row_off, col_off=col_off, height=height, width=width)
+
+
+def _set_source(request, source: ImageSource, geo: Optional[GeoReference]) -> None:
+    if isinstance(source, np.ndarray):
+        request.image.CopyFrom(image_to_proto(source, geo))
+    elif isinstance(source, (str, os.PathLike)):
+        if geo is not None:
+            raise ValueError("geo georeferences array sources; a GeoTIFF carries its own")
+        request.raster.uri = os.fspath(source)
+    else:
+        raise TypeError(f"source must be a path, a URI or a numpy array, not {type(source).__name__}")

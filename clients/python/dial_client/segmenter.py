@@ -1,0 +1,288 @@
+"""SegmenterClient: predictions and model metadata from the Segmenter service."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Optional, Union
+
+import grpc
+import numpy as np
+
+from ._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
+from .arrays import class_map_from_proto, data_type_of, image_to_proto, probabilities_from_proto
+from .clicks import AnyClick
+from .errors import Internal
+from .geo import GeoReference
+from .transport import DEFAULT_MAX_MESSAGE_BYTES, Connection, RetryPolicy, TlsConfig
+
+# Side of the tiles an in-memory raster is streamed in: 1024^2 x 9 bands of
+# uint16 is 18.9 MB per message, large enough to keep per-message overhead
+# small and far below the message size limit.
+DEFAULT_TILE_PX = 1024
+
+ProgressCallback = Callable[[int, int], None]
+RasterSource = Union[str, "os.PathLike[str]", np.ndarray]
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """A prediction: ``labels`` (H, W) uint8; ``probabilities`` (K, H, W) float32 in [0, 1] or None.
+
+    ``model`` and ``version`` name the model that answered (the version
+    resolved by the server); ``provider`` is the inference backend that ran it.
+    """
+
+    labels: np.ndarray
+    probabilities: Optional[np.ndarray]
+    model: str
+    version: str
+    provider: str
+
+    @classmethod
+    def from_proto(cls, response: segmenter_pb2.PredictResponse) -> "PredictResult":
+        probabilities = None
+        if response.HasField("probabilities"):
+            probabilities = probabilities_from_proto(response.probabilities)
+        return cls(
+            labels=class_map_from_proto(response.class_map),
+            probabilities=probabilities,
+            model=response.model.name,
+            version=response.model.version,
+            provider=response.execution_provider,
+        )
+
+
+@dataclass(frozen=True)
+class RasterPrediction:
+    """The outcome of ``predict_raster``.
+
+    Exactly one of ``output_uri`` (the GeoTIFF the server wrote) and
+    ``labels`` (the (H, W) uint8 class map, assembled from streamed tiles) is
+    set. ``geo`` is the class map's georeferencing, None when the source had none.
+    """
+
+    output_uri: str
+    labels: Optional[np.ndarray]
+    height: int
+    width: int
+    geo: Optional[GeoReference]
+
+
+class SegmenterClient:
+    """A client of the Segmenter service; use it as a context manager to close its channel.
+
+    ``timeout`` bounds each call, retries included, in seconds (None: no
+    deadline); ``raster_timeout`` does the same for ``predict_raster``.
+    ``retries`` is the number of retries after UNAVAILABLE, or a RetryPolicy.
+    ``token`` is sent as ``authorization: Bearer <token>``, ``caller`` as
+    ``caller`` metadata. Failures raise subclasses of ``dial_client.DialError``.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: Optional[float] = 30.0,
+        raster_timeout: Optional[float] = 3600.0,
+        retries: Union[int, RetryPolicy] = 3,
+        token: Optional[str] = None,
+        tls: Optional[TlsConfig] = None,
+        caller: Optional[str] = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self._connection = Connection(
+            target,
+            timeout=timeout,
+            retries=retries,
+            token=token,
+            tls=tls,
+            caller=caller,
+            max_message_bytes=max_message_bytes,
+        )
+        self._raster_timeout = raster_timeout
+        self._stub = segmenter_pb2_grpc.SegmenterStub(self._connection.channel)
+
+    def __enter__(self) -> "SegmenterClient":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def predict(
+        self,
+        image: np.ndarray,
+        clicks: Iterable[AnyClick] = (),
+        *,
+        model: str,
+        version: Optional[str] = None,
+        return_probabilities: bool = False,
+        geo: Optional[GeoReference] = None,
+        timeout: Optional[float] = None,
+    ) -> PredictResult:
+        """Segment an (H, W, B) or (H, W) uint8/uint16 image given the user's clicks.
+
+        ``geo`` georeferences the image, which MapClicks need.
+        """
+        request = segmenter_pb2.PredictRequest(
+            model=_model_ref(model, version),
+            image=image_to_proto(image, geo),
+            clicks=[click.to_proto() for click in clicks],
+            return_probabilities=return_probabilities,
+        )
+        response = self._connection.call(
+            lambda deadline, metadata: self._stub.Predict(request, timeout=deadline, metadata=metadata),
+            timeout,
+        )
+        return PredictResult.from_proto(response)
+
+    def predict_raster(
+        self,
+        source: RasterSource,
+        *,
+        model: str,
+        version: Optional[str] = None,
+        clicks: Iterable[AnyClick] = (),
+        output_uri: Optional[str] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        geo: Optional[GeoReference] = None,
+        tile_px: int = DEFAULT_TILE_PX,
+        timeout: Optional[float] = None,
+    ) -> RasterPrediction:
+        """Segment a large raster: a GeoTIFF path/URI read by the server, or an array streamed as tiles.
+
+        With ``output_uri`` the server writes a GeoTIFF there; otherwise the
+        class map comes back as tiles and is returned as ``labels``.
+        ``on_progress(tiles_done, tiles_total)`` is called as the server
+        reports progress. ``geo`` georeferences an array source (a GeoTIFF
+        carries its own); ``tile_px`` sizes the tiles an array is sent in.
+        """
+        header = segmenter_pb2.PredictRasterHeader(
+            model=_model_ref(model, version),
+            clicks=[click.to_proto() for click in clicks],
+        )
+        if output_uri:
+            header.output_uri = output_uri
+        else:
+            header.stream_tiles = True
+
+        if isinstance(source, np.ndarray):
+            array = source[:, :, np.newaxis] if source.ndim == 2 else source
+            if array.ndim != 3:
+                raise ValueError(f"raster arrays must be (H, W) or (H, W, B), got shape {source.shape}")
+            if tile_px < 1:
+                raise ValueError(f"tile_px must be >= 1, got {tile_px}")
+            height, width, bands = array.shape
+            header.tiles.CopyFrom(
+                segmenter_pb2.TiledRasterHeader(
+                    height=height, width=width, bands=bands, dtype=data_type_of(array.dtype)
+                )
+            )
+            if geo is not None:
+                header.tiles.geo.CopyFrom(geo.to_proto())
+        elif isinstance(source, (str, os.PathLike)):
+            if geo is not None:
+                raise ValueError("geo georeferences array sources; a GeoTIFF carries its own")
+            array = None
+            header.raster.uri = os.fspath(source)
+        else:
+            raise TypeError(f"source must be a path, a URI or a numpy array, not {type(source).__name__}")
+
+        def requests() -> Iterator[segmenter_pb2.PredictRasterRequest]:
+            yield segmenter_pb2.PredictRasterRequest(header=header)
+            if array is not None:
+                yield from _tile_requests(array, tile_px)
+
+        # Once responses have reached the caller (progress callbacks), a retry
+        # would replay them, so only a stream that failed before any response
+        # is retried.
+        responded = False
+
+        def attempt(deadline: Optional[float], metadata: tuple[tuple[str, str], ...]) -> RasterPrediction:
+            nonlocal responded
+            tiles: list[segmenter_pb2.ClassMapTile] = []
+            result: Optional[segmenter_pb2.RasterResult] = None
+            for response in self._stub.PredictRaster(requests(), timeout=deadline, metadata=metadata):
+                responded = True
+                kind = response.WhichOneof("payload")
+                if kind == "progress" and on_progress is not None:
+                    on_progress(response.progress.tiles_done, response.progress.tiles_total)
+                elif kind == "class_map_tile":
+                    tiles.append(response.class_map_tile)
+                elif kind == "result":
+                    result = response.result
+            if result is None:
+                raise Internal(grpc.StatusCode.INTERNAL, "PredictRaster stream ended without a result")
+            return _raster_prediction(result, tiles)
+
+        return self._connection.call(
+            attempt,
+            self._raster_timeout if timeout is None else timeout,
+            may_retry=lambda: not responded,
+        )
+
+    def list_models(self, *, page_size: int = 0, timeout: Optional[float] = None) -> list[common_pb2.Model]:
+        """Every model version the server offers, following page tokens to the end."""
+        models: list[common_pb2.Model] = []
+        page_token = ""
+        while True:
+            request = segmenter_pb2.ListModelsRequest(page_size=page_size, page_token=page_token)
+            response = self._connection.call(
+                lambda deadline, metadata: self._stub.ListModels(request, timeout=deadline, metadata=metadata),
+                timeout,
+            )
+            models.extend(response.models)
+            page_token = response.next_page_token
+            if not page_token:
+                return models
+
+    def get_model(self, name: str, version: Optional[str] = None, *, timeout: Optional[float] = None) -> common_pb2.Model:
+        """One model version's metadata; the latest version when ``version`` is None."""
+        request = segmenter_pb2.GetModelRequest(model=_model_ref(name, version))
+        return self._connection.call(
+            lambda deadline, metadata: self._stub.GetModel(request, timeout=deadline, metadata=metadata),
+            timeout,
+        )
+
+
+def _model_ref(name: str, version: Optional[str]) -> common_pb2.ModelRef:
+    return common_pb2.ModelRef(name=name, version=version or "")
+
+
+def _tile_requests(array: np.ndarray, tile_px: int) -> Iterator[segmenter_pb2.PredictRasterRequest]:
+    """The array as ImageTile requests, row-major, encoded lazily to bound memory."""
+    height, width = array.shape[:2]
+    for row_off in range(0, height, tile_px):
+        for col_off in range(0, width, tile_px):
+            pixels = array[row_off : row_off + tile_px, col_off : col_off + tile_px]
+            window = common_pb2.Window(
+                row_off=row_off, col_off=col_off, height=pixels.shape[0], width=pixels.shape[1]
+            )
+            tile = segmenter_pb2.ImageTile(window=window, image=image_to_proto(pixels))
+            yield segmenter_pb2.PredictRasterRequest(tile=tile)
+
+
+def _raster_prediction(
+    result: segmenter_pb2.RasterResult, tiles: list[segmenter_pb2.ClassMapTile]
+) -> RasterPrediction:
+    geo = GeoReference.from_proto(result.geo)
+    if result.output_uri:
+        return RasterPrediction(result.output_uri, None, result.height, result.width, geo)
+    labels = np.zeros((result.height, result.width), dtype=np.uint8)
+    covered = np.zeros_like(labels, dtype=bool)
+    for tile in tiles:
+        w = tile.window
+        where = f"(row_off={w.row_off}, col_off={w.col_off}, height={w.height}, width={w.width})"
+        if w.row_off + w.height > result.height or w.col_off + w.width > result.width:
+            raise Internal(grpc.StatusCode.INTERNAL, f"class map tile {where} lies outside the raster")
+        if (tile.class_map.height, tile.class_map.width) != (w.height, w.width):
+            raise Internal(grpc.StatusCode.INTERNAL, f"class map tile does not match its window {where}")
+        labels[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] = class_map_from_proto(
+            tile.class_map
+        )
+        covered[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] = True
+    if not covered.all():
+        raise Internal(grpc.StatusCode.INTERNAL, "streamed class map tiles do not cover the raster")
+    return RasterPrediction("", labels, result.height, result.width, geo)

@@ -1,0 +1,264 @@
+"""Acquisition functions: one small class each, registered by name.
+
+As in baal, a strategy only turns (model, image) into a per-pixel priority
+map, higher meaning "annotate here first"; turning the map into one score per
+patch (mean or sum) is the ranking's job, so a new acquisition function is a
+new class plus ``@register``. A strategy may override :meth:`Strategy.patch_scores`
+when its patch score is not a reduction of one map (MetaBox multiplies two sums).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar, Sequence
+
+import numpy as np
+import torch
+
+from dial.acquisition.model import AcquisitionModel
+from dial.acquisition.tiled import blend_tiles, full_probabilities, probability_maps
+from dial.clicks import Click
+
+Window = tuple[int, int, int, int]
+REDUCTIONS = ("mean", "sum")
+
+@dataclass
+class UncertaintyResult:
+    """``scores`` (H, W) float32, higher is more informative; ``labels`` the (H, W) uint8 prediction."""
+
+    scores: np.ndarray
+    labels: np.ndarray
+    extras: dict = field(default_factory=dict)
+
+def window_sums(values: np.ndarray, windows: Sequence[Window]) -> np.ndarray:
+    """Sum of ``values`` over each window, from one integral image."""
+    integral = np.zeros((values.shape[0] + 1, values.shape[1] + 1), dtype=np.float64)
+    np.cumsum(np.cumsum(values, axis=0, dtype=np.float64), axis=1, out=integral[1:, 1:])
+    w = np.asarray(windows, dtype=np.int64).reshape(-1, 4)
+    r0, c0, r1, c1 = w[:, 0], w[:, 1], w[:, 0] + w[:, 2], w[:, 1] + w[:, 3]
+    return integral[r1, c1] - integral[r0, c1] - integral[r1, c0] + integral[r0, c0]
+
+class Strategy:
+    name: ClassVar[str]
+
+    def compute(self, model: AcquisitionModel, image: np.ndarray, clicks: Sequence[Click] = ()) -> UncertaintyResult:
+        raise NotImplementedError
+
+    def patch_scores(self, result: UncertaintyResult, windows: Sequence[Window], reduction: str = "mean") -> np.ndarray:
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        sums = window_sums(result.scores, windows)
+        if reduction == "sum":
+            return sums
+        areas = np.array([h * w for _, _, h, w in windows], dtype=np.float64)
+        return sums / areas
+
+STRATEGIES: dict[str, type[Strategy]] = {}
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    STRATEGIES[cls.name] = cls
+    return cls
+
+def get_strategy(name: str, **options) -> Strategy:
+    try:
+        cls = STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}; known: {sorted(STRATEGIES)}") from None
+    return cls(**options)
+
+class ProbabilityStrategy(Strategy):
+    """A map computed pixel by pixel from the blended class probabilities of a plain prediction."""
+
+    def from_probabilities(self, probs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def compute(self, model, image, clicks=()):
+        scores, labels = probability_maps(model.predictor, image, self.from_probabilities, clicks)
+        return UncertaintyResult(scores, labels)
+
+@register
+class RandomStrategy(ProbabilityStrategy):
+    """Random order: the baseline every strategy must beat. The prediction is still run, for click costs."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+
+    def from_probabilities(self, probs):
+        return self.rng.random(probs.shape[1:], dtype=np.float32)
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy over axis 0 divided by log K, in [0, 1]."""
+    clipped = np.clip(probs, 1e-12, 1.0)
+    return (-(clipped * np.log(clipped)).sum(axis=0) / np.float32(math.log(probs.shape[0]))).astype(np.float32)
+
+def margin(probs: np.ndarray) -> np.ndarray:
+    """MetaSeg's D = 1 - p1 + p2: 1 when the two best classes tie, 0 when one is certain."""
+    top2 = np.partition(probs, probs.shape[0] - 2, axis=0)[-2:]
+    return (1.0 - top2[1] + top2[0]).astype(np.float32)
+
+@register
+class EntropyStrategy(ProbabilityStrategy):
+    name = "entropy"
+
+    def from_probabilities(self, probs):
+        return entropy(probs)
+
+@register
+class MarginStrategy(ProbabilityStrategy):
+    name = "margin"
+
+    def from_probabilities(self, probs):
+        return margin(probs)
+
+class TorchStrategy(Strategy):
+    """A map from the torch network, tile by tile; outputs are (score, probabilities...) per tile."""
+
+    def tile_outputs(self, model: AcquisitionModel, inputs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def compute(self, model, image, clicks=()):
+        network = model.torch_network()
+        device = next(network.parameters()).device
+
+        def outputs(batch: np.ndarray) -> np.ndarray:
+            return self.tile_outputs(model, torch.from_numpy(batch).to(device)).float().cpu().numpy()
+
+        blended = blend_tiles(image, model.manifest, outputs, 1 + model.manifest.n_classes, clicks)
+        return UncertaintyResult(blended[0], blended[1:].argmax(axis=0).astype(np.uint8))
+
+@register
+class McDropoutStrategy(TorchStrategy):
+    """Dropout between encoder and decoder, kept on at inference; the variance over passes.
+
+    Dropout sits after the encoder, so the encoder runs once per tile and only
+    the decoder and head are repeated (``reuse_encoder=False`` repeats the
+    whole network, for measuring what that saves).
+    """
+
+    name = "mc_dropout"
+
+    def __init__(self, passes: int = 5, p: float = 0.1, seed: int = 0, reuse_encoder: bool = True):
+        self.passes, self.p, self.seed, self.reuse_encoder = passes, p, seed, reuse_encoder
+
+    def _dropout(self, features, generator):
+        # features[0] is the input image itself in smp encoders, not an encoder block's output.
+        kept = [features[0]]
+        for f in features[1:]:
+            mask = torch.rand(f.shape, generator=generator, device=f.device) >= self.p
+            kept.append(f * mask / (1.0 - self.p))
+        return kept
+
+    def tile_outputs(self, model, inputs):
+        network = model.torch_network()
+        generator = torch.Generator(device=inputs.device).manual_seed(self.seed)
+        with torch.inference_mode():
+            features = network.encoder(inputs) if self.reuse_encoder else None
+            samples = []
+            for _ in range(self.passes):
+                feats = features if self.reuse_encoder else network.encoder(inputs)
+                logits = network.segmentation_head(network.decoder(self._dropout(feats, generator)))
+                samples.append(torch.softmax(logits, dim=1))
+            stacked = torch.stack(samples)
+            variance = stacked.var(dim=0, unbiased=False).mean(dim=1, keepdim=True)
+            return torch.cat([variance, stacked.mean(dim=0)], dim=1)
+
+@register
+class OdinStrategy(TorchStrategy):
+    """ODIN: temperature scaling plus an input step that raises the predicted class.
+
+    The step is ``epsilon`` of the input's full range in native units
+    (1/255 is one grey level of uint8), applied to the image bands only,
+    through each band's normalisation; click channels are left alone.
+    """
+
+    name = "odin"
+
+    def __init__(self, temperature: float = 100.0, epsilon: float = 1.0 / 255.0):
+        self.temperature, self.epsilon = temperature, epsilon
+
+    def tile_outputs(self, model, inputs):
+        network = model.torch_network()
+        manifest = model.manifest
+        full_range = 255.0 if manifest.input_dtype == "uint8" else 65535.0
+        _, std = manifest.normalisation()
+        step = torch.zeros(inputs.shape[1], device=inputs.device)
+        step[: manifest.n_bands] = torch.from_numpy(self.epsilon * full_range / std)
+        params = [p for p in network.parameters() if p.requires_grad]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            with torch.enable_grad():
+                x = inputs.clone().requires_grad_(True)
+                logits = network(x)
+                loss = -torch.log_softmax(logits / self.temperature, dim=1).max(dim=1).values.sum()
+                if loss.requires_grad:
+                    (grad,) = torch.autograd.grad(loss, x)
+                else:  # a network whose output does not depend smoothly on its input
+                    grad = torch.zeros_like(x)
+        finally:
+            for p in params:
+                p.requires_grad_(True)
+        with torch.inference_mode():
+            perturbed = inputs - step[None, :, None, None] * torch.sign(grad)
+            confidence = torch.softmax(network(perturbed) / self.temperature, dim=1).max(dim=1, keepdim=True).values
+            return torch.cat([1.0 - confidence, torch.softmax(logits.detach(), dim=1)], dim=1)
+
+@register
+class ConfidNetStrategy(TorchStrategy):
+    """1 - the ConfidNet head's predicted probability of the true class."""
+
+    name = "confidnet"
+
+    def tile_outputs(self, model, inputs):
+        from dial.acquisition.confidnet import load_head
+
+        network = model.torch_network()
+        head = model.head("confidnet", load_head)
+        with torch.inference_mode():
+            decoded = network.decoder(network.encoder(inputs))
+            logits = network.segmentation_head(decoded)
+            confidence = head(decoded, inputs.shape[-2:])
+            return torch.cat([1.0 - confidence, torch.softmax(logits, dim=1)], dim=1)
+
+@register
+class MetaSegStrategy(Strategy):
+    """1 - the IoU a regressor predicts for each predicted segment, painted on its pixels."""
+
+    name = "metaseg"
+
+    def compute(self, model, image, clicks=()):
+        from dial.acquisition.metaseg import load_regressor, quality_map
+
+        regressor = model.head("metaseg", load_regressor)
+        probs = full_probabilities(model.predictor, image, clicks)
+        labels = probs.argmax(axis=0).astype(np.uint8)
+        return UncertaintyResult(quality_map(probs, labels, regressor), labels)
+
+@register
+class MetaBoxStrategy(MetaSegStrategy):
+    """MetaBox+: (sum of quality priority) x (sum of cost priority) over each box.
+
+    Cost priority is 1 - the click-cost map (1 at each estimated polygon
+    vertex), so boxes that need fewer clicks rank higher for the same
+    expected gain.
+    """
+
+    name = "metabox"
+
+    def compute(self, model, image, clicks=()):
+        from dial.acquisition.cost import click_cost_map
+
+        result = super().compute(model, image, clicks)
+        result.extras["cost_map"] = click_cost_map(result.labels)
+        return result
+
+    def patch_scores(self, result, windows, reduction="mean"):
+        quality = super().patch_scores(result, windows, reduction)
+        cost_priority = super().patch_scores(UncertaintyResult(1.0 - result.extras["cost_map"], result.labels),
+                                             windows, reduction)
+        return quality * cost_priority
+
+def strategy_names() -> list[str]:
+    return list(STRATEGIES)

@@ -1,0 +1,1 @@
+"""Evaluating interactive segmentation with a simulated annotator."""

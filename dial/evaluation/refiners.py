@@ -1,0 +1,121 @@
+"""How an evaluation turns clicks into a new prediction, one class per ``--mode``.
+
+A refiner owns one image at a time: ``start`` gives the click-free map and
+``add_click`` the map after one more click. AC re-predicts with the clicks as
+input channels; DISCA adapts a copy of the torch model on the clicks first;
+``both`` chooses per click. Every factory takes ``(predictor, context)``;
+AC needs only the predictor, adaptation needs the repository and model
+named in the context.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+from scipy import ndimage
+
+from dial.adaptation.disca import DiscaAdapter, DiscaSettings
+from dial.clicks import Click
+from dial.inference.predictors import Predictor
+from dial.inference.tiling import predict_labels
+from dial.model.repository import ModelRepository
+
+
+class Refiner(Protocol):
+    def start(self, image: np.ndarray) -> np.ndarray:
+        """The click-free ``(H, W)`` label map; forgets any previous image's clicks."""
+
+    def add_click(self, click: Click) -> np.ndarray:
+        """The ``(H, W)`` label map after this click."""
+
+
+@dataclass(frozen=True)
+class RefinerContext:
+    """What refiners beyond AC need: the torch model and how to adapt it."""
+
+    repo: ModelRepository | None = None
+    model: str | None = None
+    disca: DiscaSettings = field(default_factory=DiscaSettings)
+    # Keep adapted weights from one image to the next (DISCA's sequential learning).
+    sequential: bool = False
+    # ``both``: adapt only when the wrongly labelled region under a click is at least this large.
+    min_region_px: int = 4096
+
+
+class AnnotationsAsChannels:
+    """DISIR: clicks enter as distance-cone channels; the weights never change."""
+
+    def __init__(self, predictor: Predictor, context: RefinerContext | None = None):
+        self.predictor = predictor
+        self.image: np.ndarray | None = None
+        self.clicks: list[Click] = []
+
+    def start(self, image: np.ndarray) -> np.ndarray:
+        self.image, self.clicks = image, []
+        return predict_labels(self.predictor, image)
+
+    def add_click(self, click: Click) -> np.ndarray:
+        self.clicks.append(click)
+        return predict_labels(self.predictor, self.image, self.clicks)
+
+
+class ContinualAdaptation:
+    """DISCA: after each click, adapt the weights on every click so far, then predict with AC."""
+
+    def __init__(self, predictor: Predictor, context: RefinerContext | None = None):
+        context = context or RefinerContext()
+        if context.repo is None or context.model is None:
+            raise ValueError("adaptation needs the model repository and the model name")
+        model, manifest = context.repo.load_torch(context.model)
+        self.context = context
+        self.adapter = DiscaAdapter(model, manifest, context.disca, copy_model=False)
+        self.base_state = self.adapter.state_dict()
+        self.provider = self.adapter.predictor().provider
+        self.clicks: list[Click] = []
+        self.labels: np.ndarray | None = None
+
+    def start(self, image: np.ndarray) -> np.ndarray:
+        if not self.context.sequential:
+            self.adapter.load_state_dict(self.base_state)
+        self.clicks = []
+        self.labels = self.adapter.start(image).argmax(axis=0).astype(np.uint8)
+        return self.labels
+
+    def should_adapt(self, click: Click) -> bool:
+        return True
+
+    def add_click(self, click: Click) -> np.ndarray:
+        self.clicks.append(click)
+        if self.should_adapt(click):
+            self.adapter.adapt(self.clicks)
+        self.labels = self.adapter.predict_labels(self.clicks)
+        return self.labels
+
+
+class AdaptOnLargeErrors(ContinualAdaptation):
+    """AC for small, local errors; DISCA when a click lands in a large wrongly labelled region.
+
+    The region is the 4-connected component of the current label under the
+    click, which the click says is wrong: an upper bound of the error region
+    that needs no ground truth, so a real user's click is judged the same way.
+    """
+
+    def should_adapt(self, click: Click) -> bool:
+        return wrong_region_px(self.labels, click) >= self.context.min_region_px
+
+
+def wrong_region_px(labels: np.ndarray, click: Click) -> int:
+    """Size of the connected region of the label under ``click``, or 0 when the click agrees with it."""
+    current = labels[click.row, click.col]
+    if current == click.class_id:
+        return 0
+    components, _ = ndimage.label(labels == current)
+    return int(np.count_nonzero(components == components[click.row, click.col]))
+
+
+REFINERS: dict[str, Callable[..., Refiner]] = {
+    "ac": AnnotationsAsChannels,
+    "disca": ContinualAdaptation,
+    "both": AdaptOnLargeErrors,
+}

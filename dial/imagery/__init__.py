@@ -1,0 +1,1 @@
+"""Reading and writing EO imagery: images, masks, datasets and large rasters."""

@@ -1,0 +1,91 @@
+"""Windowed reading and writing of large rasters.
+
+Large EO rasters never need to be in memory whole: readers hand out windows,
+and writers take them back, keeping the input's CRS and transform so that
+outputs overlay the source in any GIS.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+from dial.imagery.readers import SUPPORTED_DTYPES, GeoInfo, ImageFormatError, geo_info, image_band_indexes
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    height: int
+    width: int
+    bands: int
+    dtype: str
+    geo: GeoInfo
+
+
+class RasterReader:
+    """Reads ``(H, W, B)`` windows from a raster, alpha dropped."""
+
+    def __init__(self, path: str | Path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self._ds = rasterio.open(path)
+        dtype = self._ds.dtypes[0]
+        if dtype not in SUPPORTED_DTYPES:
+            self._ds.close()
+            raise ImageFormatError(f"{path}: dtype {dtype}; DIAL reads uint8 or uint16 rasters")
+        self._bands = image_band_indexes(self._ds)
+        self.info = RasterInfo(self._ds.height, self._ds.width, len(self._bands), dtype, geo_info(self._ds))
+
+    def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
+        data = self._ds.read(self._bands, window=Window(col_off, row_off, width, height))
+        return np.ascontiguousarray(np.moveaxis(data, 0, -1))
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __enter__(self) -> "RasterReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class GeoTiffWriter:
+    """A tiled, deflate-compressed GeoTIFF written window by window."""
+
+    def __init__(self, path: str | Path, *, height: int, width: int, bands: int, dtype: str,
+                 geo: GeoInfo | None, block_px: int = 256, colormap: dict | None = None):
+        profile = {
+            "driver": "GTiff", "height": height, "width": width, "count": bands, "dtype": dtype,
+            "tiled": True, "blockxsize": block_px, "blockysize": block_px, "compress": "deflate",
+        }
+        if geo is not None:
+            if geo.crs:
+                profile["crs"] = geo.crs
+            profile["transform"] = Affine(*geo.transform)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self._ds = rasterio.open(path, "w", **profile)
+        if colormap and bands == 1:
+            self._ds.write_colormap(1, colormap)
+
+    def write(self, array: np.ndarray, row_off: int, col_off: int) -> None:
+        """Write ``(H, W)`` or ``(H, W, B)`` at the given offset."""
+        data = array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
+        window = Window(col_off, row_off, data.shape[2], data.shape[1])
+        self._ds.write(data, window=window)
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __enter__(self) -> "GeoTiffWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Running a click-aware model on images of any size."""

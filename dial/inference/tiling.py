@@ -1,0 +1,170 @@
+"""Tiled prediction with overlap and blending, in bounded memory.
+
+Large images are cut into ``tile_px`` windows that overlap by ``overlap_px``
+(512 and 128 in the papers). Each tile's probabilities are weighted by a
+ramp that falls towards the tile's edges, where a CNN sees the least
+context, and the weighted sum is normalised. Tiles are processed one tile
+row at a time and rows are handed out as soon as no later tile can touch
+them, so memory is ``O(K x tile_px x width)`` however tall the raster is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from dial.clicks import Click, clicks_in_window
+from dial.inference.inputs import network_input
+from dial.inference.predictors import Predictor, softmax
+
+# A window is (row_off, col_off, height, width).
+Window = tuple[int, int, int, int]
+ReadWindow = Callable[[int, int, int, int], np.ndarray]
+STRIDE_MULTIPLE = 32
+
+
+def _starts(size: int, tile: int, overlap: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, size - tile, stride))
+    starts.append(size - tile)
+    return starts
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    height: int
+    width: int
+    tile_px: int
+    overlap_px: int
+
+    @property
+    def row_starts(self) -> list[int]:
+        return _starts(self.height, self.tile_px, self.overlap_px)
+
+    @property
+    def col_starts(self) -> list[int]:
+        return _starts(self.width, self.tile_px, self.overlap_px)
+
+    @property
+    def tile_height(self) -> int:
+        return min(self.height, self.tile_px)
+
+    @property
+    def tile_width(self) -> int:
+        return min(self.width, self.tile_px)
+
+    def __len__(self) -> int:
+        return len(self.row_starts) * len(self.col_starts)
+
+    def windows(self) -> list[Window]:
+        return [(r, c, self.tile_height, self.tile_width) for r in self.row_starts for c in self.col_starts]
+
+
+def blend_weights(height: int, width: int, overlap_px: int) -> np.ndarray:
+    ramp = max(overlap_px // 2, 1)
+
+    def axis(n: int) -> np.ndarray:
+        i = np.arange(n, dtype=np.float32)
+        return np.clip(np.minimum(i + 1, n - i) / ramp, 1e-3, 1.0)
+
+    return np.outer(axis(height), axis(width)).astype(np.float32)
+
+
+def pad_to_multiple(x: np.ndarray, multiple: int = STRIDE_MULTIPLE) -> np.ndarray:
+    """Pad ``(C, H, W)`` at the bottom/right so H and W are multiples of ``multiple``."""
+    _, h, w = x.shape
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not ph and not pw:
+        return x
+    mode = "reflect" if ph < h and pw < w else "edge"
+    return np.pad(x, ((0, 0), (0, ph), (0, pw)), mode=mode)
+
+
+def iter_probability_rows(
+    predictor: Predictor,
+    read: ReadWindow,
+    height: int,
+    width: int,
+    clicks: Sequence[Click] = (),
+    *,
+    tile_px: int | None = None,
+    overlap_px: int | None = None,
+    batch_size: int = 4,
+    annotations: bool = True,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(row_start, row_stop, probs[K, rows, width])`` top to bottom."""
+    manifest = predictor.manifest
+    tile_px = tile_px or manifest.tile_px
+    overlap_px = manifest.overlap_px if overlap_px is None else overlap_px
+    grid = TileGrid(height, width, tile_px, overlap_px)
+    th, tw = grid.tile_height, grid.tile_width
+    weights = blend_weights(th, tw, overlap_px)
+    radius = manifest.click_encoding.radius_px
+    n_classes = manifest.n_classes
+    rows, cols = grid.row_starts, grid.col_starts
+    total, done = len(grid), 0
+
+    acc_top = 0
+    acc = np.zeros((n_classes, 0, width), dtype=np.float32)
+    wsum = np.zeros((0, width), dtype=np.float32)
+    for i, r0 in enumerate(rows):
+        need = r0 + th - acc_top
+        if need > acc.shape[1]:
+            grow = need - acc.shape[1]
+            acc = np.concatenate([acc, np.zeros((n_classes, grow, width), np.float32)], axis=1)
+            wsum = np.concatenate([wsum, np.zeros((grow, width), np.float32)], axis=0)
+        for b in range(0, len(cols), batch_size):
+            batch_cols = cols[b : b + batch_size]
+            inputs = []
+            for c0 in batch_cols:
+                window = (r0, c0, th, tw)
+                near = clicks_in_window(clicks, window, radius)
+                x = network_input(read(r0, c0, th, tw), near, manifest, origin=(r0, c0), annotations=annotations)
+                inputs.append(pad_to_multiple(x))
+            probs = softmax(predictor.logits(np.stack(inputs)))[:, :, :th, :tw]
+            top = r0 - acc_top
+            for p, c0 in zip(probs, batch_cols):
+                acc[:, top : top + th, c0 : c0 + tw] += p * weights
+                wsum[top : top + th, c0 : c0 + tw] += weights
+            done += len(batch_cols)
+            if on_tile is not None:
+                on_tile(done, total)
+        final = rows[i + 1] if i + 1 < len(rows) else height
+        n = final - acc_top
+        yield acc_top, final, acc[:, :n] / wsum[None, :n]
+        acc, wsum, acc_top = acc[:, n:].copy(), wsum[n:].copy(), final
+
+
+def predict_probabilities(
+    predictor: Predictor,
+    image: np.ndarray,
+    clicks: Sequence[Click] = (),
+    **kwargs,
+) -> np.ndarray:
+    """``(K, H, W)`` float32 probabilities for an in-memory ``(H, W, B)`` image."""
+    height, width = image.shape[:2]
+    out = np.empty((predictor.manifest.n_classes, height, width), dtype=np.float32)
+
+    def read(r: int, c: int, h: int, w: int) -> np.ndarray:
+        return image[r : r + h, c : c + w]
+
+    for top, bottom, block in iter_probability_rows(predictor, read, height, width, clicks, **kwargs):
+        out[:, top:bottom] = block
+    return out
+
+
+def predict_labels(predictor: Predictor, image: np.ndarray, clicks: Sequence[Click] = (), **kwargs) -> np.ndarray:
+    """``(H, W)`` uint8 labels; never holds more than one tile row of probabilities."""
+    height, width = image.shape[:2]
+    out = np.empty((height, width), dtype=np.uint8)
+
+    def read(r: int, c: int, h: int, w: int) -> np.ndarray:
+        return image[r : r + h, c : c + w]
+
+    for top, bottom, block in iter_probability_rows(predictor, read, height, width, clicks, **kwargs):
+        out[top:bottom] = block.argmax(axis=0)
+    return out

@@ -1,0 +1,34 @@
+"""Export a model to ONNX with dynamic batch, height and width."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+OPSET = 17
+
+
+def export_onnx(model: torch.nn.Module, in_channels: int, path: Path, sample_px: int = 64) -> Path:
+    """Write ``path`` atomically; height and width must be multiples of 32 at run time."""
+    model = model.eval()
+    dummy = torch.zeros(1, in_channels, sample_px, sample_px)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    try:
+        with torch.inference_mode():
+            # The TorchScript-based exporter: it needs no onnxscript at run time,
+            # takes dynamic_axes directly, and matched eager torch to 1e-6 here.
+            torch.onnx.export(
+                model, (dummy,), tmp, opset_version=OPSET, dynamo=False,
+                input_names=["input"], output_names=["logits"],
+                dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
+                              "logits": {0: "batch", 2: "height", 3: "width"}},
+            )
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -1,0 +1,1 @@
+"""Training click-aware networks with simulated clicks."""

@@ -1,0 +1,274 @@
+"""``dial train``: train a click-aware network and write a new model version.
+
+The recipe follows DISIR (random crops, flips, simulated clicks with class
+balancing, ~30 % click-free samples), adapted to CPU-sized budgets: AdamW
+with a one-cycle schedule converges in far fewer iterations than the
+paper's 50 epochs of SGD, and a soft-Dice term keeps rare classes from
+being drowned by the dominant one (mIoU weighs every class equally).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dial.clicks import ClickEncoding
+from dial.imagery.dataset import Dataset, split_names
+from dial.imagery.legend import IGNORE_INDEX
+from dial.inference.inputs import network_input
+from dial.inference.predictors import TorchPredictor
+from dial.inference.tiling import predict_labels
+from dial.model.manifest import BandNorm, Manifest, ModelClass
+from dial.model.network import build_network
+from dial.model.repository import ModelRepository, check_name
+from dial.training.click_sampling import sample_training_clicks
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BAND_NAMES = {1: ("grey",), 3: ("red", "green", "blue"), 4: ("red", "green", "blue", "nir")}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str
+    name: str
+    repo: str = "models"
+    binary: str | None = None
+    class_names: tuple[str, ...] | None = None
+    architecture: str = "Linknet"
+    encoder: str = "mobilenet_v2"
+    crop_px: int = 256
+    batch_size: int = 8
+    iterations: int = 2000
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    dice_weight: float = 0.5
+    max_clicks: int = 20
+    p_no_clicks: float = 0.3
+    radius_px: float = 10.0
+    val_fraction: float = 0.25
+    split_seed: int = 0
+    seed: int = 0
+    workdir: str = ".checkpoints"
+    checkpoint_every: int = 100
+    resume: bool = False
+    threads: int = 0
+    tile_px: int = 512
+    overlap_px: int = 128
+    max_train_images: int | None = None
+
+    def validate(self) -> None:
+        check_name(self.name)
+        if self.crop_px % 32:
+            raise ValueError(f"crop_px {self.crop_px} must be a multiple of 32")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError("val_fraction must be in (0, 1)")
+        if self.iterations < 1 or self.batch_size < 1 or self.max_clicks < 1:
+            raise ValueError("iterations, batch_size and max_clicks must be >= 1")
+
+
+@dataclass
+class TrainResult:
+    manifest: Manifest
+    seconds: float
+    validation: dict = field(default_factory=dict)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, n_classes: int) -> torch.Tensor:
+    valid = (target != IGNORE_INDEX).unsqueeze(1).float()
+    probs = logits.softmax(dim=1) * valid
+    onehot = F.one_hot(target.clamp(max=n_classes - 1), n_classes).permute(0, 3, 1, 2).float() * valid
+    dims = (0, 2, 3)
+    inter = (probs * onehot).sum(dims)
+    union = probs.sum(dims) + onehot.sum(dims)
+    present = onehot.sum(dims) > 0
+    dice = (2 * inter + 1.0) / (union + 1.0)
+    return (1 - dice[present]).mean() if present.any() else logits.sum() * 0
+
+
+def band_statistics(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    stacked = np.concatenate([im.reshape(-1, im.shape[-1]).astype(np.float64) for im in images])
+    return stacked.mean(axis=0), np.maximum(stacked.std(axis=0), 1e-3)
+
+
+class CropSampler:
+    """Random crops with flips and quarter turns, plus simulated clicks."""
+
+    def __init__(self, images, masks, manifest: Manifest, config: TrainConfig, rng: np.random.Generator):
+        self.images, self.masks, self.manifest, self.config, self.rng = images, masks, manifest, config, rng
+        areas = np.array([m.size for m in masks], dtype=np.float64)
+        self.p = areas / areas.sum()
+
+    def _crop(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        size = self.config.crop_px
+        h, w = mask.shape
+        if h < size or w < size:
+            ph, pw = max(size - h, 0), max(size - w, 0)
+            image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+            mask = np.pad(mask, ((0, ph), (0, pw)), constant_values=IGNORE_INDEX)
+            h, w = mask.shape
+        r = int(self.rng.integers(0, h - size + 1))
+        c = int(self.rng.integers(0, w - size + 1))
+        image, mask = image[r : r + size, c : c + size], mask[r : r + size, c : c + size]
+        if self.rng.random() < 0.5:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        if self.rng.random() < 0.5:
+            image, mask = image[::-1], mask[::-1]
+        k = int(self.rng.integers(0, 4))
+        return np.ascontiguousarray(np.rot90(image, k)), np.ascontiguousarray(np.rot90(mask, k))
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for _ in range(self.config.batch_size):
+            i = int(self.rng.choice(len(self.images), p=self.p))
+            image, mask = self._crop(self.images[i], self.masks[i])
+            clicks = sample_training_clicks(mask, self.rng, self.manifest.n_classes,
+                                            max_clicks=self.config.max_clicks,
+                                            p_no_clicks=self.config.p_no_clicks)
+            xs.append(network_input(image, clicks, self.manifest))
+            ys.append(mask.astype(np.int64))
+        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def evaluate_no_clicks(model: torch.nn.Module, manifest: Manifest, dataset: Dataset) -> dict:
+    from dial.metrics import confusion_matrix, iou_per_class, mean_iou
+
+    predictor = TorchPredictor(model, manifest)
+    cm = np.zeros((manifest.n_classes, manifest.n_classes), dtype=np.int64)
+    for _, image, mask in dataset:
+        cm += confusion_matrix(predict_labels(predictor, image), mask, manifest.n_classes)
+    ious = iou_per_class(cm)
+    return {
+        "miou_no_clicks": float(mean_iou(cm)),
+        "per_class_iou_no_clicks": {n: (None if np.isnan(v) else float(v)) for n, v in zip(manifest.class_names, ious)},
+        "images": len(dataset),
+    }
+
+
+def train(config: TrainConfig, progress: Callable | None = None, command: str | None = None) -> TrainResult:
+    config.validate()
+    start = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+
+    dataset = Dataset.open(config.data, binary=config.binary)
+    names = [s.name for s in dataset.samples]
+    train_names, val_names = split_names(names, config.val_fraction, config.split_seed)
+    if config.max_train_images:
+        train_names = train_names[: config.max_train_images]
+    train_set, val_set = dataset.subset(train_names), dataset.subset(val_names)
+    images, masks = [], []
+    for _, image, mask in train_set:
+        images.append(image)
+        masks.append(mask)
+    dtypes = {im.dtype.name for im in images}
+    bands = {im.shape[-1] for im in images}
+    if len(dtypes) != 1 or len(bands) != 1:
+        raise ValueError(f"training images mix dtypes {dtypes} or band counts {bands}")
+    mean, std = band_statistics(images)
+    n_bands = bands.pop()
+    class_names = config.class_names or dataset.class_names
+    if len(class_names) != dataset.n_classes:
+        raise ValueError(f"{len(class_names)} class names given for {dataset.n_classes} classes")
+    colours = [c.hex for c in dataset.legend.classes] if not config.binary and dataset.legend.classes else []
+    if len(colours) != len(class_names):
+        colours = ["#000000", "#FFFFFF"] if len(class_names) == 2 else [
+            "#{:06X}".format((i * 0x3C6EF3) & 0xFFFFFF) for i in range(len(class_names))]
+
+    repo = ModelRepository(config.repo)
+    manifest = Manifest(
+        name=config.name,
+        version=repo.next_version(config.name),
+        architecture=config.architecture,
+        encoder=config.encoder,
+        classes=tuple(ModelClass(n, c) for n, c in zip(class_names, colours)),
+        bands=tuple(BandNorm(n, float(m), float(s)) for n, m, s in
+                    zip(DEFAULT_BAND_NAMES[n_bands], mean, std)),
+        input_dtype=dtypes.pop(),
+        click_encoding=ClickEncoding(radius_px=config.radius_px),
+        tile_px=config.tile_px,
+        overlap_px=config.overlap_px,
+    )
+    manifest.validate("new model")
+
+    model = build_network(config.architecture, config.encoder, manifest.in_channels, manifest.n_classes)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.learning_rate,
+                                                    total_steps=config.iterations, pct_start=0.1)
+    workdir = Path(config.workdir) / config.name
+    workdir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = workdir / "checkpoint.pt"
+    first = 0
+    if config.resume and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        if state["config"] != asdict(config) | {"resume": state["config"]["resume"]}:
+            raise ValueError(f"{checkpoint_path} was written with a different configuration; "
+                             "start afresh without --resume or use the same flags")
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        first = state["iteration"]
+        log.info("resumed %s at iteration %d", checkpoint_path, first)
+
+    sampler = CropSampler(images, masks, manifest, config, rng)
+    model.train()
+    losses: list[float] = []
+    for iteration in range(first, config.iterations):
+        x, y = sampler.batch()
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX)
+        if config.dice_weight:
+            loss = loss + config.dice_weight * dice_loss(logits, y, manifest.n_classes)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+        if progress is not None:
+            progress(iteration + 1, config.iterations, float(np.mean(losses[-20:])))
+        if (iteration + 1) % config.checkpoint_every == 0 or iteration + 1 == config.iterations:
+            _atomic_torch_save({
+                "config": asdict(config), "model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "iteration": iteration + 1,
+            }, checkpoint_path)
+
+    model.eval()
+    validation = evaluate_no_clicks(model, manifest, val_set)
+    seconds = time.perf_counter() - start
+    training = {
+        "command": command or " ".join(sys.argv),
+        "dataset": Path(config.data).name,
+        "binary_class": config.binary,
+        "split": {"method": "per-group seeded hash", "val_fraction": config.val_fraction,
+                  "seed": config.split_seed, "train": train_names, "val": val_names},
+        "config": {k: v for k, v in asdict(config).items() if k not in ("resume", "workdir", "repo")},
+        "final_loss": float(np.mean(losses[-50:])) if losses else None,
+        "seconds": round(seconds, 1),
+        "torch": torch.__version__,
+        "validation": validation,
+    }
+    manifest = Manifest.from_dict({**manifest.to_dict(), "training": json.loads(json.dumps(training))})
+    saved = repo.save(model, manifest)
+    return TrainResult(manifest=saved, seconds=seconds, validation=validation)

@@ -1,0 +1,1 @@
+"""The Acquisition service: uncertainty maps, ranked patches and annotation queues."""

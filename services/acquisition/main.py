@@ -1,0 +1,55 @@
+"""Rank patches by model uncertainty and keep annotation queues (``dial serve acquisition``)."""
+from __future__ import annotations
+
+import logging
+
+from pydantic import Field
+
+from dial_client._proto.dial.v1 import acquisition_pb2_grpc
+from dial_services.acquisition.jobs import JobManager
+from dial_services.acquisition.servicer import SERVICE_NAME, AcquisitionModels, AcquisitionServicer
+from dial_services.common.config import ModelServingConfig
+from dial_services.common.metrics import ServiceMetrics
+from dial_services.common.server import RunningServer, serve_until_signalled, start_server
+
+log = logging.getLogger(__name__)
+
+
+class AcquisitionConfig(ModelServingConfig):
+    port: int = Field(50053, ge=0, le=65535)
+    queue_workers: int = Field(1, ge=1, le=64, description="queue jobs computed at once, in background threads")
+    max_page_size: int = Field(1000, ge=1)
+    default_page_size: int = Field(50, ge=1)
+
+
+def start(config: AcquisitionConfig, extra_interceptors: tuple = ()) -> RunningServer:
+    """Start serving; models load on first use, so health is SERVING at once."""
+    metrics = ServiceMetrics("acquisition")
+    models = AcquisitionModels(config)
+    jobs = JobManager(config.queue_workers)
+    servicer = AcquisitionServicer(config, models, jobs, metrics)
+
+    def register(server):
+        acquisition_pb2_grpc.add_AcquisitionServicer_to_server(servicer, server)
+        return (SERVICE_NAME,)
+
+    running = start_server(config, metrics, register, extra_interceptors)
+    running.on_stop(jobs.close)
+    return running
+
+
+def run(config: AcquisitionConfig) -> None:
+    serve_until_signalled(start(config), config.grace_seconds)
+
+
+def add_arguments(parser) -> None:
+    """Flags for ``dial serve acquisition``; each also reads ``DIAL_<NAME>`` from the environment."""
+    parser.add_argument("--model-repo", dest="model_repo", help="model repository folder (default: models)")
+    parser.add_argument("--model-cache", dest="model_cache", help="writable folder for ONNX exports")
+    parser.add_argument("--queue-workers", dest="queue_workers", type=int,
+                        help="queue jobs computed at once (default 1)")
+    parser.add_argument("--intra-op-threads", dest="intra_op_threads", type=int)
+
+
+CONFIG = AcquisitionConfig
+DEFAULT_PORTS = (50053, 9103)

@@ -1,0 +1,290 @@
+"""``dial.v1.Acquisition``: protobuf in, core acquisition, protobuf out."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from dial.acquisition import STRATEGIES, AcquisitionModel, get_strategy
+from dial.acquisition.ranking import DEFAULT_HINT_QUANTILE, RankedPatch, iter_ranked_patches
+from dial.imagery.raster import GeoTiffWriter, RasterReader
+from dial.imagery.readers import GeoInfo
+from dial.inference.predictors import OnnxPredictor
+from dial.model.repository import ModelRef, ModelRepository
+from dial_client._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc, common_pb2
+from dial_services.acquisition.jobs import FINAL, Job, JobManager, JobState
+from dial_services.common.config import ModelServingConfig
+from dial_services.common.convert import geo_to_proto
+from dial_services.common.errors import Violations, failed_precondition, invalid_argument, not_found
+from dial_services.common.metrics import ServiceMetrics
+from dial_services.common.uri_policy import UriPolicy
+from dial_services.common.validation import check_model_input, check_shape, geo_from_proto, image_from_proto
+
+SERVICE_NAME = acquisition_pb2.DESCRIPTOR.services_by_name["Acquisition"].full_name
+REDUCTIONS = {acquisition_pb2.REDUCTION_UNSPECIFIED: "mean", acquisition_pb2.REDUCTION_MEAN: "mean",
+              acquisition_pb2.REDUCTION_SUM: "sum"}
+Geo = tuple  # (crs or None, 6 affine coefficients)
+
+
+class AcquisitionModels:
+    """Models loaded on first use: ONNX Runtime for probabilities, torch for the rest."""
+
+    def __init__(self, config: ModelServingConfig):
+        self.config = config
+        self.repo = ModelRepository(config.model_repo, cache_dir=config.model_cache)
+        self._loaded: dict[tuple[str, str], AcquisitionModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, ref: ModelRef) -> AcquisitionModel:
+        key = self.repo.resolve(ref)
+        with self._lock:
+            if key not in self._loaded:
+                ref = ModelRef(*key)
+                network, manifest = self.repo.load_torch(ref)
+                provider = None if self.config.provider == "auto" else self.config.provider
+                predictor = OnnxPredictor(self.repo.onnx_path(ref), manifest, provider=provider,
+                                          intra_op_threads=self.config.intra_op_threads)
+                self._loaded[key] = AcquisitionModel(manifest, predictor, network.eval(), self.repo.path(ref))
+            return self._loaded[key]
+
+
+def model_ref(proto: common_pb2.ModelRef, field: str) -> ModelRef:
+    if not proto.name:
+        raise invalid_argument([(f"{field}.name", "a model name is required")])
+    return ModelRef(proto.name, proto.version or None)
+
+
+def check_strategy(v: Violations, name: str, field: str) -> None:
+    v.check(name in STRATEGIES, field, f"unknown strategy {name!r}; one of {sorted(STRATEGIES)}")
+
+
+def check_options(v: Violations, prefix: str, patch_size_px: int, reduction: int, hint_quantile: float) -> None:
+    v.check(patch_size_px == 0 or patch_size_px >= 16, f"{prefix}patch_size_px", "must be 0 (the model's tile) or >= 16")
+    v.check(reduction in REDUCTIONS, f"{prefix}reduction", f"unknown reduction {reduction}")
+    v.check(hint_quantile == 0 or 0 < hint_quantile < 1, f"{prefix}hint_quantile", "must be 0 (default) or in (0, 1)")
+
+
+def window_bounds(window, geo: Geo | None) -> common_pb2.MapBounds:
+    if geo is None or not geo[1]:
+        return common_pb2.MapBounds()
+    a, b, c, d, e, f = geo[1]
+    r, col, h, w = window
+    corners = [(col + dc, r + dr) for dr in (0, h) for dc in (0, w)]
+    xs = [a * x + b * y + c for x, y in corners]
+    ys = [d * x + e * y + f for x, y in corners]
+    return common_pb2.MapBounds(min_x=min(xs), min_y=min(ys), max_x=max(xs), max_y=max(ys), crs=geo[0] or "")
+
+
+def patch_to_proto(patch: RankedPatch, geo: Geo | None) -> acquisition_pb2.RankedPatch:
+    r, c, h, w = patch.window
+    return acquisition_pb2.RankedPatch(
+        rank=patch.rank, score=patch.score, window=common_pb2.Window(row_off=r, col_off=c, height=h, width=w),
+        bounds=window_bounds(patch.window, geo), estimated_click_cost=patch.estimated_click_cost,
+        hints=[common_pb2.PixelPoint(row=row, col=col) for row, col in patch.hints])
+
+
+def timestamp(seconds: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def job_to_proto(job: Job) -> acquisition_pb2.QueueJob:
+    job = job.snapshot()
+    return acquisition_pb2.QueueJob(
+        name=job.name, spec=job.spec, state=job.state.value,
+        progress=acquisition_pb2.QueueJobProgress(rasters_done=job.rasters_done, rasters_total=len(job.rasters)),
+        error_message=job.error_message, create_time=timestamp(job.create_time),
+        update_time=timestamp(job.update_time))
+
+
+class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
+    def __init__(self, config, models: AcquisitionModels, jobs: JobManager, metrics: ServiceMetrics):
+        self.config = config
+        self.models = models
+        self.jobs = jobs
+        self.policy = UriPolicy(config.raster_roots, config.raster_schemes)
+        self.strategy_seconds = metrics.histogram(
+            "dial_acquisition_strategy_seconds", "time to compute one strategy's map over one image", ["strategy"])
+        self._geos: dict[str, dict] = {}
+        self.patches_ranked = metrics.counter("dial_acquisition_patches_ranked", "patches returned", ["strategy"])
+
+    # -- sources -----------------------------------------------------------
+    def _read_raster(self, uri: str, field: str, manifest, window=None) -> tuple[np.ndarray, Geo | None]:
+        path = self.policy.readable(uri, field)
+        try:
+            reader = RasterReader(path)
+        except Exception as error:  # noqa: BLE001 - GDAL's many ways of saying "not a raster"
+            raise invalid_argument([(field, f"cannot read a raster there ({type(error).__name__})")]) from None
+        with reader:
+            info = reader.info
+            v = Violations()
+            r, c, h, w = window or (0, 0, info.height, info.width)
+            if window is not None:
+                v.check(h > 0 and w > 0 and r + h <= info.height and c + w <= info.width, f"{field}.window",
+                        f"must be a non-empty window inside the {info.height}x{info.width} raster")
+            # Ranking holds one map of the source in memory, so the in-memory limit applies.
+            check_shape(v, field, h, w, info.bands, self.config.max_image_px)
+            check_model_input(v, field, info.bands, info.dtype, manifest)
+            v.raise_if_any()
+            image = reader.read(r, c, h, w)
+            geo = None
+            if info.geo.transform:
+                a, b, x0, d, e, y0 = info.geo.transform
+                geo = (info.geo.crs, (a, b, x0 + a * c + b * r, d, e, y0 + d * c + e * r))
+            return image, geo
+
+    def _source(self, request, manifest) -> tuple[np.ndarray, Geo | None, tuple[int, int]]:
+        which = request.WhichOneof("source")
+        if which == "image":
+            v = Violations()
+            image = image_from_proto(request.image, "image", self.config.max_image_px, manifest, v)
+            geo = geo_from_proto(request.image.geo, "image.geo", v)
+            v.raise_if_any()
+            return image, geo, (0, 0)
+        if which == "raster":
+            image, geo = self._read_raster(request.raster.uri, "raster.uri", manifest)
+            return image, geo, (0, 0)
+        if which == "raster_window":
+            w = request.raster_window.window
+            window = (w.row_off, w.col_off, w.height, w.width)
+            image, geo = self._read_raster(request.raster_window.raster.uri, "raster_window.raster.uri", manifest,
+                                           window)
+            return image, geo, window[:2]
+        raise invalid_argument([("source", "set one of the request's sources (image or raster)")])
+
+    def _compute(self, strategy_name: str, model: AcquisitionModel, image: np.ndarray):
+        strategy = get_strategy(strategy_name)
+        started = time.perf_counter()
+        result = strategy.compute(model, image)
+        self.strategy_seconds.labels(strategy_name).observe(time.perf_counter() - started)
+        return strategy, result
+
+    # -- RPCs --------------------------------------------------------------
+    def RankPatches(self, request, context):
+        v = Violations()
+        check_strategy(v, request.strategy, "strategy")
+        check_options(v, "", request.patch_size_px, request.reduction, request.hint_quantile)
+        exclude = []
+        for i, w in enumerate(request.exclude):
+            if v.check(w.height > 0 and w.width > 0, f"exclude[{i}]", "must be a non-empty window"):
+                exclude.append((w.row_off, w.col_off, w.height, w.width))
+        v.raise_if_any()
+        model = self.models.get(model_ref(request.model, "model"))
+        image, geo, _ = self._source(request, model.manifest)
+        strategy, result = self._compute(request.strategy, model, image)
+        counter = self.patches_ranked.labels(request.strategy)
+        for patch in iter_ranked_patches(
+                strategy, result, patch_px=request.patch_size_px or model.manifest.tile_px,
+                reduction=REDUCTIONS[request.reduction], exclude=exclude, max_patches=request.max_patches,
+                cost_weighting=request.cost_weighting, hint_quantile=request.hint_quantile or DEFAULT_HINT_QUANTILE):
+            counter.inc()
+            yield patch_to_proto(patch, geo)
+
+    def GetUncertaintyMap(self, request, context) -> acquisition_pb2.UncertaintyMap:
+        v = Violations()
+        check_strategy(v, request.strategy, "strategy")
+        v.raise_if_any()
+        output = self.policy.writable(request.output_uri, "output_uri") if request.output_uri else None
+        model = self.models.get(model_ref(request.model, "model"))
+        image, geo, (row_off, col_off) = self._source(request, model.manifest)
+        _, result = self._compute(request.strategy, model, image)
+        scores = result.scores
+        low, high = float(scores.min()), float(scores.max())
+        quantised = np.rint((scores - low) / ((high - low) or 1.0) * 255.0).astype(np.uint8)
+        height, width = scores.shape
+        reply = acquisition_pb2.UncertaintyMap(
+            window=common_pb2.Window(row_off=row_off, col_off=col_off, height=height, width=width),
+            value_min=low, value_max=high)
+        if geo is not None:
+            reply.geo.CopyFrom(geo_to_proto(geo[0], geo[1]))
+        if output is None:
+            if quantised.nbytes > self.config.max_message_bytes - 4096:
+                raise invalid_argument([("output_uri", f"a {height}x{width} map does not fit in one message; "
+                                                       "set output_uri")])
+            reply.data = quantised.tobytes()
+        else:
+            with GeoTiffWriter(output, height=height, width=width, bands=1, dtype="uint8",
+                               geo=GeoInfo(geo[0], geo[1]) if geo else None) as writer:
+                writer.write(quantised, 0, 0)
+            reply.output_uri = request.output_uri
+        return reply
+
+    def CreateQueueJob(self, request, context) -> acquisition_pb2.QueueJob:
+        spec = request.spec
+        v = Violations()
+        v.check(len(spec.rasters) > 0, "spec.rasters", "at least one raster is required")
+        check_strategy(v, spec.strategy, "spec.strategy")
+        check_options(v, "spec.", spec.patch_size_px, spec.reduction, spec.hint_quantile)
+        v.raise_if_any()
+        model = self.models.get(model_ref(spec.model, "spec.model"))
+        for i, raster in enumerate(spec.rasters):
+            self.policy.readable(raster.uri, f"spec.rasters[{i}].uri")
+        options = dict(patch_px=spec.patch_size_px or model.manifest.tile_px, reduction=REDUCTIONS[spec.reduction],
+                       max_patches=spec.max_patches, cost_weighting=spec.cost_weighting,
+                       hint_quantile=spec.hint_quantile or DEFAULT_HINT_QUANTILE)
+        geos: dict[str, Geo | None] = {}
+
+        def rank(uri: str, should_stop: Callable[[], None]):
+            image, geos[uri] = self._read_raster(uri, "raster", model.manifest)
+            should_stop()
+            strategy, result = self._compute(spec.strategy, model, image)
+            should_stop()
+            return list(iter_ranked_patches(strategy, result, **options))
+
+        copied = acquisition_pb2.QueueJobSpec()
+        copied.CopyFrom(spec)
+        job = self.jobs.create(copied, [r.uri for r in spec.rasters], spec.max_patches, rank)
+        self._geos[job.id] = geos
+        return job_to_proto(job)
+
+    def _job(self, name: str, field: str) -> Job:
+        prefix = "queueJobs/"
+        if not name.startswith(prefix) or len(name) == len(prefix):
+            raise invalid_argument([(field, "must be a job name 'queueJobs/{id}'")])
+        job = self.jobs.get(name[len(prefix):])
+        if job is None:
+            raise not_found(f"no queue job {name}")
+        return job
+
+    def GetQueueJob(self, request, context) -> acquisition_pb2.QueueJob:
+        return job_to_proto(self._job(request.name, "name"))
+
+    def CancelQueueJob(self, request, context) -> acquisition_pb2.QueueJob:
+        job = self._job(request.name, "name")
+        if job.state not in FINAL:
+            self.jobs.cancel(job)
+        return job_to_proto(job)
+
+    def ListQueuePatches(self, request, context) -> acquisition_pb2.ListQueuePatchesResponse:
+        if request.page_size < 0:
+            raise invalid_argument([("page_size", "must be >= 0")])
+        job = self._job(request.parent, "parent")
+        after = 0
+        if request.page_token:
+            try:
+                after = int(request.page_token)
+            except ValueError:
+                raise invalid_argument([("page_token", "not a token this server issued")]) from None
+            if after < 0:
+                raise invalid_argument([("page_token", "not a token this server issued")])
+        if job.state != JobState.SUCCEEDED:
+            raise failed_precondition(f"{job.name} is {job.state.name}; patches are listed once it has SUCCEEDED")
+        size = min(request.page_size or self.config.default_page_size, self.config.max_page_size)
+        page, next_after = self.jobs.page(job, size, after)
+        geos = self._geos.get(job.id, {})
+        return acquisition_pb2.ListQueuePatchesResponse(
+            patches=[acquisition_pb2.QueuedPatch(id=q.id, raster_uri=q.raster_uri,
+                                                 patch=patch_to_proto(q.patch, geos.get(q.raster_uri)))
+                     for q in page],
+            next_page_token="" if next_after is None else str(next_after))
+
+    def MarkPatchesDone(self, request, context) -> acquisition_pb2.MarkPatchesDoneResponse:
+        job = self._job(request.name, "name")
+        marked, unknown = self.jobs.mark_done(job, list(request.patch_ids))
+        if unknown:
+            raise invalid_argument([("patch_ids", f"unknown patch ids {unknown[:5]}; nothing was marked")])
+        return acquisition_pb2.MarkPatchesDoneResponse(marked_count=marked)

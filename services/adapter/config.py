@@ -1,0 +1,35 @@
+"""The Adapter's configuration: where sessions live, how long, how many, and adaptation defaults."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from dial.adaptation.disca import DEFAULT_LEARNING_RATE
+from dial_services.common.config import ModelServingConfig
+
+
+class AdapterConfig(ModelServingConfig):
+    port: int = Field(50052, ge=0, le=65535)
+    session_store: Path = Path(".dial/sessions")
+    session_ttl_seconds: float = Field(24 * 3600.0, ge=0, description="idle time before a session expires; 0 never")
+    max_sessions_in_memory: int = Field(16, ge=1, description="beyond this, least recently used go back to the store")
+    max_sessions_per_caller: int = Field(32, ge=1)
+    # A session image is held in memory and in the store whole, so it is capped lower than a Predict image.
+    max_image_px: int = Field(4096 * 4096, ge=1)
+    max_clicks: int = Field(1000, ge=1)
+    adaptation_variant: Literal["full", "fast"] = "fast"
+    adaptation_steps: int = Field(10, ge=1, le=1000)
+    learning_rate: float = Field(DEFAULT_LEARNING_RATE, gt=0)
+    recall_weight: float = Field(1.0, ge=0)
+    crop_px: int = Field(256, ge=32)
+    max_crops: int = Field(4, ge=1)
+    sweep_seconds: float = Field(60.0, gt=0, description="how often expired sessions are removed from the store")
+
+    @field_validator("crop_px")
+    @classmethod
+    def _multiple_of_32(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError(f"crop_px {value} must be a multiple of 32")
+        return value

@@ -1,0 +1,265 @@
+"""``dial.v1.Adapter``: protobuf in, DISCA sessions, protobuf out."""
+from __future__ import annotations
+
+import math
+import time
+
+import grpc
+import numpy as np
+from google.protobuf import empty_pb2, timestamp_pb2
+
+from dial.adaptation.disca import DiscaSettings
+from dial.clicks import Click
+from dial.imagery.raster import RasterReader
+from dial.model.manifest import Manifest
+from dial.model.repository import check_name
+from dial_client._proto.dial.v1 import adapter_pb2, adapter_pb2_grpc, common_pb2, segmenter_pb2
+from dial_services.adapter.config import AdapterConfig
+from dial_services.adapter.identity import caller_of
+from dial_services.adapter.sessions import LiveSession, SessionManager, store_error
+from dial_services.adapter.store import is_session_id
+from dial_services.common.convert import class_map_to_proto, geo_to_proto, model_to_proto, probabilities_to_proto
+from dial_services.common.errors import ApiError, Violations, failed_precondition, invalid_argument
+from dial_services.common.metrics import ServiceMetrics
+from dial_services.common.uri_policy import UriPolicy
+from dial_services.common.validation import (
+    check_model_input, check_shape, clicks_from_proto, geo_from_proto, image_from_proto, page_bounds,
+)
+
+SERVICE_NAME = adapter_pb2.DESCRIPTOR.services_by_name["Adapter"].full_name
+VARIANT_NAMES = {adapter_pb2.ADAPTATION_VARIANT_FULL: "full", adapter_pb2.ADAPTATION_VARIANT_FAST: "fast"}
+VARIANT_PROTOS = {name: value for value, name in VARIANT_NAMES.items()}
+MAX_STEPS_PER_CALL = 1000
+
+
+def session_id_of(name: str, field: str = "name") -> str:
+    prefix, _, session_id = name.partition("/")
+    if prefix != "sessions" or not is_session_id(session_id):
+        raise invalid_argument([(field, f"expected 'sessions/{{id}}', got {name!r}")])
+    return session_id
+
+
+def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+def session_to_proto(live: LiveSession) -> adapter_pb2.Session:
+    record = live.record
+    s = DiscaSettings.from_dict(record.settings)
+    proto = adapter_pb2.Session(
+        name=f"sessions/{record.id}",
+        model=common_pb2.ModelRef(name=record.model_name, version=record.model_version),
+        image_height=record.height,
+        image_width=record.width,
+        clicks=[common_pb2.Click(pixel=common_pb2.PixelPoint(row=r, col=c), class_id=k) for r, c, k in record.clicks],
+        adaptation_count=record.adaptation_count,
+        create_time=_timestamp(record.create_time),
+        update_time=_timestamp(record.update_time),
+        config=adapter_pb2.DiscaConfig(variant=VARIANT_PROTOS[s.variant], steps=s.steps,
+                                       learning_rate=s.learning_rate, recall_weight=s.recall_weight,
+                                       annotation_dropout=s.annotation_dropout),
+    )
+    if record.geo_transform:
+        proto.geo.CopyFrom(geo_to_proto(record.geo_crs, record.geo_transform))
+    return proto
+
+
+class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
+    def __init__(self, config: AdapterConfig, sessions: SessionManager, metrics: ServiceMetrics):
+        self.config = config
+        self.sessions = sessions
+        self.policy = UriPolicy(config.raster_roots, config.raster_schemes)
+        self.adaptation_seconds = metrics.histogram("dial_adaptation_duration_seconds",
+                                                    "wall-clock time of one Adapt call", ["variant"])
+
+    # -- requests -> core --------------------------------------------------
+    def _settings(self, proto: adapter_pb2.DiscaConfig, v: Violations) -> DiscaSettings | None:
+        c = self.config
+        variant = VARIANT_NAMES.get(proto.variant, c.adaptation_variant)
+        if proto.variant and proto.variant not in VARIANT_NAMES:
+            v.add("config.variant", f"unknown variant {proto.variant}")
+        steps = proto.steps if proto.HasField("steps") else c.adaptation_steps
+        lr = proto.learning_rate if proto.HasField("learning_rate") else c.learning_rate
+        recall = proto.recall_weight if proto.HasField("recall_weight") else c.recall_weight
+        dropout = proto.annotation_dropout if proto.HasField("annotation_dropout") else 1.0
+        v.check(1 <= steps <= MAX_STEPS_PER_CALL, "config.steps", f"must be in 1..{MAX_STEPS_PER_CALL}")
+        v.check(math.isfinite(lr) and lr > 0, "config.learning_rate", "must be a finite number > 0")
+        v.check(math.isfinite(recall) and recall >= 0, "config.recall_weight", "must be a finite number >= 0")
+        ok = v.check(0 <= dropout <= 1, "config.annotation_dropout", "must be in [0, 1]")
+        if ok and variant == "fast":
+            v.check(dropout == 1, "config.annotation_dropout",
+                    "the fast variant trains on click-free encoder features, so it must be 1")
+        if v.items:
+            return None
+        return DiscaSettings(variant=variant, steps=steps, learning_rate=lr, recall_weight=recall,
+                             annotation_dropout=dropout, crop_px=c.crop_px, max_crops=c.max_crops).validate()
+
+    def _image(self, request: adapter_pb2.CreateSessionRequest, manifest: Manifest, v: Violations):
+        which = request.WhichOneof("source")
+        if which == "image":
+            image = image_from_proto(request.image, "image", self.config.max_image_px, manifest, v)
+            return image, geo_from_proto(request.image.geo, "image.geo", v)
+        if which in ("raster", "raster_window"):
+            field = "raster" if which == "raster" else "raster_window.raster"
+            uri = request.raster.uri if which == "raster" else request.raster_window.raster.uri
+            path = self.policy.readable(uri, f"{field}.uri")
+            try:
+                reader = RasterReader(path)
+            except Exception as error:  # noqa: BLE001 - GDAL's many ways of saying "not a raster"
+                raise invalid_argument([(f"{field}.uri", f"cannot read a raster there ({error})")]) from None
+            with reader:
+                info = reader.info
+                row, col, height, width = 0, 0, info.height, info.width
+                if which == "raster_window":
+                    w = request.raster_window.window
+                    row, col, height, width = w.row_off, w.col_off, w.height, w.width
+                    if row + height > info.height or col + width > info.width:
+                        v.add("raster_window.window", f"lies outside the {info.height}x{info.width} raster")
+                if not check_shape(v, field, height, width, info.bands, self.config.max_image_px):
+                    return None, None
+                check_model_input(v, field, info.bands, info.dtype, manifest)
+                if v.items:
+                    return None, None
+                image = reader.read(row, col, height, width)
+            geo = None
+            if info.geo.crs or info.geo.transform != (1.0, 0.0, 0.0, 0.0, 1.0, 0.0):
+                a, b, c, d, e, f = info.geo.transform
+                geo = (info.geo.crs, (a, b, c + a * col + b * row, d, e, f + d * col + e * row))
+            return image, geo
+        v.add("source", "set image, raster or raster_window")
+        return None, None
+
+    def _live_clicks(self, request_clicks, field: str, live: LiveSession) -> list[Click]:
+        record = live.record
+        geo = (record.geo_crs, record.geo_transform) if record.geo_transform else None
+        v = Violations()
+        room = self.config.max_clicks - len(record.clicks)
+        clicks = clicks_from_proto(request_clicks, field, record.height, record.width, live.adapter.manifest, geo,
+                                   max(room, 0), v)
+        if room < len(request_clicks):
+            v.add(field, f"a session holds at most {self.config.max_clicks} clicks")
+        v.check(len(request_clicks) > 0, field, "at least one click is required")
+        v.raise_if_any()
+        return clicks
+
+    # -- RPCs --------------------------------------------------------------
+    def CreateSession(self, request, context) -> adapter_pb2.Session:
+        caller = caller_of(context)
+        v = Violations()
+        if not request.model.name:
+            v.add("model.name", "a model name is required")
+        settings = self._settings(request.config, v)
+        v.raise_if_any()
+        _, manifest = self.sessions.base_model(request.model.name, request.model.version or None)
+        image, geo = self._image(request, manifest, v)
+        v.raise_if_any()
+        live = self.sessions.create(caller, (manifest.name, manifest.version), image, settings, geo)
+        return session_to_proto(live)
+
+    def GetSession(self, request, context) -> adapter_pb2.Session:
+        with self.sessions.session(caller_of(context), session_id_of(request.name)) as live:
+            return session_to_proto(live)
+
+    def ListSessions(self, request, context) -> adapter_pb2.ListSessionsResponse:
+        if request.page_size < 0:
+            raise invalid_argument([("page_size", "must be >= 0")])
+        records = sorted(self.sessions.owned(caller_of(context)), key=lambda r: (-r.create_time, r.id))
+        start, stop = page_bounds(request.page_size, request.page_token, len(records))
+        sessions = []
+        for record in records[start:stop]:
+            sessions.append(session_to_proto(LiveSession(record, adapter=None)))
+        return adapter_pb2.ListSessionsResponse(sessions=sessions,
+                                                next_page_token=str(stop) if stop < len(records) else "")
+
+    def DeleteSession(self, request, context) -> empty_pb2.Empty:
+        self.sessions.delete(caller_of(context), session_id_of(request.name))
+        return empty_pb2.Empty()
+
+    def AddClicks(self, request, context) -> adapter_pb2.Session:
+        with self.sessions.session(caller_of(context), session_id_of(request.name)) as live:
+            clicks = self._live_clicks(request.clicks, "clicks", live)
+            added = tuple((c.row, c.col, c.class_id) for c in clicks)
+            record = live.record
+            self.sessions.commit(live, record.changed(time.time(), clicks=record.clicks + added))
+            return session_to_proto(live)
+
+    def UndoClick(self, request, context) -> adapter_pb2.Session:
+        with self.sessions.session(caller_of(context), session_id_of(request.name)) as live:
+            record = live.record
+            if not record.clicks:
+                raise failed_precondition(f"{request.name} has no click to undo")
+            self.sessions.commit(live, record.changed(time.time(), clicks=record.clicks[:-1]))
+            return session_to_proto(live)
+
+    def Adapt(self, request, context) -> adapter_pb2.AdaptResponse:
+        steps = None
+        if request.HasField("steps"):
+            if not 1 <= request.steps <= MAX_STEPS_PER_CALL:
+                raise invalid_argument([("steps", f"must be in 1..{MAX_STEPS_PER_CALL}")])
+            steps = request.steps
+        with self.sessions.session(caller_of(context), session_id_of(request.name)) as live:
+            if not live.record.clicks:
+                raise failed_precondition(f"{request.name} has no clicks to adapt on; add clicks first")
+            adapter = live.adapter
+            before = adapter.state_dict()
+            started = time.perf_counter()
+            adapter.adapt(live.clicks, steps=steps)
+            seconds = time.perf_counter() - started
+            record = live.record
+            try:
+                self.sessions.commit(live, record.changed(time.time(), adaptation_count=record.adaptation_count + 1),
+                                     state=adapter.state_dict())
+            except BaseException:
+                adapter.load_state_dict(before)
+                raise
+            self.adaptation_seconds.labels(adapter.settings.variant).observe(seconds)
+            return adapter_pb2.AdaptResponse(session=session_to_proto(live), adaptation_seconds=seconds)
+
+    def PredictSession(self, request, context) -> segmenter_pb2.PredictResponse:
+        with self.sessions.session(caller_of(context), session_id_of(request.name)) as live:
+            probs = live.adapter.predict_probabilities(live.clicks)
+            record = live.record
+            response = segmenter_pb2.PredictResponse(
+                class_map=class_map_to_proto(probs.argmax(axis=0).astype(np.uint8)),
+                model=common_pb2.ModelRef(name=record.model_name, version=record.model_version),
+                execution_provider=live.adapter.predictor().provider,
+            )
+            if request.return_probabilities:
+                response.probabilities.CopyFrom(probabilities_to_proto(probs))
+            return response
+
+    def ExportSessionModel(self, request, context) -> common_pb2.Model:
+        v = Violations()
+        try:
+            check_name(request.model.name)
+        except ValueError as error:
+            v.add("model.name", str(error))
+        v.check(request.model.version.isdigit(), "model.version", "a version is a non-empty string of digits")
+        v.raise_if_any()
+        with self.sessions.session(caller_of(context), session_id_of(request.name)) as live:
+            record = live.record
+            base = live.adapter.manifest
+            training = dict(base.training or {})
+            training["adapted_from"] = {
+                "session": f"sessions/{record.id}",
+                "base_model": f"{record.model_name}:{record.model_version}",
+                "clicks": len(record.clicks),
+                "adaptation_count": record.adaptation_count,
+                "settings": record.settings,
+            }
+            manifest = Manifest.from_dict({**base.to_dict(), "name": request.model.name,
+                                           "version": request.model.version, "weights_sha256": "",
+                                           "training": training})
+            try:
+                saved = self.sessions.repo.save(live.adapter.model, manifest)
+            except FileExistsError:
+                raise ApiError(grpc.StatusCode.ALREADY_EXISTS,
+                               f"model {request.model.name}:{request.model.version} already exists") from None
+            except OSError as error:
+                mapped = store_error(error)
+                if mapped is None:
+                    raise
+                raise ApiError(mapped.code, "the model repository cannot take the export: " + str(error)) from None
+            return model_to_proto(saved, "", ready=False)

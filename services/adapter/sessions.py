@@ -1,0 +1,201 @@
+"""Live sessions: an LRU of adapters in memory over the durable store.
+
+Every call on a session runs under two locks, a thread lock for this
+process and the store's ``flock`` for other processes (replicas sharing the
+store, or a restarted server), and starts by comparing the in-memory
+revision with the store's: a session another replica changed, or one that
+was evicted, is reloaded from the store. Different sessions never share a
+lock, so they run in parallel.
+
+A change is computed aside, committed to the store, and only then becomes
+the in-memory state; when the store refuses the write (full, read-only) the
+session is left exactly as it was.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dial.adaptation.disca import DiscaAdapter, DiscaSettings
+from dial.clicks import Click
+from dial.model.manifest import Manifest
+from dial.model.repository import ModelRef, ModelRepository
+from dial_services.adapter.store import SessionRecord, SessionStore, new_session_id
+from dial_services.common.errors import ApiError, not_found, resource_exhausted, unavailable
+
+log = logging.getLogger(__name__)
+
+FULL_STORE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def store_error(error: OSError) -> ApiError | None:
+    """The status for a store write that failed, or None when it is not the store's capacity."""
+    if error.errno in FULL_STORE:
+        return resource_exhausted("the session store is full; the session is unchanged")
+    if error.errno == errno.EROFS:
+        return unavailable("the session store is read-only; the session is unchanged")
+    return None
+
+
+@dataclass
+class LiveSession:
+    record: SessionRecord
+    adapter: DiscaAdapter
+
+    @property
+    def clicks(self) -> list[Click]:
+        return [Click(*c) for c in self.record.clicks]
+
+
+class SessionManager:
+    def __init__(self, store: SessionStore, repo: ModelRepository, *, ttl_seconds: float, max_in_memory: int,
+                 max_per_caller: int, clock=time.time, on_evict=lambda: None, on_active=lambda n: None):
+        self.store = store
+        self.repo = repo
+        self.ttl_seconds = ttl_seconds
+        self.max_in_memory = max_in_memory
+        self.max_per_caller = max_per_caller
+        self.clock = clock
+        self.on_evict = on_evict
+        self.on_active = on_active
+        self._live: OrderedDict[str, LiveSession] = OrderedDict()
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._models: dict[tuple[str, str], tuple[torch.nn.Module, Manifest]] = {}
+        self._create_lock = threading.Lock()
+
+    # -- models ------------------------------------------------------------
+    def base_model(self, name: str, version: str | None) -> tuple[torch.nn.Module, Manifest]:
+        name, version = self.repo.resolve(ModelRef(name, version))
+        with self._guard:
+            cached = self._models.get((name, version))
+        if cached is None:
+            cached = self.repo.load_torch(ModelRef(name, version))
+            with self._guard:
+                self._models.setdefault((name, version), cached)
+        return cached
+
+    # -- lifecycle ---------------------------------------------------------
+    def expired(self, record: SessionRecord) -> bool:
+        return self.ttl_seconds > 0 and self.clock() - record.update_time > self.ttl_seconds
+
+    def owned(self, caller: str) -> list[SessionRecord]:
+        return [r for r in self.store.records() if r.owner == caller and not self.expired(r)]
+
+    def create(self, caller: str, model: tuple[str, str | None], image: np.ndarray, settings: DiscaSettings,
+               geo: tuple[str | None, tuple] | None) -> LiveSession:
+        base, manifest = self.base_model(*model)
+        # Counting and creating under one lock keeps a caller's parallel creates within the limit.
+        with self._create_lock:
+            if len(self.owned(caller)) >= self.max_per_caller:
+                raise resource_exhausted(f"caller {caller!r} already has {self.max_per_caller} sessions, the "
+                                         "most allowed; delete one first")
+            adapter = DiscaAdapter(base, manifest, settings)
+            p0 = adapter.start(image)
+            now = self.clock()
+            record = SessionRecord(
+                id=new_session_id(), owner=caller, model_name=manifest.name, model_version=manifest.version,
+                height=int(image.shape[0]), width=int(image.shape[1]), clicks=(), settings=settings.to_dict(),
+                create_time=now, update_time=now, geo_crs=geo[0] if geo else None,
+                geo_transform=tuple(geo[1]) if geo else None,
+            )
+            self._write(lambda: self.store.create(record, image, p0))
+        live = LiveSession(record, adapter)
+        self._remember(live)
+        return live
+
+    def _write(self, action):
+        try:
+            return action()
+        except OSError as error:
+            mapped = store_error(error)
+            if mapped is None:
+                raise
+            log.warning("session store write failed: %s", error)
+            raise mapped from None
+
+    @contextlib.contextmanager
+    def session(self, caller: str, session_id: str):
+        """The caller's session, locked and up to date with the store; NOT_FOUND for anyone else's."""
+        with self._guard:
+            lock = self._locks.setdefault(session_id, threading.Lock())
+        with lock, self.store.locked(session_id) as exists:
+            record = self.store.read_record(session_id) if exists else None
+            if record is None or record.owner != caller:
+                self._forget(session_id)
+                raise not_found(f"sessions/{session_id} does not exist")
+            if self.expired(record):
+                self.store.delete(session_id)
+                self._forget(session_id)
+                raise not_found(f"sessions/{session_id} does not exist (it expired)")
+            live = self._fresh(record)
+            yield live
+            self._remember(live)
+
+    def _fresh(self, record: SessionRecord) -> LiveSession:
+        with self._guard:
+            live = self._live.get(record.id)
+        if live is not None and live.record.revision == record.revision:
+            return live
+        if live is not None and live.record.state_file == record.state_file:
+            live.record = record
+            return live
+        base, manifest = self.base_model(record.model_name, record.model_version)
+        adapter = DiscaAdapter(base, manifest, DiscaSettings.from_dict(record.settings))
+        image, p0 = self.store.read_arrays(record.id)
+        adapter.start(image, p0=p0)
+        state = self.store.read_state(record)
+        if state is not None:
+            adapter.load_state_dict(state)
+        return LiveSession(record, adapter)
+
+    def commit(self, live: LiveSession, record: SessionRecord, state: dict | None = None) -> None:
+        """Make a change durable, then visible; on a store failure nothing changes."""
+        live.record = self._write(lambda: self.store.commit(record, state))
+
+    def delete(self, caller: str, session_id: str) -> None:
+        with self.session(caller, session_id):
+            self._write(lambda: self.store.delete(session_id))
+        self._forget(session_id)
+
+    # -- memory ------------------------------------------------------------
+    def _remember(self, live: LiveSession) -> None:
+        with self._guard:
+            self._live[live.record.id] = live
+            self._live.move_to_end(live.record.id)
+            while len(self._live) > self.max_in_memory:
+                self._live.popitem(last=False)
+                self.on_evict()
+            self.on_active(len(self._live))
+
+    def _forget(self, session_id: str) -> None:
+        with self._guard:
+            self._live.pop(session_id, None)
+            self.on_active(len(self._live))
+
+    def in_memory(self) -> int:
+        with self._guard:
+            return len(self._live)
+
+    def sweep(self) -> int:
+        """Delete expired sessions from the store; returns how many went."""
+        removed = 0
+        for record in self.store.records():
+            if not self.expired(record):
+                continue
+            with self.store.locked(record.id, blocking=False) as held:
+                current = self.store.read_record(record.id) if held else None
+                if current is not None and self.expired(current):
+                    with contextlib.suppress(OSError):
+                        self.store.delete(record.id)
+                    removed += 1
+            self._forget(record.id)
+        return removed

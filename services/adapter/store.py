@@ -1,0 +1,212 @@
+"""The durable session store: one folder per session, every change committed before the reply.
+
+Layout of ``<root>/<id>/``:
+
+* ``image.npy`` -- the session's image, native dtype, written once at creation;
+* ``p0.npy`` -- the click-free probabilities before any adaptation (float16);
+* ``state-<revision>.pt`` -- trainable weights, optimiser state and counters
+  after the adaptation that produced that revision;
+* ``meta.json`` -- owner, model, clicks, counters, timestamps, settings,
+  ``revision`` and the name of the state file in force;
+* ``lock`` -- the file ``fcntl.flock`` serialises callers on, across processes.
+
+``meta.json`` is the commit point: every file is written to a temporary
+name, fsynced and renamed into place, and a new state file is written
+*before* the meta that names it, so a crash at any instant leaves either the
+old session or the new one, never a mix. A session folder itself appears by
+renaming a complete staging folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """Everything about a session except its arrays and adapted weights."""
+
+    id: str
+    owner: str
+    model_name: str
+    model_version: str
+    height: int
+    width: int
+    clicks: tuple[tuple[int, int, int], ...]
+    settings: dict
+    create_time: float
+    update_time: float
+    adaptation_count: int = 0
+    revision: int = 0
+    state_file: str | None = None
+    geo_crs: str | None = None
+    geo_transform: tuple[float, ...] | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SessionRecord":
+        data = json.loads(text)
+        data["clicks"] = tuple(tuple(c) for c in data["clicks"])
+        if data.get("geo_transform") is not None:
+            data["geo_transform"] = tuple(data["geo_transform"])
+        return cls(**data)
+
+    def changed(self, now: float, **changes) -> "SessionRecord":
+        return replace(self, revision=self.revision + 1, update_time=now, **changes)
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_session_id(text: str) -> bool:
+    return bool(_ID.match(text))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a reader sees the old or the new file, whole, even after a crash."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+class SessionStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def folder(self, session_id: str) -> Path:
+        return self.root / session_id
+
+    # -- locking -----------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self, session_id: str, blocking: bool = True):
+        """Hold the session's cross-process lock; yields False when the session does not exist
+        (or, with ``blocking=False``, when another holder has it)."""
+        path = self.folder(session_id) / "lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            yield False
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            # A session deleted while we waited leaves us holding the lock of a vanished folder.
+            yield (self.folder(session_id) / "meta.json").exists()
+        finally:
+            os.close(fd)
+
+    # -- reading -----------------------------------------------------------
+    def read_record(self, session_id: str) -> SessionRecord | None:
+        try:
+            return SessionRecord.from_json((self.folder(session_id) / "meta.json").read_text())
+        except FileNotFoundError:
+            return None
+
+    def read_arrays(self, session_id: str) -> tuple[np.ndarray, np.ndarray]:
+        folder = self.folder(session_id)
+        image = np.load(folder / "image.npy", allow_pickle=False)
+        p0 = np.load(folder / "p0.npy", allow_pickle=False)
+        return image, p0
+
+    def read_state(self, record: SessionRecord) -> dict | None:
+        if record.state_file is None:
+            return None
+        return torch.load(self.folder(record.id) / record.state_file, map_location="cpu", weights_only=True)
+
+    def records(self) -> list[SessionRecord]:
+        found = []
+        for entry in self.root.iterdir():
+            if is_session_id(entry.name):
+                record = self.read_record(entry.name)
+                if record is not None:
+                    found.append(record)
+        return found
+
+    # -- writing -----------------------------------------------------------
+    def create(self, record: SessionRecord, image: np.ndarray, p0: np.ndarray) -> None:
+        """Write a whole session into a staging folder, then rename it into place."""
+        staging = self.root / f".staging-{record.id}"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            staging.mkdir()
+            write_atomic(staging / "image.npy", _npy_bytes(np.ascontiguousarray(image)))
+            write_atomic(staging / "p0.npy", _npy_bytes(p0.astype(np.float16)))
+            write_atomic(staging / "meta.json", record.to_json().encode())
+            (staging / "lock").touch()
+            os.replace(staging, self.folder(record.id))
+            _fsync_dir(self.root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def commit(self, record: SessionRecord, state: dict | None = None) -> SessionRecord:
+        """Make ``record`` (and a new adaptation ``state``) the session's durable state.
+
+        Call with the session lock held. Returns the record as committed.
+        """
+        folder = self.folder(record.id)
+        if state is not None:
+            name = f"state-{record.revision}.pt"
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            write_atomic(folder / name, buffer.getvalue())
+            record = replace(record, state_file=name)
+        write_atomic(folder / "meta.json", record.to_json().encode())
+        for stale in folder.glob("state-*.pt"):
+            if stale.name != record.state_file:
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+        return record
+
+    def delete(self, session_id: str) -> None:
+        """Remove a session; call with its lock held. The rename makes the removal atomic."""
+        folder = self.folder(session_id)
+        trash = self.root / f".deleted-{session_id}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.replace(folder, trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)

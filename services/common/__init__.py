@@ -1,0 +1,1 @@
+"""What every DIAL service shares: config, validation, errors, metrics, bootstrap."""

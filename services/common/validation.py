@@ -1,0 +1,149 @@
+"""Edge validation: protobuf messages in, core types out, or field violations.
+
+Every service converts requests here and nowhere else, so each rule (byte
+length for a shape, known dtype, sane sizes, band count, clicks inside the
+image, class ids the model knows) is written once and holds everywhere.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dial.clicks import Click
+from dial.model.manifest import Manifest
+from dial_client._proto.dial.v1 import common_pb2
+from dial_services.common.errors import Violations, invalid_argument
+
+DTYPES = {common_pb2.DATA_TYPE_UINT8: np.dtype("<u1"), common_pb2.DATA_TYPE_UINT16: np.dtype("<u2")}
+DTYPE_NAMES = {common_pb2.DATA_TYPE_UINT8: "uint8", common_pb2.DATA_TYPE_UINT16: "uint16"}
+PROTO_DTYPE = {"uint8": common_pb2.DATA_TYPE_UINT8, "uint16": common_pb2.DATA_TYPE_UINT16}
+
+
+def check_shape(v: Violations, field: str, height: int, width: int, bands: int | None, max_px: int) -> bool:
+    ok = v.check(height > 0, f"{field}.height", "must be > 0")
+    ok &= v.check(width > 0, f"{field}.width", "must be > 0")
+    if bands is not None:
+        ok &= v.check(bands in (1, 3, 4), f"{field}.bands", f"must be 1, 3 or 4, got {bands}")
+    if ok and height * width > max_px:
+        v.add(f"{field}", f"{height}x{width} pixels exceeds the limit of {max_px} per message; "
+                          "send a raster reference or a tile stream instead")
+        ok = False
+    return ok
+
+
+def check_model_input(v: Violations, field: str, bands: int, dtype_name: str | None, manifest: Manifest) -> None:
+    v.check(bands == manifest.n_bands, f"{field}.bands",
+            f"model {manifest.name}:{manifest.version} takes {manifest.n_bands} bands, got {bands}")
+    if dtype_name is not None:
+        v.check(dtype_name == manifest.input_dtype, f"{field}.dtype",
+                f"model {manifest.name}:{manifest.version} takes {manifest.input_dtype}, got {dtype_name}")
+
+
+def image_from_proto(image: common_pb2.Image, field: str, max_px: int, manifest: Manifest | None = None,
+                     v: Violations | None = None) -> np.ndarray | None:
+    """``(H, W, B)`` array or None with violations recorded (raises if ``v`` is not given)."""
+    own = v is None
+    v = v or Violations()
+    dtype = DTYPES.get(image.dtype)
+    if dtype is None:
+        v.add(f"{field}.dtype", f"unknown dtype {image.dtype}; use DATA_TYPE_UINT8 or DATA_TYPE_UINT16")
+    shape_ok = check_shape(v, field, image.height, image.width, image.bands, max_px)
+    array = None
+    if dtype is not None and shape_ok:
+        expected = image.height * image.width * image.bands * dtype.itemsize
+        if len(image.data) != expected:
+            v.add(f"{field}.data", f"expected {expected} bytes for {image.height}x{image.width}x{image.bands} "
+                                   f"{DTYPE_NAMES[image.dtype]}, got {len(image.data)}")
+        else:
+            array = np.frombuffer(image.data, dtype=dtype).reshape(image.height, image.width, image.bands)
+            if manifest is not None:
+                check_model_input(v, field, image.bands, DTYPE_NAMES[image.dtype], manifest)
+    if own:
+        v.raise_if_any()
+    return array
+
+
+def map_to_pixel(x: float, y: float, transform, crs_from: str, crs_to: str | None) -> tuple[float, float]:
+    """Map coordinates to fractional (row, col) through the raster's affine transform."""
+    if crs_to and crs_from and crs_from != crs_to:
+        from rasterio.crs import CRS
+        from rasterio.warp import transform as warp
+
+        xs, ys = warp(CRS.from_user_input(crs_from), CRS.from_user_input(crs_to), [x], [y])
+        x, y = xs[0], ys[0]
+    a, b, c, d, e, f = transform
+    det = a * e - b * d
+    if det == 0:
+        raise ValueError("the raster transform is not invertible")
+    col = (e * (x - c) - b * (y - f)) / det
+    row = (-d * (x - c) + a * (y - f)) / det
+    return row, col
+
+
+def clicks_from_proto(clicks, field: str, height: int, width: int, manifest: Manifest,
+                      geo: tuple[str | None, tuple] | None, max_clicks: int,
+                      v: Violations | None = None) -> list[Click]:
+    """Core clicks in pixel coordinates; map clicks need the image's georeference."""
+    own = v is None
+    v = v or Violations()
+    out: list[Click] = []
+    if len(clicks) > max_clicks:
+        v.add(field, f"{len(clicks)} clicks exceeds the limit of {max_clicks} per request")
+        clicks = []
+    for i, click in enumerate(clicks):
+        path = f"{field}[{i}]"
+        ok = v.check(click.class_id < manifest.n_classes, f"{path}.class_id",
+                     f"unknown class id {click.class_id}; model {manifest.name}:{manifest.version} has classes "
+                     f"0..{manifest.n_classes - 1} ({', '.join(manifest.class_names)})")
+        which = click.WhichOneof("location")
+        if which == "pixel":
+            row, col = click.pixel.row, click.pixel.col
+        elif which == "map":
+            p = click.map
+            if not (math.isfinite(p.x) and math.isfinite(p.y)):
+                v.add(f"{path}.map", "coordinates must be finite numbers")
+                continue
+            if geo is None or not geo[1]:
+                v.add(f"{path}.map", "map clicks need a georeferenced image (set image.geo or use a GeoTIFF)")
+                continue
+            try:
+                frow, fcol = map_to_pixel(p.x, p.y, geo[1], p.crs or geo[0], geo[0])
+            except Exception as error:  # noqa: BLE001 - any CRS failure is the caller's input
+                v.add(f"{path}.map.crs", f"cannot transform from {p.crs!r}: {error}")
+                continue
+            if not (math.isfinite(frow) and math.isfinite(fcol)):
+                v.add(f"{path}.map", "coordinates do not map to a pixel")
+                continue
+            row, col = int(math.floor(frow)), int(math.floor(fcol))
+        else:
+            v.add(path, "a click needs a pixel or a map location")
+            continue
+        inside = 0 <= row < height and 0 <= col < width
+        ok &= v.check(inside, f"{path}.{which}", f"({row}, {col}) is outside the {height}x{width} image")
+        if ok:
+            out.append(Click(int(row), int(col), int(click.class_id)))
+    if own:
+        v.raise_if_any()
+    return out
+
+
+def geo_from_proto(geo: common_pb2.GeoReference, field: str, v: Violations) -> tuple[str | None, tuple] | None:
+    if not geo.crs and not geo.transform:
+        return None
+    if len(geo.transform) != 6 or not all(math.isfinite(t) for t in geo.transform):
+        v.add(f"{field}.transform", "must hold 6 finite affine coefficients (a, b, c, d, e, f)")
+        return None
+    return (geo.crs or None, tuple(geo.transform))
+
+
+def page_bounds(page_size: int, page_token: str, total: int, default: int = 50, maximum: int = 1000) -> tuple[int, int]:
+    """AIP-158 paging over an ordered list: (start, stop)."""
+    size = default if page_size <= 0 else min(page_size, maximum)
+    try:
+        start = int(page_token) if page_token else 0
+    except ValueError:
+        raise invalid_argument([("page_token", "not a token this server issued")]) from None
+    if not 0 <= start <= total:
+        raise invalid_argument([("page_token", "not a token this server issued")])
+    return start, min(start + size, total)

@@ -1,0 +1,1 @@
+"""The segmenter: AC inference on ONNX Runtime (TensorRT -> CUDA -> CPU)."""

@@ -1,0 +1,149 @@
+"""The whole-raster RPC: a raster (by reference or as a tile stream) in, a class map out.
+
+Inputs stream through the core tiler (512 px tiles, 128 px overlap, blended)
+one tile row at a time, and finished rows go straight to the output GeoTIFF
+or back to the client as tiles, so memory is bounded by one tile row however
+large the raster is. A streamed input is first spooled to a temporary
+GeoTIFF on disk: the tiler needs overlapping windows, which arrive in no
+particular order.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from dial.clicks import Click
+from dial.imagery.raster import GeoTiffWriter, RasterReader
+from dial.imagery.readers import GeoInfo, ImageFormatError
+from dial.inference.tiling import iter_probability_rows
+from dial_client._proto.dial.v1 import segmenter_pb2
+from dial_services.common.call_guard import DeadlineExpired
+from dial_services.common.convert import class_map_to_proto, geo_to_proto
+from dial_services.common.errors import Violations, invalid_argument
+from dial_services.common.validation import DTYPE_NAMES, DTYPES, check_shape, image_from_proto
+
+STREAM_CHUNK_ROWS = 256
+
+
+@dataclass
+class RasterSource:
+    reader: RasterReader
+    spool: Path | None = None
+
+    def close(self) -> None:
+        self.reader.close()
+        if self.spool is not None:
+            self.spool.unlink(missing_ok=True)
+
+
+def open_reference(path: Path) -> RasterSource:
+    try:
+        return RasterSource(RasterReader(path))
+    except ImageFormatError as error:
+        raise invalid_argument([("header.raster.uri", str(error))]) from None
+    except Exception as error:  # noqa: BLE001 - GDAL's many ways of saying "not a raster"
+        raise invalid_argument([("header.raster.uri", f"cannot read a raster there ({type(error).__name__})")]) from None
+
+
+def spool_tiles(header: segmenter_pb2.TiledRasterHeader, requests: Iterator, scratch: Path,
+                max_px: int, max_tile_px: int) -> RasterSource:
+    """Write streamed ``ImageTile`` messages into a temporary GeoTIFF."""
+    v = Violations()
+    dtype = DTYPES.get(header.dtype)
+    v.check(dtype is not None, "header.tiles.dtype", f"unknown dtype {header.dtype}")
+    check_shape(v, "header.tiles", header.height, header.width, header.bands, max_px)
+    geo = None
+    if header.geo.transform or header.geo.crs:
+        if len(header.geo.transform) != 6:
+            v.add("header.tiles.geo.transform", "must hold 6 affine coefficients")
+        else:
+            geo = GeoInfo(header.geo.crs or None, tuple(header.geo.transform))
+    v.raise_if_any()
+    fd, name = tempfile.mkstemp(prefix="dial-spool-", suffix=".tif", dir=scratch)
+    os.close(fd)
+    path = Path(name)
+    covered = 0
+    try:
+        with GeoTiffWriter(path, height=header.height, width=header.width, bands=header.bands,
+                           dtype=DTYPE_NAMES[header.dtype], geo=geo) as writer:
+            for index, request in enumerate(requests):
+                field = f"request[{index + 1}].tile"
+                if request.WhichOneof("payload") != "tile":
+                    raise invalid_argument([(f"request[{index + 1}]", "after the header, only tiles may follow")])
+                tile, window = request.tile, request.tile.window
+                array = image_from_proto(tile.image, f"{field}.image", max_tile_px)
+                bad = Violations()
+                bad.check(tile.image.dtype == header.dtype and tile.image.bands == header.bands, f"{field}.image",
+                          "dtype and bands must match the header")
+                bad.check((tile.image.height, tile.image.width) == (window.height, window.width), f"{field}.window",
+                          "window size must match the tile image")
+                bad.check(window.row_off + window.height <= header.height
+                          and window.col_off + window.width <= header.width, f"{field}.window",
+                          f"window lies outside the {header.height}x{header.width} raster")
+                bad.raise_if_any()
+                writer.write(array, window.row_off, window.col_off)
+                covered += window.height * window.width
+        if covered < header.height * header.width:
+            raise invalid_argument([("tiles", f"tiles cover {covered} of {header.height * header.width} pixels; "
+                                              "send the whole raster")])
+        return RasterSource(RasterReader(path), spool=path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def run_raster(predictor, source: RasterSource, clicks: list[Click], *, output: Path | None, stream_tiles: bool,
+               deadline: float | None, batch_size: int, on_tiles=None) -> Iterator[segmenter_pb2.PredictRasterResponse]:
+    info = source.reader.info
+    manifest = predictor.manifest
+    progress = {"done": 0, "total": 0}
+
+    def on_tile(done: int, total: int) -> None:
+        progress["done"], progress["total"] = done, total
+        if on_tiles is not None:
+            on_tiles(1)
+
+    writer = None
+    tmp_output = None
+    if output is not None:
+        tmp_output = output.with_name(f".{output.name}.partial-{os.getpid()}-{time.monotonic_ns()}")
+        colormap = {i: tuple(int(c.colour[j : j + 2], 16) for j in (1, 3, 5)) + (255,)
+                    for i, c in enumerate(manifest.classes)}
+        writer = GeoTiffWriter(tmp_output, height=info.height, width=info.width, bands=1, dtype="uint8",
+                               geo=info.geo, colormap=colormap)
+    try:
+        rows = iter_probability_rows(predictor, source.reader.read, info.height, info.width, clicks,
+                                     batch_size=batch_size, on_tile=on_tile)
+        for top, bottom, probs in rows:
+            if deadline is not None and time.monotonic() > deadline:
+                raise DeadlineExpired()
+            labels = probs.argmax(axis=0).astype(np.uint8)
+            if writer is not None:
+                writer.write(labels, top, 0)
+            if stream_tiles:
+                for start in range(0, bottom - top, STREAM_CHUNK_ROWS):
+                    chunk = labels[start : start + STREAM_CHUNK_ROWS]
+                    yield segmenter_pb2.PredictRasterResponse(class_map_tile=segmenter_pb2.ClassMapTile(
+                        window={"row_off": top + start, "col_off": 0, "height": chunk.shape[0],
+                                "width": info.width},
+                        class_map=class_map_to_proto(chunk)))
+            yield segmenter_pb2.PredictRasterResponse(progress=segmenter_pb2.Progress(
+                tiles_done=progress["done"], tiles_total=progress["total"]))
+        if writer is not None:
+            writer.close()
+            writer = None
+            os.replace(tmp_output, output)
+        yield segmenter_pb2.PredictRasterResponse(result=segmenter_pb2.RasterResult(
+            output_uri=str(output) if output is not None else "",
+            geo=geo_to_proto(info.geo.crs, info.geo.transform), height=info.height, width=info.width))
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp_output is not None and tmp_output.exists():
+            tmp_output.unlink()

@@ -1,0 +1,138 @@
+"""``dial.v1.Segmenter``: protobuf in, core inference, protobuf out."""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from dial.inference.tiling import iter_probability_rows
+from dial.model.repository import ModelRef
+from dial_client._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
+from dial_services.common.config import SegmenterConfig
+from dial_services.common.convert import class_map_to_proto, model_to_proto, probabilities_to_proto
+from dial_services.common.errors import Violations, invalid_argument
+from dial_services.common.metrics import ServiceMetrics
+from dial_services.common.uri_policy import UriPolicy
+from dial_services.common.validation import (
+    DTYPE_NAMES, check_model_input, check_shape, clicks_from_proto, geo_from_proto, image_from_proto, page_bounds,
+)
+from dial_services.segmenter.models import ModelRegistry
+from dial_services.segmenter.raster_job import open_reference, run_raster, spool_tiles
+
+SERVICE_NAME = segmenter_pb2.DESCRIPTOR.services_by_name["Segmenter"].full_name
+
+
+def model_ref(proto: common_pb2.ModelRef, field: str = "model") -> ModelRef:
+    if not proto.name:
+        raise invalid_argument([(f"{field}.name", "a model name is required (ListModels shows what is served)")])
+    return ModelRef(proto.name, proto.version or None)
+
+
+def deadline_of(context: grpc.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
+    def __init__(self, config: SegmenterConfig, registry: ModelRegistry, metrics: ServiceMetrics):
+        self.config = config
+        self.registry = registry
+        self.policy = UriPolicy(config.raster_roots, config.raster_schemes)
+        self.tiles = metrics.counter("dial_tiles_processed", "tiles run through a model", ["model", "version"])
+
+    def Predict(self, request: segmenter_pb2.PredictRequest, context) -> segmenter_pb2.PredictResponse:
+        model = self.registry.get(model_ref(request.model))
+        manifest = model.manifest
+        v = Violations()
+        image = image_from_proto(request.image, "image", self.config.max_image_px, manifest, v)
+        geo = geo_from_proto(request.image.geo, "image.geo", v)
+        clicks = clicks_from_proto(request.clicks, "clicks", request.image.height, request.image.width, manifest,
+                                   geo, self.config.max_clicks, v)
+        v.raise_if_any()
+        predictor = model.bound(deadline_of(context))
+        tiles = self.tiles.labels(manifest.name, manifest.version)
+        height, width = image.shape[:2]
+        labels = np.empty((height, width), dtype=np.uint8)
+        probs_out = None
+        if request.return_probabilities:
+            probs_out = np.empty((manifest.n_classes, height, width), dtype=np.float32)
+
+        def read(r, c, h, w):
+            return image[r : r + h, c : c + w]
+
+        for top, bottom, block in iter_probability_rows(predictor, read, height, width, clicks,
+                                                        batch_size=self.config.max_batch_size,
+                                                        on_tile=lambda done, total: tiles.inc()):
+            labels[top:bottom] = block.argmax(axis=0)
+            if probs_out is not None:
+                probs_out[:, top:bottom] = block
+        response = segmenter_pb2.PredictResponse(
+            class_map=class_map_to_proto(labels),
+            model=common_pb2.ModelRef(name=manifest.name, version=manifest.version),
+            execution_provider=model.provider,
+        )
+        if probs_out is not None:
+            response.probabilities.CopyFrom(probabilities_to_proto(probs_out))
+        return response
+
+    def PredictRaster(self, request_iterator, context):
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("payload") != "header":
+            raise invalid_argument([("request[0]", "the first message must carry the header")])
+        header = first.header
+        model = self.registry.get(model_ref(header.model, "header.model"))
+        manifest = model.manifest
+        output = None
+        if header.WhichOneof("output") == "output_uri":
+            output = self.policy.writable(header.output_uri, "header.output_uri")
+        elif not header.stream_tiles:
+            raise invalid_argument([("header.output", "set output_uri or stream_tiles")])
+        which = header.WhichOneof("source")
+        if which == "raster":
+            source = open_reference(self.policy.readable(header.raster.uri, "header.raster.uri"))
+        elif which == "tiles":
+            v = Violations()
+            check_model_input(v, "header.tiles", header.tiles.bands, DTYPE_NAMES.get(header.tiles.dtype), manifest)
+            v.raise_if_any()
+            scratch = Path(tempfile.gettempdir())
+            source = spool_tiles(header.tiles, request_iterator, scratch, self.config.max_raster_px,
+                                 self.config.max_image_px)
+        else:
+            raise invalid_argument([("header.source", "set raster or tiles")])
+        try:
+            info = source.reader.info
+            v = Violations()
+            if which == "raster":
+                check_shape(v, "header.raster", info.height, info.width, info.bands, self.config.max_raster_px)
+                check_model_input(v, "header.raster", info.bands, info.dtype, manifest)
+            geo = (info.geo.crs, info.geo.transform) if info.geo.crs else None
+            clicks = clicks_from_proto(header.clicks, "header.clicks", info.height, info.width, manifest, geo,
+                                       self.config.max_clicks, v)
+            v.raise_if_any()
+            tiles = self.tiles.labels(manifest.name, manifest.version)
+            yield from run_raster(model.bound(deadline_of(context)), source, clicks, output=output,
+                                  stream_tiles=header.stream_tiles, deadline=deadline_of(context),
+                                  batch_size=self.config.raster_batch_size, on_tiles=tiles.inc)
+        finally:
+            source.close()
+
+    def ListModels(self, request, context) -> segmenter_pb2.ListModelsResponse:
+        entries = [(name, version) for name in self.registry.repo.names()
+                   for version in self.registry.repo.versions(name)]
+        start, stop = page_bounds(request.page_size, request.page_token, len(entries))
+        models = [self._model_proto(ModelRef(n, v)) for n, v in entries[start:stop]]
+        return segmenter_pb2.ListModelsResponse(models=models,
+                                                next_page_token=str(stop) if stop < len(entries) else "")
+
+    def GetModel(self, request, context) -> common_pb2.Model:
+        return self._model_proto(model_ref(request.model))
+
+    def _model_proto(self, ref: ModelRef) -> common_pb2.Model:
+        name, version = self.registry.repo.resolve(ref)
+        if self.registry.is_loaded(name, version):
+            loaded = self.registry.get(ModelRef(name, version))
+            return model_to_proto(loaded.manifest, loaded.provider, ready=True)
+        return model_to_proto(self.registry.repo.manifest(ModelRef(name, version)), "", ready=False)

@@ -1,0 +1,75 @@
+"""Shared fixtures: synthetic datasets, a tiny trained model, in-process servers.
+
+The tiny model is trained for a few iterations by the real ``dial train``
+code path on synthetic scenes, once per test session, so every service test
+runs against a genuine repository entry (weights, manifest, ONNX export).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory) -> Path:
+    from dial.synthetic import make_dataset
+
+    root = tmp_path_factory.mktemp("synthetic") / "scenes"
+    make_dataset(root, 8, size=128, seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory, synthetic_dataset) -> Path:
+    """A model repository holding ``tiny:1``, a 6-class model trained briefly on synthetic scenes."""
+    from dial.training.trainer import TrainConfig, train
+
+    repo = tmp_path_factory.mktemp("models")
+    work = tmp_path_factory.mktemp("work")
+    train(TrainConfig(data=str(synthetic_dataset), name="tiny", repo=str(repo), crop_px=64, batch_size=2,
+                      iterations=6, checkpoint_every=3, workdir=str(work), radius_px=5.0, tile_px=128,
+                      overlap_px=32), command="test fixture")
+    return repo
+
+
+@pytest.fixture(scope="session")
+def tiny_manifest(tiny_repo):
+    from dial.model.repository import ModelRepository
+
+    return ModelRepository(tiny_repo).manifest("tiny")
+
+
+@pytest.fixture()
+def raster_root(tmp_path) -> Path:
+    root = tmp_path / "rasters"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture()
+def segmenter(tiny_repo, raster_root):
+    """A running in-process segmenter on a free loopback port: (address, RunningServer)."""
+    from dial_services.common.config import SegmenterConfig
+    from dial_services.segmenter.main import start
+
+    config = SegmenterConfig(host="127.0.0.1", port=0, model_repo=tiny_repo, raster_roots=(raster_root,),
+                             max_queue_delay_ms=1.0)
+    running = start(config)
+    yield f"127.0.0.1:{running.port}", running
+    running.stop(0)
+
+
+@pytest.fixture()
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,228 @@
+"""The Acquisition service over a real in-process gRPC channel, through AcquisitionClient."""
+from __future__ import annotations
+
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import rasterio
+
+from dial.acquisition.ranking import RankedPatch
+from dial.imagery.raster import GeoTiffWriter
+from dial.imagery.readers import GeoInfo
+from dial.synthetic import make_scene
+from dial_client import AcquisitionClient, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from dial_client._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc, common_pb2
+from dial_services.acquisition.jobs import JobManager, JobState
+
+GEO = GeoInfo("EPSG:32633", (0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0))
+
+
+@pytest.fixture()
+def acquisition(tiny_repo, raster_root):
+    from dial_services.acquisition.main import AcquisitionConfig, start
+
+    config = AcquisitionConfig(host="127.0.0.1", port=0, model_repo=tiny_repo, raster_roots=(raster_root,),
+                               provider="cpu", default_page_size=3)
+    running = start(config)
+    with AcquisitionClient(f"127.0.0.1:{running.port}", timeout=120, retries=0) as client:
+        yield client, running
+    running.stop(0)
+
+
+def scene_image(size=128, seed=0):
+    return make_scene(size, size, seed=seed).image
+
+
+def write_raster(root, name, image, geo=GEO):
+    path = root / name
+    with GeoTiffWriter(path, height=image.shape[0], width=image.shape[1], bands=image.shape[2], dtype="uint8",
+                       geo=geo) as writer:
+        writer.write(image, 0, 0)
+    return path
+
+
+def wait_finished(client, name, seconds=120):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        job = client.job(name)
+        if job.finished:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"{name} did not finish")
+
+
+def test_rank_streams_non_overlapping_patches_best_first(acquisition):
+    client, _ = acquisition
+    patches = client.rank(scene_image(), model="tiny", strategy="entropy", patch_size=32)
+    assert [p.rank for p in patches] == list(range(1, 17))
+    assert all(a.score >= b.score for a, b in zip(patches, patches[1:]))
+    assert len({p.window for p in patches}) == 16
+    assert all(p.estimated_click_cost >= 1 and p.hints for p in patches)
+    top = client.rank(scene_image(), model="tiny", strategy="entropy", patch_size=32, max_patches=3,
+                      exclude=[patches[0].window])
+    assert len(top) == 3 and top[0].window == patches[1].window
+
+
+def test_rank_a_raster_gives_map_bounds_in_its_crs(acquisition, raster_root):
+    client, _ = acquisition
+    path = write_raster(raster_root, "scene.tif", scene_image())
+    patches = client.rank(str(path), model="tiny", strategy="margin", patch_size=64)
+    by_window = {p.window: p for p in patches}
+    assert by_window[(64, 0, 64, 64)].bounds == (500000.0, 4000000.0 - 64.0, 500032.0, 4000000.0 - 32.0,
+                                                 "EPSG:32633")
+
+
+def test_invalid_requests_name_their_fields(acquisition, raster_root, tmp_path):
+    client, _ = acquisition
+    with pytest.raises(InvalidArgument) as error:
+        client.rank(scene_image(), model="tiny", strategy="bald", hint_quantile=1.5)
+    assert {v.field for v in error.value.field_violations} == {"strategy", "hint_quantile"}
+    with pytest.raises(InvalidArgument) as error:
+        client.rank(scene_image()[..., :1], model="tiny")
+    assert "image.bands" in {v.field for v in error.value.field_violations}
+    with pytest.raises(NotFound):
+        client.rank(scene_image(), model="absent")
+    outside = write_raster(tmp_path, "outside.tif", scene_image())
+    with pytest.raises(PermissionDenied):
+        client.rank(str(outside), model="tiny")
+    with pytest.raises(PermissionDenied):
+        client.submit_queue([str(outside)], model="tiny")
+    with pytest.raises(FailedPrecondition, match="train-confidnet"):
+        client.rank(scene_image(), model="tiny", strategy="confidnet")
+
+
+def test_uncertainty_map_inline_and_as_geotiff(acquisition, raster_root):
+    client, _ = acquisition
+    image = scene_image()
+    inline = client.uncertainty_map(image, model="tiny", strategy="entropy")
+    assert inline.values.shape == (128, 128) and inline.window == (0, 0, 128, 128)
+    assert 0.0 <= inline.values.min() < inline.values.max() <= 1.0
+    path = write_raster(raster_root, "scene.tif", image)
+    window = client.uncertainty_map(str(path), model="tiny", strategy="entropy", window=(32, 64, 64, 64))
+    assert window.window == (32, 64, 64, 64) and window.values.shape == (64, 64)
+    assert window.geo.transform[2] == 500000.0 + 64 * 0.5 and window.geo.transform[5] == 4000000.0 - 32 * 0.5
+    out = raster_root / "entropy.tif"
+    written = client.uncertainty_map(str(path), model="tiny", strategy="entropy", output_uri=str(out))
+    assert written.values is None and written.output_uri == str(out)
+    with rasterio.open(out) as ds:
+        assert ds.crs.to_string() == "EPSG:32633" and (ds.height, ds.width, ds.dtypes[0]) == (128, 128, "uint8")
+        assert np.abs(ds.read(1).astype(int) - np.rint((inline.values - inline.values.min())
+                      / np.ptp(inline.values) * 255)).max() <= 1
+    with pytest.raises(InvalidArgument):
+        client.uncertainty_map(str(path), model="tiny", output_uri=str(raster_root / "map.png"))
+
+
+def test_queue_pages_ranks_across_rasters_and_forgets_done_patches(acquisition, raster_root):
+    client, _ = acquisition
+    paths = [str(write_raster(raster_root, f"r{i}.tif", scene_image(seed=i))) for i in range(2)]
+    job = client.submit_queue(paths, model="tiny", strategy="entropy", patch_size=64, budget=7)
+    assert job.state in ("PENDING", "RUNNING", "SUCCEEDED") and job.rasters_total == 2
+    job = wait_finished(client, job.name)
+    assert (job.state, job.rasters_done) == ("SUCCEEDED", 2)
+
+    pages = list(client.queue(job))
+    assert [len(p) for p in pages] == [3, 3, 1]
+    queued = [q for page in pages for q in page]
+    assert [q.patch.rank for q in queued] == list(range(1, 8))
+    assert {q.raster_uri for q in queued} <= set(paths)
+    assert all(a.patch.score >= b.patch.score for a, b in zip(queued, queued[1:]))
+    assert len({q.id for q in queued}) == 7
+
+    with pytest.raises(InvalidArgument):
+        client.mark_done(job, [queued[0].id, "no-such-patch"])
+    assert client.mark_done(job, [queued[0].id, queued[3].id]) == 2
+    assert client.mark_done(job, [queued[0].id]) == 0
+    remaining = [q.id for page in client.queue(job, page_size=100) for q in page]
+    assert remaining == [q.id for q in queued if q.id not in (queued[0].id, queued[3].id)]
+
+
+def test_queue_requests_are_validated(acquisition, raster_root):
+    client, running = acquisition
+    with pytest.raises(NotFound):
+        client.job("queueJobs/nope")
+    with pytest.raises(InvalidArgument):
+        client.job("jobs/nope")
+    with pytest.raises(InvalidArgument) as error:
+        client.submit_queue([], model="tiny", strategy="nope")
+    assert {v.field for v in error.value.field_violations} == {"spec.rasters", "spec.strategy"}
+    path = str(write_raster(raster_root, "r.tif", scene_image()))
+    job = wait_finished(client, client.submit_queue([path], model="tiny", patch_size=64).name)
+    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        stub = acquisition_pb2_grpc.AcquisitionStub(channel)
+        with pytest.raises(grpc.RpcError) as error:
+            stub.ListQueuePatches(acquisition_pb2.ListQueuePatchesRequest(parent=job.name, page_size=-1))
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as error:
+            stub.ListQueuePatches(acquisition_pb2.ListQueuePatchesRequest(parent=job.name, page_token="x"))
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    cancelled = client.cancel(job.name)
+    assert cancelled.state == "SUCCEEDED"  # a finished job is returned unchanged
+
+
+def test_a_failed_job_reports_why_and_lists_nothing(acquisition, raster_root):
+    client, _ = acquisition
+    path = str(write_raster(raster_root, "r.tif", scene_image()))
+    job = wait_finished(client, client.submit_queue([path], model="tiny", strategy="metaseg").name)
+    assert job.state == "FAILED" and "train-metaseg" in job.error_message
+    with pytest.raises(FailedPrecondition):
+        next(client.queue(job))
+
+
+def test_strategy_time_is_exported_per_strategy(acquisition):
+    client, running = acquisition
+    client.rank(scene_image(), model="tiny", strategy="margin", patch_size=64)
+    text = running.metrics.exposition().decode()
+    assert 'dial_acquisition_strategy_seconds_count{strategy="margin"} 1.0' in text
+
+
+def test_cancelling_a_running_job_stops_it_between_rasters():
+    manager = JobManager(workers=1)
+    started, release = threading.Event(), threading.Event()
+    ranked = []
+
+    def rank(uri, should_stop):
+        ranked.append(uri)
+        started.set()
+        release.wait(10)
+        should_stop()
+        return [RankedPatch(1, 1.0, (0, 0, 8, 8), 1.0, ())]
+
+    job = manager.create(spec=None, rasters=["a", "b", "c"], budget=0, rank=rank)
+    assert started.wait(10)
+    assert job.snapshot().state == JobState.RUNNING
+    manager.cancel(job)
+    release.set()
+    deadline = time.monotonic() + 10
+    while job.snapshot().state == JobState.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert job.snapshot().state == JobState.CANCELLED
+    assert ranked == ["a"] and job.snapshot().patches == []
+    manager.close()
+
+
+def test_a_pending_job_cancels_before_it_starts():
+    manager = JobManager(workers=1)
+    release = threading.Event()
+    blocker = manager.create(None, ["a"], 0, lambda uri, stop: release.wait(10) and [])
+    waiting = manager.create(None, ["b"], 0, lambda uri, stop: pytest.fail("a cancelled job must not run"))
+    manager.cancel(waiting)
+    assert waiting.snapshot().state == JobState.CANCELLED
+    release.set()
+    deadline = time.monotonic() + 10
+    while blocker.snapshot().state != JobState.SUCCEEDED and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert blocker.snapshot().state == JobState.SUCCEEDED
+    manager.close()
+
+
+def test_dial_serve_and_up_find_the_service():
+    from dial_services.cli import build_parser
+    from dial_services.commands import available_services
+
+    assert "acquisition" in available_services()
+    args = build_parser().parse_args(["serve", "acquisition", "--port", "0", "--metrics-port", "0",
+                                      "--queue-workers", "2"])
+    assert (args.port, args.metrics_port, args.queue_workers) == (0, 0, 2)

@@ -1,0 +1,363 @@
+"""The Kubernetes manifests and the Dockerfile, checked offline.
+
+Every overlay is rendered with deploy/render.py and each object validated
+with kubernetes-validate --strict against Kubernetes 1.33. ServiceMonitor is
+a Prometheus Operator CRD that kubernetes-validate has no schema for, so its
+structure is checked here by hand, against the Services it must select.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+
+REPO = Path(__file__).resolve().parents[1]
+K8S = REPO / "deploy" / "k8s"
+OVERLAYS = ("cpu", "gpu")
+KUBERNETES_VERSION = "1.33"
+CRD_GROUPS = ("monitoring.coreos.com/",)
+SERVICES = {"segmenter": (50051, 9101), "adapter": (50052, 9102), "acquisition": (50053, 9103)}
+
+_spec = importlib.util.spec_from_file_location("dial_deploy_render", REPO / "deploy" / "render.py")
+render_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(render_module)
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered(request) -> tuple[str, list[dict]]:
+    return request.param, render_module.render(K8S / "overlays" / request.param)
+
+
+def of_kind(objects: list[dict], kind: str) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def pod_spec(deployment: dict) -> dict:
+    return deployment["spec"]["template"]["spec"]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+# ---- schema ---------------------------------------------------------------------------------------------------
+
+def test_every_object_passes_strict_schema_validation(rendered):
+    overlay, objects = rendered
+    checked = 0
+    for obj in objects:
+        if obj["apiVersion"].startswith(CRD_GROUPS):
+            continue
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{overlay}: {obj['kind']}/{obj['metadata']['name']}: {error.message}")
+        checked += 1
+    assert checked >= 15
+
+
+def test_strict_validation_rejects_a_misplaced_field():
+    deployment = of_kind(render_module.render(K8S / "overlays" / "cpu"), "Deployment")["segmenter"]
+    deployment["spec"]["annotations"] = {"misplaced": "yes"}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def test_service_monitor_scrapes_every_metrics_port(rendered):
+    """Structural check of the CRD object kubernetes-validate cannot validate."""
+    _, objects = rendered
+    monitors = of_kind(objects, "ServiceMonitor")
+    assert list(monitors) == ["dial"]
+    monitor = monitors["dial"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(monitor["metadata"]) <= {"name", "namespace", "labels", "annotations"}
+    spec = monitor["spec"]
+    assert set(spec) <= {"selector", "endpoints", "namespaceSelector", "jobLabel"}
+    assert spec["endpoints"], "a ServiceMonitor needs endpoints"
+    for endpoint in spec["endpoints"]:
+        assert set(endpoint) <= {"port", "path", "scheme", "interval", "scrapeTimeout"}
+        assert endpoint["scheme"] in ("http", "https")
+        assert re.fullmatch(r"\d+s", endpoint["interval"]) and re.fullmatch(r"\d+s", endpoint["scrapeTimeout"])
+    scraped = {name for name, s in of_kind(objects, "Service").items()
+               if selects(spec["selector"]["matchLabels"], s["metadata"]["labels"])}
+    assert scraped == set(SERVICES)
+    for name in scraped:
+        ports = {p["name"]: p for p in of_kind(objects, "Service")[name]["spec"]["ports"]}
+        assert ports["metrics"]["port"] == SERVICES[name][1]
+        assert all(e["port"] in ports for e in spec["endpoints"])
+
+
+# ---- workloads ------------------------------------------------------------------------------------------------
+
+def test_every_service_has_a_deployment_service_and_disruption_budget(rendered):
+    _, objects = rendered
+    deployments, services, budgets = (of_kind(objects, k) for k in ("Deployment", "Service", "PodDisruptionBudget"))
+    assert set(deployments) == set(SERVICES)
+    for name, (grpc_port, metrics_port) in SERVICES.items():
+        labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        assert selects(deployments[name]["spec"]["selector"]["matchLabels"], labels)
+        assert selects(services[name]["spec"]["selector"], labels)
+        assert {p["port"] for p in services[name]["spec"]["ports"]} == {grpc_port, metrics_port}
+        assert selects(budgets[name]["spec"]["selector"]["matchLabels"], labels)
+        env = {e["name"]: e["value"] for e in pod_spec(deployments[name])["containers"][0]["env"]}
+        assert (int(env["DIAL_PORT"]), int(env["DIAL_METRICS_PORT"])) == (grpc_port, metrics_port)
+
+
+def test_segmenter_and_acquisition_autoscale(rendered):
+    _, objects = rendered
+    autoscalers = of_kind(objects, "HorizontalPodAutoscaler")
+    for name in ("segmenter", "acquisition"):
+        hpa = autoscalers[name]
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+
+
+def test_pods_are_hardened(rendered):
+    _, objects = rendered
+    for name, deployment in of_kind(objects, "Deployment").items():
+        spec = pod_spec(deployment)
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] != 0
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert spec["automountServiceAccountToken"] is False
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][kind]), (name, kind)
+            mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+            assert "emptyDir" in volumes[mounts["/tmp"]["name"]], "a read-only root needs a writable /tmp"
+            assert mounts["/models"].get("readOnly") is True
+
+
+def test_probes_are_native_grpc_on_the_plaintext_health_port(rendered):
+    _, objects = rendered
+    config = of_kind(objects, "ConfigMap")["dial-config"]["data"]
+    health_port = int(config["DIAL_HEALTH_PORT"])
+    for deployment in of_kind(objects, "Deployment").values():
+        for container in pod_spec(deployment)["containers"]:
+            declared = {p["containerPort"] for p in container["ports"]}
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                assert container[probe]["grpc"]["port"] == health_port
+            assert health_port in declared
+            grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
+            assert grace > float(config["DIAL_GRACE_SECONDS"]) + container["lifecycle"]["preStop"]["sleep"]["seconds"]
+
+
+def test_configuration_and_secrets_are_wired(rendered):
+    _, objects = rendered
+    config = of_kind(objects, "ConfigMap")["dial-config"]["data"]
+    claims = of_kind(objects, "PersistentVolumeClaim")
+    for deployment in of_kind(objects, "Deployment").values():
+        spec = pod_spec(deployment)
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for volume in volumes.values():
+            if "persistentVolumeClaim" in volume:
+                assert volume["persistentVolumeClaim"]["claimName"] in claims
+        container = spec["containers"][0]
+        assert {"configMapRef": {"name": "dial-config"}} in container["envFrom"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        for setting in ("DIAL_TLS_CERT", "DIAL_TLS_KEY", "DIAL_AUTH_TOKENS_FILE"):
+            folder = str(Path(config[setting]).parent)
+            assert "secret" in volumes[mounts[folder]], f"{setting} must come from a mounted Secret"
+        for setting in ("DIAL_MODEL_REPO", "DIAL_MODEL_CACHE", "DIAL_RASTER_ROOTS"):
+            assert config[setting] in mounts, setting
+
+
+def test_config_keys_name_real_settings():
+    """A typo in a DIAL_* key would be silently ignored by the services; catch it here."""
+    from dial_services.common import config as config_module
+    from dial_services.commands import available_services
+
+    fields = set()
+    for value in vars(config_module).values():
+        if isinstance(value, type) and issubclass(value, config_module.ServerConfig):
+            fields |= set(value.model_fields)
+    for module in available_services().values():
+        fields |= set(module.CONFIG.model_fields)
+    # Settings of services whose code may not be installed alongside.
+    fields |= {"session_store"}
+    objects = render_module.render(K8S / "overlays" / "cpu")
+    keys = set(of_kind(objects, "ConfigMap")["dial-config"]["data"])
+    for deployment in of_kind(objects, "Deployment").values():
+        keys |= {e["name"] for e in pod_spec(deployment)["containers"][0]["env"] if e["name"].startswith("DIAL_")}
+    unknown = {k for k in keys if k.removeprefix("DIAL_").lower() not in fields}
+    assert not unknown
+
+
+def test_adapter_sessions_survive_replica_loss():
+    """Several adapter replicas share one ReadWriteMany session store."""
+    objects = render_module.render(K8S / "overlays" / "cpu")
+    adapter = of_kind(objects, "Deployment")["adapter"]
+    assert adapter["spec"]["replicas"] > 1
+    assert "dial.io/session-store" in adapter["metadata"]["annotations"]
+    claim = of_kind(objects, "PersistentVolumeClaim")["dial-sessions"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert "dial.io/why-rwx" in claim["metadata"]["annotations"]
+    spec = pod_spec(adapter)
+    volume = next(v for v in spec["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == "dial-sessions")
+    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
+    assert mount["mountPath"] == of_kind(objects, "ConfigMap")["dial-config"]["data"]["DIAL_SESSION_STORE"]
+    assert not mount.get("readOnly")
+    assert of_kind(objects, "PodDisruptionBudget")["adapter"]["spec"]["minAvailable"] < adapter["spec"]["replicas"]
+
+
+def test_network_policy_denies_by_default_and_opens_service_ports():
+    objects = render_module.render(K8S / "overlays" / "cpu")
+    policies = of_kind(objects, "NetworkPolicy")
+    deny = policies["dial-default-deny"]["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny and "egress" not in deny
+    allow = policies["dial-services"]["spec"]
+    pod_labels = [pod_spec(d) and d["spec"]["template"]["metadata"]["labels"]
+                  for d in of_kind(objects, "Deployment").values()]
+    assert all(selects(allow["podSelector"]["matchLabels"], labels) for labels in pod_labels)
+    opened = {p["port"] for rule in allow["ingress"] for p in rule["ports"]}
+    assert {port for pair in SERVICES.values() for port in pair} | {8081} == opened
+
+
+def test_overlays_differ_in_image_and_gpu_scheduling():
+    for overlay in OVERLAYS:
+        objects = render_module.render(K8S / "overlays" / overlay)
+        config = of_kind(objects, "ConfigMap")["dial-config"]["data"]
+        for deployment in of_kind(objects, "Deployment").values():
+            spec = pod_spec(deployment)
+            container = spec["containers"][0]
+            name, tag, digest = render_module.split_image(container["image"])
+            assert tag and tag != "latest" and name != "dial"
+            assert tag.endswith(f"-{overlay}")
+            gpus = container["resources"]["limits"].get("nvidia.com/gpu")
+            if overlay == "gpu":
+                assert gpus == "1" and container["resources"]["requests"]["nvidia.com/gpu"] == "1"
+                assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+                assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+                # The patch must not have dropped the base's volumes, probes or hardening.
+                assert container["readinessProbe"]["grpc"] and container["securityContext"]["readOnlyRootFilesystem"]
+            else:
+                assert gpus is None and "tolerations" not in spec
+        assert config["DIAL_PROVIDER"] == ("cpu" if overlay == "cpu" else "auto")
+    gpu = render_module.render(K8S / "overlays" / "gpu")
+    assert of_kind(gpu, "HorizontalPodAutoscaler")["segmenter"]["spec"]["maxReplicas"] == 4
+
+
+def test_everything_lands_in_one_namespace(rendered):
+    _, objects = rendered
+    assert of_kind(objects, "Namespace")["dial"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] \
+        == "restricted"
+    assert {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"} == {"dial"}
+
+
+# ---- the renderer ---------------------------------------------------------------------------------------------
+
+def test_strategic_merge_follows_kubernetes_merge_keys():
+    base = {"spec": {"containers": [{"name": "a", "image": "x", "env": [{"name": "A", "value": "1"}],
+                                     "ports": [{"containerPort": 1, "name": "p"}]},
+                                    {"name": "b", "image": "y"}],
+                     "tolerations": [{"key": "old"}], "keep": 1, "drop": 2}}
+    patch = {"spec": {"containers": [{"name": "a", "env": [{"name": "B", "value": "2"}]},
+                                     {"name": "b", "$patch": "delete"}],
+                      "tolerations": [{"key": "new"}], "drop": None}}
+    merged = render_module.strategic_merge(base, patch)
+    assert merged["spec"]["containers"] == [{"name": "a", "image": "x", "env": [{"name": "A", "value": "1"},
+                                                                                 {"name": "B", "value": "2"}],
+                                             "ports": [{"containerPort": 1, "name": "p"}]}]
+    assert merged["spec"]["tolerations"] == [{"key": "new"}]
+    assert merged["spec"]["keep"] == 1 and "drop" not in merged["spec"]
+    assert base["spec"]["containers"][1]["name"] == "b", "the base must not be modified"
+
+
+def test_json6902_and_image_references():
+    obj = {"spec": {"maxReplicas": 8, "list": [1, 2]}}
+    render_module.json6902(obj, [{"op": "replace", "path": "/spec/maxReplicas", "value": 4},
+                                 {"op": "add", "path": "/spec/list/-", "value": 3},
+                                 {"op": "remove", "path": "/spec/list/0"}])
+    assert obj == {"spec": {"maxReplicas": 4, "list": [2, 3]}}
+    with pytest.raises(render_module.KustomizeError):
+        render_module.json6902(obj, [{"op": "replace", "path": "/spec/missing", "value": 1}])
+    assert render_module.split_image("registry:5000/dial:1.0") == ("registry:5000/dial", "1.0", None)
+    assert render_module.split_image("dial@sha256:ab") == ("dial", None, "sha256:ab")
+
+
+def test_unsupported_kustomize_features_are_refused(tmp_path):
+    (tmp_path / "kustomization.yaml").write_text("resources: []\nconfigMapGenerator: []\n")
+    with pytest.raises(render_module.KustomizeError, match="configMapGenerator"):
+        render_module.render(tmp_path)
+
+
+# ---- the Dockerfile -------------------------------------------------------------------------------------------
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", path.read_text())
+    instructions = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            instructions.append((keyword.upper(), rest.strip()))
+    return instructions
+
+
+def stages(instructions) -> dict[str, list[tuple[str, str]]]:
+    found, current = {}, None
+    for keyword, rest in instructions:
+        if keyword == "FROM":
+            current = rest.split(" AS ")[-1].strip().lower() if " AS " in rest.upper() else rest
+            found[current] = []
+        elif current is not None:
+            found[current].append((keyword, rest))
+    return found
+
+
+def test_dockerfile_is_safe_to_run_read_only_as_non_root():
+    instructions = dockerfile_instructions(REPO / "Dockerfile")
+    args = dict(rest.split("=", 1) for kw, rest in instructions if kw == "ARG" and "=" in rest)
+    by_stage = stages(instructions)
+    for target in ("cpu", "gpu"):
+        assert target in by_stage, f"no {target} target"
+        body = by_stage[target]
+        users = [rest for kw, rest in body if kw == "USER"]
+        assert users and users[-1].split(":")[0] not in ("0", "root")
+        assert users[-1].split(":")[0].isdigit(), "a numeric USER lets runAsNonRoot verify it"
+        env = " ".join(rest for kw, rest in body if kw == "ENV")
+        assert "GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000" in env
+        assert "PYTHONDONTWRITEBYTECODE=1" in env, "a read-only root cannot take .pyc files"
+        assert any(kw == "ENTRYPOINT" for kw, _ in body)
+    for kw, rest in instructions:
+        if kw == "FROM":
+            image = rest.split()[0]
+            image = args.get(image.strip("${}"), image) if image.startswith("$") else image
+            if image == "scratch" or image in by_stage or image.lower() in by_stage:
+                continue
+            _, tag, digest = render_module.split_image(image)
+            assert (tag and tag != "latest") or digest, f"base image {image} must be pinned"
+        if kw == "RUN":
+            for command in re.split(r"&&|;", rest):
+                words = shlex.split(command)
+                if "pip" in words and "install" in words:
+                    assert "-c" in words and words[words.index("-c") + 1] == "constraints.txt", command
+
+
+def test_gpu_image_replaces_onnxruntime_before_installing_the_gpu_build():
+    body = stages(dockerfile_instructions(REPO / "Dockerfile"))["gpu-build"]
+    runs = " && ".join(rest for kw, rest in body if kw == "RUN")
+    uninstall, install = runs.find("pip uninstall -y onnxruntime"), runs.find("onnxruntime-gpu")
+    assert 0 <= uninstall < install
+    assert "download.pytorch.org/whl/cu" in runs, "the GPU image needs the CUDA torch"
+    cpu_runs = " ".join(rest for kw, rest in stages(dockerfile_instructions(REPO / "Dockerfile"))["cpu-build"]
+                        if kw == "RUN")
+    assert "download.pytorch.org/whl/cpu" in cpu_runs
+
+
+def test_dockerignore_keeps_secrets_and_state_out_of_the_context():
+    ignored = (REPO / ".dockerignore").read_text().split()
+    for entry in (".git", ".venv", "runs", "**/__pycache__"):
+        assert entry in ignored
