@@ -37,6 +37,9 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --workdir")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--max-train-images", type=int)
+    p.add_argument("--init-from", help="NAME[:VERSION] to fine-tune (keeps its normalisation and click encoding)")
+    p.add_argument("--error-clicks", type=float, default=0.0, dest="error_click_fraction",
+                   help="share of clicked samples that also get 1..3 clicks in the model's own errors")
     p.set_defaults(handler=_run_train)
 
 
@@ -53,7 +56,8 @@ def _run_train(args) -> int:
         max_clicks=args.max_clicks, radius_px=args.radius_px, val_fraction=args.val_fraction,
         split_seed=args.split_seed, seed=args.seed, workdir=args.workdir,
         checkpoint_every=args.checkpoint_every, resume=args.resume, threads=args.threads,
-        max_train_images=args.max_train_images,
+        max_train_images=args.max_train_images, init_from=args.init_from,
+        error_click_fraction=args.error_click_fraction,
     )
     bar = tqdm(total=config.iterations, unit="it", disable=None)
 

@@ -41,6 +41,14 @@ def _common_arguments(parser) -> None:
     parser.add_argument("--max-workers", dest="max_workers", type=int)
     parser.add_argument("--max-message-bytes", dest="max_message_bytes", type=int)
     parser.add_argument("--grace-seconds", dest="grace_seconds", type=float)
+    parser.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate: serve TLS")
+    parser.add_argument("--tls-key", dest="tls_key", help="PEM private key for --tls-cert")
+    parser.add_argument("--tls-client-ca", dest="tls_client_ca", help="PEM CA: require client certificates (mTLS)")
+    parser.add_argument("--auth-tokens-file", dest="auth_tokens_file",
+                        help="'caller:sha256(token)' lines: require bearer tokens")
+    parser.add_argument("--health-port", dest="health_port", type=int,
+                        help="plaintext port serving only grpc.health.v1 (for probes when TLS is on)")
+    parser.add_argument("--max-calls-per-caller", dest="max_calls_per_caller", type=int)
 
 
 def add_commands(sub) -> None:

@@ -14,7 +14,7 @@ from dial.imagery.raster import GeoTiffWriter
 from dial.imagery.readers import GeoInfo
 from dial.synthetic import make_scene
 from dial_client import AcquisitionClient, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from dial_client._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc, common_pb2
+from dial_client._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc
 from dial_services.acquisition.jobs import JobManager, JobState
 
 GEO = GeoInfo("EPSG:32633", (0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0))

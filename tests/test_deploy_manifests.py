@@ -13,7 +13,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-import yaml
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 

@@ -164,3 +164,13 @@ def test_sequential_learning_keeps_weights_across_images(tiny_repo, scene):
         refiner.add_click(Click(5, 5, int((first[5, 5] + 1) % 6)))
         again = refiner.start(scene)
         assert np.array_equal(first, again) == expect_same
+
+
+def test_eval_command_offers_every_refiner_and_the_adaptation_flags():
+    from dial.cli import build_parser
+
+    args = build_parser().parse_args(["eval", "--model", "m", "--data", "d", "--json", "out.json", "--mode", "both",
+                                      "--variant", "fast", "--sequential", "--learning-rate", "0.001"])
+    assert (args.mode, args.variant, args.sequential, args.learning_rate) == ("both", "fast", True, 0.001)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "--model", "m", "--data", "d", "--json", "o", "--mode", "nope"])

@@ -46,10 +46,15 @@ FLOATS = st.floats(allow_nan=True, allow_infinity=True)
 PIXELS = st.one_of(st.integers(0, 60), SIDES)
 
 
+def mostly(usual, unusual: st.SearchStrategy) -> st.SearchStrategy:
+    """``usual`` three times in four, so hostile values elsewhere still reach deep code."""
+    return st.tuples(st.integers(0, 3), unusual).map(lambda pair: pair[1] if pair[0] == 3 else usual)
+
+
 @st.composite
 def images(draw, manifest) -> common_pb2.Image:
-    if draw(st.booleans()):
-        # Well-formed for the model, so half the requests reach click handling and inference.
+    if draw(st.integers(0, 2)) != 2:
+        # Well-formed for the model, so most requests reach click handling and inference.
         height, width, bands = draw(st.integers(1, 48)), draw(st.integers(1, 48)), manifest.n_bands
         dtype = {"uint8": common_pb2.DATA_TYPE_UINT8, "uint16": common_pb2.DATA_TYPE_UINT16}[manifest.input_dtype]
         size = height * width * bands * (2 if dtype == common_pb2.DATA_TYPE_UINT16 else 1)
@@ -104,8 +109,8 @@ def test_hostile_predict_requests_get_client_errors(fuzz_target):
 
     @FUZZ
     @given(image=images(manifest), click_list=clicks(),
-           model=st.sampled_from(["tiny", "tiny", "tiny", "", "missing", "../etc", "tiny\x00"]),
-           version=st.sampled_from(["", "", "1", "999", "latest", "-1"]),
+           model=mostly("tiny", st.sampled_from(["", "missing", "../etc", "tiny\x00"])),
+           version=mostly("", st.sampled_from(["1", "999", "latest", "-1"])),
            probabilities=st.booleans())
     def check(image, click_list, model, version, probabilities):
         request = segmenter_pb2.PredictRequest(model=common_pb2.ModelRef(name=model, version=version), image=image,

@@ -312,3 +312,62 @@ def test_raster_uris_outside_the_roots_are_permission_denied(segmenter_with_toke
     address, _ = segmenter_with_tokens
     with SegmenterClient(address, token=TOKEN, retries=0) as client, pytest.raises(PermissionDenied):
         client.predict_raster(uri.format(root=raster_root), model="tiny", timeout=30)
+
+
+def test_a_full_server_refuses_quickly_and_recovers(serve):
+    """max_concurrent_rpcs is the server-wide back-pressure: RESOURCE_EXHAUSTED at once, not a queue."""
+    import time
+
+    address, _, service = serve(max_concurrent_rpcs=1)
+    service.hold.clear()
+    with grpc.insecure_channel(address) as channel, futures.ThreadPoolExecutor(1) as pool:
+        first = pool.submit(whoami, channel, caller="alice")
+        assert service.entered.acquire(timeout=10)
+        started = time.perf_counter()
+        assert code_of(lambda: whoami(channel, caller="bob")) == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert time.perf_counter() - started < 2
+        service.hold.set()
+        assert first.result(10) == "alice"
+        assert whoami(channel, caller="bob") == "bob"
+
+
+def test_tokens_rotate_without_a_restart(serve, tokens_file, caplog):
+    import os
+
+    from dial_services.common.auth import TokensFile
+
+    clock = [0.0]
+    tokens = TokensFile(tokens_file, check_every_s=5, clock=lambda: clock[0])
+    assert tokens.current().caller_for(TOKEN) == "alice"
+    tokens_file.write_text(f"carol:{hash_token('fresh-token')}\n")
+    os.utime(tokens_file, ns=(1, 1))
+    assert tokens.current().caller_for(TOKEN) == "alice", "checked at most every check_every_s"
+    clock[0] = 6
+    assert tokens.current().caller_for("fresh-token") == "carol"
+    assert tokens.current().caller_for(TOKEN) is None
+    tokens_file.write_text("carol:not-a-digest-but-a-secret\n")
+    os.utime(tokens_file, ns=(2, 2))
+    clock[0] = 12
+    assert tokens.current().caller_for("fresh-token") == "carol", "a broken file keeps the previous tokens"
+    assert "not-a-digest-but-a-secret" not in caplog.text
+
+
+def test_a_bad_tokens_file_stops_start_up_with_a_config_error(serve, tmp_path):
+    path = tmp_path / "tokens"
+    path.write_text("alice\n")
+    with pytest.raises(ConfigError, match="DIAL_AUTH_TOKENS_FILE"):
+        serve(auth_tokens_file=path)
+
+
+def test_the_hash_helper_prints_a_tokens_file_line(monkeypatch, capsys, tmp_path):
+    import io
+
+    from dial_services.common.auth import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(TOKEN + "\n"))
+    assert main(["alice"]) == 0
+    line = capsys.readouterr().out
+    path = tmp_path / "tokens"
+    path.write_text(line)
+    assert TokenTable.from_file(path).caller_for(TOKEN) == "alice"
+    assert TOKEN not in line

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import time
 import shutil
 import subprocess
 import urllib.request
@@ -282,3 +284,60 @@ def test_corrupt_model_stops_start_up_with_a_clear_message(tiny_repo, tmp_path):
     weights.write_bytes(b"not a checkpoint")
     with pytest.raises(ManifestError, match="checksum"):
         start(SegmenterConfig(host="127.0.0.1", port=0, model_repo=repo))
+
+
+def test_reflection_lists_the_services(segmenter):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    address, _ = segmenter
+    with grpc.insecure_channel(address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = {s.name for s in next(replies).list_services_response.service}
+    assert {"dial.v1.Segmenter", "grpc.health.v1.Health"} <= names
+
+
+def test_sigterm_drains_in_flight_calls(tiny_repo, raster_root, free_port):
+    """A call in flight when SIGTERM arrives still completes, and the server exits cleanly."""
+    import signal
+    import socket
+    import threading
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        metrics_port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dial_services.cli", "serve", "segmenter", "--host", "127.0.0.1",
+         "--port", str(free_port), "--metrics-port", str(metrics_port), "--model-repo", str(tiny_repo),
+         "--grace-seconds", "60"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    address = f"127.0.0.1:{free_port}"
+    try:
+        with grpc.insecure_channel(address) as channel:
+            grpc.channel_ready_future(channel).result(timeout=120)
+            health = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + 120
+            while health.Check(health_pb2.HealthCheckRequest(), timeout=5).status != 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        result = {}
+        image = make_scene(1024, 1024, seed=8).image
+
+        def slow_call():
+            with SegmenterClient(address, retries=0, timeout=120) as client:
+                result["labels"] = client.predict(image, model="tiny").labels
+
+        caller = threading.Thread(target=slow_call)
+        caller.start()
+        in_flight = 'dial_grpc_requests_in_flight{service="segmenter"} 1.0'
+        deadline = time.monotonic() + 60
+        while in_flight not in urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode():
+            assert time.monotonic() < deadline and caller.is_alive()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        caller.join(timeout=150)
+        assert result["labels"].shape == (1024, 1024)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

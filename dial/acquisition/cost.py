@@ -27,6 +27,10 @@ from skimage.measure import approximate_polygon, find_contours
 # a straight diagonal edge survives as vertices; much above 3 px rounded
 # shapes collapse to triangles.
 DEFAULT_TOLERANCE_PX = 2.0
+# Specks smaller than this are not drawn as polygons by an annotator (they
+# vanish into the surrounding polygon), and tracing the thousands of them a
+# noisy prediction holds would dominate the ranking time.
+MIN_SEGMENT_PX = 16
 # Marching squares puts a window-border contour at -0.5 (or size - 0.5) and a
 # chamfered corner next to it at 0.0; both are on the border.
 _BORDER_EPS = 0.75
@@ -44,7 +48,7 @@ class ClickCost:
 
 
 def segment_polygons(labels: np.ndarray, tolerance_px: float = DEFAULT_TOLERANCE_PX,
-                     ignore_index: int | None = None):
+                     ignore_index: int | None = None, min_segment_px: int = MIN_SEGMENT_PX):
     """Yield ``(class_id, outline vertices (N, 2) as (row, col))`` per segment.
 
     Vertices are in ``labels``' pixel coordinates, the ring's repeated last
@@ -54,8 +58,9 @@ def segment_polygons(labels: np.ndarray, tolerance_px: float = DEFAULT_TOLERANCE
         if ignore_index is not None and class_id == ignore_index:
             continue
         components, count = ndimage.label(labels == class_id)
+        sizes = np.bincount(components.ravel(), minlength=count + 1)
         for index, box in enumerate(ndimage.find_objects(components), start=1):
-            if box is None:
+            if box is None or sizes[index] < min_segment_px:
                 continue
             crop = np.pad(components[box] == index, 1).astype(np.float32)
             contours = find_contours(crop, 0.5)

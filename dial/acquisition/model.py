@@ -85,6 +85,12 @@ class AcquisitionModel:
             raise ManifestError(f"model {self.manifest.name}:{self.manifest.version} has no torch network loaded")
         return self.network
 
+    def has_head(self, kind: str) -> bool:
+        with self._lock:
+            if kind in self._heads:
+                return True
+        return bool(self.directory and read_side_manifest(self.directory).get(kind))
+
     def head(self, kind: str, loader):
         """A learned head, loaded once; ``loader(path, entry)`` builds it from its file."""
         with self._lock:

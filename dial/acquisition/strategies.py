@@ -185,21 +185,17 @@ class OdinStrategy(TorchStrategy):
         _, std = manifest.normalisation()
         step = torch.zeros(inputs.shape[1], device=inputs.device)
         step[: manifest.n_bands] = torch.from_numpy(self.epsilon * full_range / std)
-        params = [p for p in network.parameters() if p.requires_grad]
-        for p in params:
-            p.requires_grad_(False)
-        try:
-            with torch.enable_grad():
-                x = inputs.clone().requires_grad_(True)
-                logits = network(x)
-                loss = -torch.log_softmax(logits / self.temperature, dim=1).max(dim=1).values.sum()
-                if loss.requires_grad:
-                    (grad,) = torch.autograd.grad(loss, x)
-                else:  # a network whose output does not depend smoothly on its input
-                    grad = torch.zeros_like(x)
-        finally:
-            for p in params:
-                p.requires_grad_(True)
+        # Only the input's gradient is asked for, so autograd skips the weight
+        # gradients; the weights' requires_grad flags are left alone, since
+        # other threads may share the network.
+        with torch.enable_grad():
+            x = inputs.clone().requires_grad_(True)
+            logits = network(x)
+            loss = -torch.log_softmax(logits / self.temperature, dim=1).max(dim=1).values.sum()
+            if loss.requires_grad:
+                (grad,) = torch.autograd.grad(loss, x)
+            else:  # a network whose output does not depend smoothly on its input
+                grad = torch.zeros_like(x)
         with torch.inference_mode():
             perturbed = inputs - step[None, :, None, None] * torch.sign(grad)
             confidence = torch.softmax(network(perturbed) / self.temperature, dim=1).max(dim=1, keepdim=True).values

@@ -58,7 +58,8 @@ def blend_tiles(image: np.ndarray, manifest: Manifest, outputs: TileOutputs, n_o
     windows = grid.windows()
     for start in range(0, len(windows), batch_size):
         batch = windows[start: start + batch_size]
-        inputs = [pad_to_multiple(network_input(image[r: r + h, c: c + w], clicks_in_window(clicks, (r, c, h, w), radius),
+        inputs = [pad_to_multiple(network_input(image[r: r + h, c: c + w],
+                                                clicks_in_window(clicks, (r, c, h, w), radius),
                                                 manifest, origin=(r, c)))
                   for r, c, h, w in batch]
         out = outputs(np.stack(inputs))[:, :, :th, :tw]

@@ -1,11 +1,14 @@
 """Tiled prediction with overlap and blending, in bounded memory.
 
 Large images are cut into ``tile_px`` windows that overlap by ``overlap_px``
-(512 and 128 in the papers). Each tile's probabilities are weighted by a
-ramp that falls towards the tile's edges, where a CNN sees the least
-context, and the weighted sum is normalised. Tiles are processed one tile
-row at a time and rows are handed out as soon as no later tile can touch
-them, so memory is ``O(K x tile_px x width)`` however tall the raster is.
+(512 and 128 in the papers). Each tile's logits are weighted by a ramp that
+falls towards the tile's edges, where a CNN sees the least context, and
+summed. Blending logits rather than probabilities keeps the per-tile work
+next to the model to one fused multiply-add: a class map is the argmax of
+the weighted sum, and probabilities are one softmax per output pixel instead
+of one per tile pixel (1.8x more with a 128 px overlap). Tiles are processed
+one tile row at a time and rows are handed out as soon as no later tile can
+touch them, so memory is ``O(K x tile_px x width)`` however tall the raster is.
 """
 from __future__ import annotations
 
@@ -83,7 +86,7 @@ def pad_to_multiple(x: np.ndarray, multiple: int = STRIDE_MULTIPLE) -> np.ndarra
     return np.pad(x, ((0, 0), (0, ph), (0, pw)), mode=mode)
 
 
-def iter_probability_rows(
+def iter_blended_rows(
     predictor: Predictor,
     read: ReadWindow,
     height: int,
@@ -95,8 +98,16 @@ def iter_probability_rows(
     batch_size: int = 4,
     annotations: bool = True,
     on_tile: Callable[[int, int], None] | None = None,
+    output: str = "probabilities",
 ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield ``(row_start, row_stop, probs[K, rows, width])`` top to bottom."""
+    """Yield ``(row_start, row_stop, block)`` top to bottom.
+
+    ``output`` chooses the block: ``"probabilities"`` ``(K, rows, W)``
+    float32, ``"logits"`` (the blended logits), or ``"labels"`` ``(rows, W)``
+    uint8, which skips the normalisation altogether.
+    """
+    if output not in ("probabilities", "logits", "labels"):
+        raise ValueError(f"unknown output {output!r}")
     manifest = predictor.manifest
     tile_px = tile_px or manifest.tile_px
     overlap_px = manifest.overlap_px if overlap_px is None else overlap_px
@@ -125,17 +136,25 @@ def iter_probability_rows(
                 near = clicks_in_window(clicks, window, radius)
                 x = network_input(read(r0, c0, th, tw), near, manifest, origin=(r0, c0), annotations=annotations)
                 inputs.append(pad_to_multiple(x))
-            probs = softmax(predictor.logits(np.stack(inputs)))[:, :, :th, :tw]
+            logits = predictor.logits(np.stack(inputs))[:, :, :th, :tw]
             top = r0 - acc_top
-            for p, c0 in zip(probs, batch_cols):
-                acc[:, top : top + th, c0 : c0 + tw] += p * weights
+            for z, c0 in zip(logits, batch_cols):
+                np.multiply(z, weights, out=z)
+                view = acc[:, top : top + th, c0 : c0 + tw]
+                np.add(view, z, out=view)
                 wsum[top : top + th, c0 : c0 + tw] += weights
             done += len(batch_cols)
             if on_tile is not None:
                 on_tile(done, total)
         final = rows[i + 1] if i + 1 < len(rows) else height
         n = final - acc_top
-        yield acc_top, final, acc[:, :n] / wsum[None, :n]
+        if output == "labels":
+            block = acc[:, :n].argmax(axis=0).astype(np.uint8)
+        else:
+            block = acc[:, :n] / wsum[None, :n]
+            if output == "probabilities":
+                block = softmax(block, axis=0)
+        yield acc_top, final, block
         acc, wsum, acc_top = acc[:, n:].copy(), wsum[n:].copy(), final
 
 
@@ -152,7 +171,7 @@ def predict_probabilities(
     def read(r: int, c: int, h: int, w: int) -> np.ndarray:
         return image[r : r + h, c : c + w]
 
-    for top, bottom, block in iter_probability_rows(predictor, read, height, width, clicks, **kwargs):
+    for top, bottom, block in iter_blended_rows(predictor, read, height, width, clicks, **kwargs):
         out[:, top:bottom] = block
     return out
 
@@ -165,6 +184,12 @@ def predict_labels(predictor: Predictor, image: np.ndarray, clicks: Sequence[Cli
     def read(r: int, c: int, h: int, w: int) -> np.ndarray:
         return image[r : r + h, c : c + w]
 
-    for top, bottom, block in iter_probability_rows(predictor, read, height, width, clicks, **kwargs):
-        out[top:bottom] = block.argmax(axis=0)
+    for top, bottom, block in iter_blended_rows(predictor, read, height, width, clicks, output="labels",
+                                                **kwargs):
+        out[top:bottom] = block
     return out
+
+
+def iter_probability_rows(*args, **kwargs) -> Iterator[tuple[int, int, np.ndarray]]:
+    """:func:`iter_blended_rows` yielding probabilities ``(K, rows, W)``."""
+    return iter_blended_rows(*args, output="probabilities", **kwargs)

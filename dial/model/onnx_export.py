@@ -27,6 +27,7 @@ def export_onnx(model: torch.nn.Module, in_channels: int, path: Path, sample_px:
                 dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
                               "logits": {0: "batch", 2: "height", 3: "width"}},
             )
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the export from other service users
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -128,7 +128,7 @@ class ModelRepository:
             candidates.append(self.cache_dir / manifest.name / manifest.version / manifest.onnx_file)
         stamp = manifest.weights_sha256[:16]
         for candidate in candidates:
-            marker = candidate.with_suffix(".sha256")
+            marker = candidate.with_name(candidate.name + ".sha256")
             if candidate.exists() and (not stamp or (marker.exists() and marker.read_text().strip() == stamp)):
                 return candidate
         model, manifest = self.load_torch(ref)
@@ -136,7 +136,7 @@ class ModelRepository:
             try:
                 candidate.parent.mkdir(parents=True, exist_ok=True)
                 export_onnx(model, manifest.in_channels, candidate)
-                candidate.with_suffix(".sha256").write_text(stamp + "\n")
+                candidate.with_name(candidate.name + ".sha256").write_text(stamp + "\n")
                 return candidate
             except OSError:
                 continue
@@ -165,7 +165,7 @@ class ModelRepository:
             final.save(staging)
             if export:
                 export_onnx(model, final.in_channels, staging / final.onnx_file)
-                (staging / final.onnx_file).with_suffix(".sha256").write_text(final.weights_sha256[:16] + "\n")
+                (staging / (final.onnx_file + ".sha256")).write_text(final.weights_sha256[:16] + "\n")
             os.replace(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

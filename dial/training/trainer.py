@@ -35,6 +35,9 @@ from dial.training.click_sampling import sample_training_clicks
 
 log = logging.getLogger(__name__)
 
+# Flags that may differ when resuming: they change how long or how fast
+# training runs, not what it learns from.
+RESUMABLE_CHANGES = {"resume", "iterations", "checkpoint_every", "threads"}
 DEFAULT_BAND_NAMES = {1: ("grey",), 3: ("red", "green", "blue"), 4: ("red", "green", "blue", "nir")}
 
 
@@ -66,6 +69,9 @@ class TrainConfig:
     tile_px: int = 512
     overlap_px: int = 128
     max_train_images: int | None = None
+    init_from: str | None = None
+    error_click_fraction: float = 0.0
+    error_click_rounds: int = 3
 
     def validate(self) -> None:
         check_name(self.name)
@@ -127,17 +133,50 @@ class CropSampler:
         k = int(self.rng.integers(0, 4))
         return np.ascontiguousarray(np.rot90(image, k)), np.ascontiguousarray(np.rot90(mask, k))
 
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, ys = [], []
+    def batch(self, model: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        crops, masks, clicks, corrected = [], [], [], []
         for _ in range(self.config.batch_size):
             i = int(self.rng.choice(len(self.images), p=self.p))
             image, mask = self._crop(self.images[i], self.masks[i])
-            clicks = sample_training_clicks(mask, self.rng, self.manifest.n_classes,
-                                            max_clicks=self.config.max_clicks,
-                                            p_no_clicks=self.config.p_no_clicks)
-            xs.append(network_input(image, clicks, self.manifest))
-            ys.append(mask.astype(np.int64))
-        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+            sampled = sample_training_clicks(mask, self.rng, self.manifest.n_classes,
+                                             max_clicks=self.config.max_clicks,
+                                             p_no_clicks=self.config.p_no_clicks)
+            crops.append(image)
+            masks.append(mask)
+            clicks.append(sampled)
+            corrected.append(bool(sampled) and self.rng.random() < self.config.error_click_fraction)
+        if model is not None and any(corrected):
+            self._add_error_clicks(model, crops, masks, clicks, corrected)
+        xs = [network_input(image, c, self.manifest) for image, c in zip(crops, clicks)]
+        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(masks).astype(np.int64))
+
+    def _add_error_clicks(self, model, crops, masks, clicks, corrected) -> None:
+        """RITM's iterative sampling: clicks where the model's own map is wrong.
+
+        Random ground-truth clicks mostly land where the map is already
+        right, so the network learns little about overriding itself; the
+        simulated annotator at evaluation clicks only into errors. A few
+        rounds of "predict, click the largest error" close that gap.
+        """
+        from dial.annotator import SimulatedAnnotator
+
+        chosen = [k for k, flag in enumerate(corrected) if flag]
+        rounds = int(self.rng.integers(1, self.config.error_click_rounds + 1))
+        was_training = model.training
+        model.eval()
+        try:
+            for _ in range(rounds):
+                x = np.stack([network_input(crops[k], clicks[k], self.manifest) for k in chosen])
+                with torch.no_grad():
+                    predictions = model(torch.from_numpy(x)).argmax(dim=1).numpy().astype(np.uint8)
+                for k, prediction in zip(chosen, predictions):
+                    annotator = SimulatedAnnotator(self.manifest.n_classes, random_top_k=3,
+                                                   seed=int(self.rng.integers(1 << 31)))
+                    click = annotator.next_click(prediction, masks[k])
+                    if click is not None:
+                        clicks[k].append(click)
+        finally:
+            model.train(was_training)
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -186,6 +225,15 @@ def train(config: TrainConfig, progress: Callable | None = None, command: str | 
         raise ValueError(f"training images mix dtypes {dtypes} or band counts {bands}")
     mean, std = band_statistics(images)
     n_bands = bands.pop()
+    base = None
+    if config.init_from:
+        base_model, base = ModelRepository(config.repo).load_torch(config.init_from)
+        # Fine-tuning keeps the base's input contract: its normalisation and click encoding.
+        mean = np.array([b.mean for b in base.bands])
+        std = np.array([b.std for b in base.bands])
+        if base.n_bands != n_bands or base.n_classes != dataset.n_classes:
+            raise ValueError(f"{config.init_from} takes {base.n_bands} bands and {base.n_classes} classes; "
+                             f"the data has {n_bands} bands and {dataset.n_classes} classes")
     class_names = config.class_names or dataset.class_names
     if len(class_names) != dataset.n_classes:
         raise ValueError(f"{len(class_names)} class names given for {dataset.n_classes} classes")
@@ -204,13 +252,19 @@ def train(config: TrainConfig, progress: Callable | None = None, command: str | 
         bands=tuple(BandNorm(n, float(m), float(s)) for n, m, s in
                     zip(DEFAULT_BAND_NAMES[n_bands], mean, std)),
         input_dtype=dtypes.pop(),
-        click_encoding=ClickEncoding(radius_px=config.radius_px),
+        click_encoding=base.click_encoding if base else ClickEncoding(radius_px=config.radius_px),
         tile_px=config.tile_px,
         overlap_px=config.overlap_px,
     )
     manifest.validate("new model")
 
-    model = build_network(config.architecture, config.encoder, manifest.in_channels, manifest.n_classes)
+    if base is not None:
+        if (base.architecture, base.encoder) != (config.architecture, config.encoder):
+            raise ValueError(f"{config.init_from} is {base.architecture}/{base.encoder}; pass the same "
+                             "--architecture and --encoder to fine-tune it")
+        model = base_model.train()
+    else:
+        model = build_network(config.architecture, config.encoder, manifest.in_channels, manifest.n_classes)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.learning_rate,
                                                     total_steps=config.iterations, pct_start=0.1)
@@ -218,24 +272,33 @@ def train(config: TrainConfig, progress: Callable | None = None, command: str | 
     workdir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = workdir / "checkpoint.pt"
     first = 0
+    resumes: list[dict] = []
     if config.resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if state["config"] != asdict(config) | {"resume": state["config"]["resume"]}:
-            raise ValueError(f"{checkpoint_path} was written with a different configuration; "
+        changed = {k for k, v in asdict(config).items() if state["config"].get(k) != v} - RESUMABLE_CHANGES
+        if changed:
+            raise ValueError(f"{checkpoint_path} was written with different {sorted(changed)}; "
                              "start afresh without --resume or use the same flags")
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         first = state["iteration"]
+        resumes = state.get("resumes", []) + [
+            {"iteration": first, "previous_iterations": state["config"]["iterations"]}]
+        if state["config"]["iterations"] == config.iterations:
+            scheduler.load_state_dict(state["scheduler"])
+        else:
+            # A new budget re-times the one-cycle schedule from where training is.
+            scheduler.last_epoch = first - 1
+            scheduler.step()
         log.info("resumed %s at iteration %d", checkpoint_path, first)
 
     sampler = CropSampler(images, masks, manifest, config, rng)
     model.train()
     losses: list[float] = []
     for iteration in range(first, config.iterations):
-        x, y = sampler.batch()
+        x, y = sampler.batch(model if config.error_click_fraction > 0 else None)
         logits = model(x)
         loss = F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX)
         if config.dice_weight:
@@ -251,7 +314,7 @@ def train(config: TrainConfig, progress: Callable | None = None, command: str | 
             _atomic_torch_save({
                 "config": asdict(config), "model": model.state_dict(), "optimiser": optimiser.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(), "iteration": iteration + 1,
+                "torch_rng": torch.get_rng_state(), "iteration": iteration + 1, "resumes": resumes,
             }, checkpoint_path)
 
     model.eval()
@@ -264,6 +327,8 @@ def train(config: TrainConfig, progress: Callable | None = None, command: str | 
         "split": {"method": "per-group seeded hash", "val_fraction": config.val_fraction,
                   "seed": config.split_seed, "train": train_names, "val": val_names},
         "config": {k: v for k, v in asdict(config).items() if k not in ("resume", "workdir", "repo")},
+        "resumes": resumes,
+        "initialised_from": f"{base.name}:{base.version}" if base else None,
         "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "seconds": round(seconds, 1),
         "torch": torch.__version__,

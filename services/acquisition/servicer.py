@@ -62,7 +62,8 @@ def check_strategy(v: Violations, name: str, field: str) -> None:
 
 
 def check_options(v: Violations, prefix: str, patch_size_px: int, reduction: int, hint_quantile: float) -> None:
-    v.check(patch_size_px == 0 or patch_size_px >= 16, f"{prefix}patch_size_px", "must be 0 (the model's tile) or >= 16")
+    v.check(patch_size_px == 0 or patch_size_px >= 16, f"{prefix}patch_size_px",
+            "must be 0 (the model's tile) or >= 16")
     v.check(reduction in REDUCTIONS, f"{prefix}reduction", f"unknown reduction {reduction}")
     v.check(hint_quantile == 0 or 0 < hint_quantile < 1, f"{prefix}hint_quantile", "must be 0 (default) or in (0, 1)")
 

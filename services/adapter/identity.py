@@ -1,17 +1,16 @@
-"""Who is calling: the one place the Adapter reads a caller's identity.
+"""Who is calling: the one place the Adapter asks for a caller's identity.
 
-Until authentication provides a verified identity, the caller names itself
-in the ``caller`` request metadata (what ``dial_client``'s ``caller=`` option
-sends); a call without it is ``anonymous``. Sessions are scoped to this name.
+Sessions are scoped to this name. It is the authenticated identity when the
+server authenticates callers, and otherwise the ``caller`` request metadata
+that ``dial_client``'s ``caller=`` option sends (``anonymous`` without it);
+the shared authentication layer decides which.
 """
 from __future__ import annotations
 
-CALLER_METADATA_KEY = "caller"
-ANONYMOUS = "anonymous"
+from dial_services.common.auth import ANONYMOUS, CALLER_METADATA_KEY, caller_identity
+
+__all__ = ["ANONYMOUS", "CALLER_METADATA_KEY", "caller_of"]
 
 
 def caller_of(context) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == CALLER_METADATA_KEY and value:
-            return str(value)
-    return ANONYMOUS
+    return caller_identity(context)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import threading
 
+import torch
+
 from dial.model.repository import ModelRepository
 from dial_client._proto.dial.v1 import adapter_pb2_grpc
 from dial_services.adapter.config import AdapterConfig
@@ -17,6 +19,9 @@ log = logging.getLogger(__name__)
 
 
 def start(config: AdapterConfig, extra_interceptors: tuple = ()) -> RunningServer:
+    if config.intra_op_threads:
+        # Adaptation runs in eager torch; on a shared CPU fewer threads than cores avoids OpenMP spin-waits.
+        torch.set_num_threads(config.intra_op_threads)
     metrics = ServiceMetrics("adapter")
     active = metrics.gauge("dial_adapter_sessions_in_memory", "sessions held in memory now")
     evictions = metrics.counter("dial_adapter_session_evictions", "sessions moved out of memory to the store")
@@ -92,6 +97,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--recall-weight", dest="recall_weight", type=float)
     parser.add_argument("--crop-px", dest="crop_px", type=int)
     parser.add_argument("--max-crops", dest="max_crops", type=int)
+    parser.add_argument("--intra-op-threads", dest="intra_op_threads", type=int, help="torch threads (0: all cores)")
 
 
 CONFIG = AdapterConfig

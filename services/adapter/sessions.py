@@ -85,7 +85,7 @@ class SessionManager:
 
     # -- lifecycle ---------------------------------------------------------
     def expired(self, record: SessionRecord) -> bool:
-        return self.ttl_seconds > 0 and self.clock() - record.update_time > self.ttl_seconds
+        return self.ttl_seconds > 0 and self.clock() - self.store.last_used(record) > self.ttl_seconds
 
     def owned(self, caller: str) -> list[SessionRecord]:
         return [r for r in self.store.records() if r.owner == caller and not self.expired(r)]
@@ -93,13 +93,13 @@ class SessionManager:
     def create(self, caller: str, model: tuple[str, str | None], image: np.ndarray, settings: DiscaSettings,
                geo: tuple[str | None, tuple] | None) -> LiveSession:
         base, manifest = self.base_model(*model)
-        # Counting and creating under one lock keeps a caller's parallel creates within the limit.
+        self._check_room(caller)
+        adapter = DiscaAdapter(base, manifest, settings)
+        p0 = adapter.start(image)
+        # Counting again and creating under one lock keeps parallel creates within the limit
+        # (within this process; replicas may overshoot it by their number).
         with self._create_lock:
-            if len(self.owned(caller)) >= self.max_per_caller:
-                raise resource_exhausted(f"caller {caller!r} already has {self.max_per_caller} sessions, the "
-                                         "most allowed; delete one first")
-            adapter = DiscaAdapter(base, manifest, settings)
-            p0 = adapter.start(image)
+            self._check_room(caller)
             now = self.clock()
             record = SessionRecord(
                 id=new_session_id(), owner=caller, model_name=manifest.name, model_version=manifest.version,
@@ -111,6 +111,11 @@ class SessionManager:
         live = LiveSession(record, adapter)
         self._remember(live)
         return live
+
+    def _check_room(self, caller: str) -> None:
+        if len(self.owned(caller)) >= self.max_per_caller:
+            raise resource_exhausted(f"caller {caller!r} already has {self.max_per_caller} sessions, the "
+                                     "most allowed; delete one first")
 
     def _write(self, action):
         try:
@@ -137,6 +142,7 @@ class SessionManager:
                 self._forget(session_id)
                 raise not_found(f"sessions/{session_id} does not exist (it expired)")
             live = self._fresh(record)
+            self.store.touch(session_id)
             yield live
             self._remember(live)
 

@@ -146,6 +146,19 @@ class SessionStore:
         except FileNotFoundError:
             return None
 
+    def touch(self, session_id: str) -> None:
+        """Record a use of the session (its lock file's mtime), for idle expiry; not fsynced, as losing
+        it only makes a session expire a little early after a crash."""
+        with contextlib.suppress(OSError):
+            os.utime(self.folder(session_id) / "lock")
+
+    def last_used(self, record: SessionRecord) -> float:
+        try:
+            used = (self.folder(record.id) / "lock").stat().st_mtime
+        except OSError:
+            used = 0.0
+        return max(record.update_time, used)
+
     def read_arrays(self, session_id: str) -> tuple[np.ndarray, np.ndarray]:
         folder = self.folder(session_id)
         image = np.load(folder / "image.npy", allow_pickle=False)

@@ -32,15 +32,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
 import grpc
 
+from dial_services.common.config import ConfigError, ServerConfig
 from dial_services.common.tls import peer_common_name
+
+log = logging.getLogger(__name__)
 
 # The key ``dial_client`` sends its caller name under (transport.call_metadata).
 CALLER_METADATA_KEY = "caller"
@@ -130,6 +135,40 @@ class TokenTable:
         return found
 
 
+class TokensFile:
+    """A tokens file that is re-read when it changes, so tokens rotate without a restart.
+
+    Kubernetes updates a mounted Secret in place; the file's modification
+    time is checked at most every ``check_every_s``. A file that fails to
+    parse leaves the previous table in force.
+    """
+
+    def __init__(self, path: Path, check_every_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self.path = Path(path)
+        self.check_every_s = check_every_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._stamp = self.path.stat().st_mtime_ns
+        self._table = TokenTable.from_file(self.path)
+        self._checked = clock()
+
+    def current(self) -> TokenTable:
+        now = self._clock()
+        if now - self._checked < self.check_every_s:
+            return self._table
+        with self._lock:
+            self._checked = now
+            try:
+                stamp = self.path.stat().st_mtime_ns
+                if stamp != self._stamp:
+                    self._table = TokenTable.from_file(self.path)
+                    self._stamp = stamp
+                    log.info("tokens reloaded from %s: %d callers", self.path, len(set(self._table.by_digest.values())))
+            except (OSError, ValueError) as error:
+                log.warning("keeping the previous tokens: %s", error)
+        return self._table
+
+
 def _positive_or_none(value) -> int | None:
     if value is None:
         return None
@@ -195,7 +234,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
     presented token must be valid, and a call with neither is refused.
     """
 
-    def __init__(self, tokens: TokenTable | None = None, *, mtls: bool = False,
+    def __init__(self, tokens: TokenTable | TokensFile | None = None, *, mtls: bool = False,
                  max_concurrent_calls: int = 8, max_request_bytes: int = 64 * 1024 * 1024,
                  on_rejected: Callable[[str], None] | None = None):
         if tokens is None and not mtls:
@@ -208,9 +247,12 @@ class AuthInterceptor(grpc.ServerInterceptor):
         self._on_rejected = on_rejected or (lambda reason: None)
 
     def _limits(self, caller: str) -> tuple[int, int]:
-        override = self.tokens.limits.get(caller) if self.tokens else None
+        override = self._table().limits.get(caller) if self.tokens else None
         return ((override and override.max_concurrent_calls) or self.max_concurrent_calls,
                 (override and override.max_request_bytes) or self.max_request_bytes)
+
+    def _table(self) -> TokenTable:
+        return self.tokens.current() if isinstance(self.tokens, TokensFile) else self.tokens
 
     def authenticate(self, context: grpc.ServicerContext) -> str:
         """The caller's identity, or abort with UNAUTHENTICATED."""
@@ -223,7 +265,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
             scheme, _, token = bearer.partition(" ")
             caller = None
             if self.tokens is not None and scheme.lower() == "bearer" and token.strip():
-                caller = self.tokens.caller_for(token.strip())
+                caller = self._table().caller_for(token.strip())
             if caller is None:
                 self._on_rejected("invalid_token")
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid credentials")
@@ -233,9 +275,9 @@ class AuthInterceptor(grpc.ServerInterceptor):
             if name:
                 return name
         self._on_rejected("missing_credentials")
-        context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                      "credentials required: send 'authorization: Bearer <token>'"
-                      + (" or a client certificate" if self.mtls else ""))
+        accepted = (["'authorization: Bearer <token>'"] if self.tokens is not None else []) \
+            + (["a client certificate"] if self.mtls else [])
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, f"credentials required: send {' or '.join(accepted)}")
         raise AssertionError("unreachable: abort raises")
 
     def _admit(self, context) -> tuple[str, int]:
@@ -320,13 +362,15 @@ class AuthInterceptor(grpc.ServerInterceptor):
         return grpc.stream_stream_rpc_method_handler(stream_request(handler.stream_stream, True), _Raw, serialize)
 
 
-def interceptor_from_config(config, on_rejected: Callable[[str], None] | None = None) -> AuthInterceptor | None:
+def interceptor_from_config(config: ServerConfig, on_rejected: Callable[[str], None] | None = None) -> AuthInterceptor | None:
     """The interceptor a ServerConfig asks for: on when a tokens file or a client CA is set."""
-    tokens_file = getattr(config, "auth_tokens_file", None)
-    mtls = getattr(config, "tls_client_ca", None) is not None
-    if tokens_file is None and not mtls:
+    if not config.auth_enabled:
         return None
-    tokens = TokenTable.from_file(tokens_file) if tokens_file is not None else None
+    tokens_file, mtls = config.auth_tokens_file, config.tls_client_ca is not None
+    try:
+        tokens = TokensFile(tokens_file) if tokens_file is not None else None
+    except TokensFileError as error:
+        raise ConfigError(f"auth_tokens_file (DIAL_AUTH_TOKENS_FILE): {error}") from None
     return AuthInterceptor(tokens, mtls=mtls, max_concurrent_calls=config.max_calls_per_caller,
                            max_request_bytes=config.max_request_bytes_per_caller or config.max_message_bytes,
                            on_rejected=on_rejected)

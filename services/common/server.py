@@ -91,13 +91,14 @@ def start_server(config: ServerConfig, metrics: ServiceMetrics,
     if port == 0:
         raise SystemExit(f"cannot listen on {config.host}:{config.port}")
     running = RunningServer(server, port, health_servicer, tuple(names), metrics)
-    if config.health_port:
-        running.health_port = _start_health_server(config, health_servicer, running)
     if config.metrics_port:
         metrics.serve(config.metrics_port, config.host)
         running.metrics_port = config.metrics_port
     server.start()
     running.set_serving(serving)
+    # Only now: before set_serving the health servicer would report SERVING by default.
+    if config.health_port:
+        running.health_port = _start_health_server(config, health_servicer, running)
     log.info("%s listening on %s:%d (%s, auth %s)%s", metrics.service, config.host, port,
              "mTLS" if config.tls_client_ca else "TLS" if config.tls_cert else "plaintext",
              "on" if auth else "off", f", metrics on :{config.metrics_port}" if config.metrics_port else "")

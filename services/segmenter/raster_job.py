@@ -16,12 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
 from dial.clicks import Click
 from dial.imagery.raster import GeoTiffWriter, RasterReader
 from dial.imagery.readers import GeoInfo, ImageFormatError
-from dial.inference.tiling import iter_probability_rows
+from dial.inference.tiling import iter_blended_rows
 from dial_client._proto.dial.v1 import segmenter_pb2
 from dial_services.common.call_guard import DeadlineExpired
 from dial_services.common.convert import class_map_to_proto, geo_to_proto
@@ -118,12 +116,11 @@ def run_raster(predictor, source: RasterSource, clicks: list[Click], *, output: 
         writer = GeoTiffWriter(tmp_output, height=info.height, width=info.width, bands=1, dtype="uint8",
                                geo=info.geo, colormap=colormap)
     try:
-        rows = iter_probability_rows(predictor, source.reader.read, info.height, info.width, clicks,
-                                     batch_size=batch_size, on_tile=on_tile)
-        for top, bottom, probs in rows:
+        rows = iter_blended_rows(predictor, source.reader.read, info.height, info.width, clicks,
+                                 batch_size=batch_size, on_tile=on_tile, output="labels")
+        for top, bottom, labels in rows:
             if deadline is not None and time.monotonic() > deadline:
                 raise DeadlineExpired()
-            labels = probs.argmax(axis=0).astype(np.uint8)
             if writer is not None:
                 writer.write(labels, top, 0)
             if stream_tiles:

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from dial.inference.tiling import iter_probability_rows
+from dial.inference.tiling import iter_blended_rows
 from dial.model.repository import ModelRef
 from dial_client._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
 from dial_services.common.config import SegmenterConfig
@@ -63,12 +63,15 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
         def read(r, c, h, w):
             return image[r : r + h, c : c + w]
 
-        for top, bottom, block in iter_probability_rows(predictor, read, height, width, clicks,
-                                                        batch_size=self.config.max_batch_size,
-                                                        on_tile=lambda done, total: tiles.inc()):
-            labels[top:bottom] = block.argmax(axis=0)
+        for top, bottom, block in iter_blended_rows(predictor, read, height, width, clicks,
+                                                    batch_size=self.config.max_batch_size,
+                                                    on_tile=lambda done, total: tiles.inc(),
+                                                    output="probabilities" if probs_out is not None else "labels"):
             if probs_out is not None:
                 probs_out[:, top:bottom] = block
+                labels[top:bottom] = block.argmax(axis=0)
+            else:
+                labels[top:bottom] = block
         response = segmenter_pb2.PredictResponse(
             class_map=class_map_to_proto(labels),
             model=common_pb2.ModelRef(name=manifest.name, version=manifest.version),

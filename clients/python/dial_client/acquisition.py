@@ -22,7 +22,12 @@ JOB_STATES = {v: k for k, v in acquisition_pb2.QueueJob.State.items()}
 
 @dataclass(frozen=True)
 class Patch:
-    """A ranked patch: ``window`` is (row_off, col_off, height, width); ``bounds`` (min_x, min_y, max_x, max_y, crs) or None."""
+    """A ranked patch.
+
+    ``window`` is (row_off, col_off, height, width) in pixels; ``bounds`` is
+    (min_x, min_y, max_x, max_y, crs) in map coordinates, or None when the
+    source has no georeference; ``hints`` are (row, col) click suggestions.
+    """
 
     rank: int
     score: float

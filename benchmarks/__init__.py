@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks; targets live here, never in unit tests."""

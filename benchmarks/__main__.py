@@ -1,0 +1,30 @@
+"""``python -m benchmarks [NAME ...]``: run the benchmarks, each in a fresh process.
+
+A fresh process per benchmark keeps one benchmark's warm caches and memory
+out of the next one's figures.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str]) -> int:
+    available = sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+    chosen = argv or available
+    unknown = [n for n in chosen if n not in available]
+    if unknown:
+        print(f"unknown benchmark(s) {unknown}; available: {available}", file=sys.stderr)
+        return 2
+    status = 0
+    for name in chosen:
+        print(f"== {name}", flush=True)
+        status |= subprocess.call([sys.executable, "-m", f"benchmarks.bench_{name}"], cwd=HERE.parent)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

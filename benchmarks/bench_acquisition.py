@@ -1,0 +1,140 @@
+"""What ranking one 2000x2000 image costs, per strategy, against a plain prediction.
+
+Every strategy and the plain prediction run in one process on the same image,
+interleaved round by round so machine noise hits them alike, after one
+warm-up round; the figures are medians. Two baselines:
+
+* torch: every strategy on the eager torch model, against a torch prediction
+  (what ODIN, MC dropout and ConfidNet must use);
+* onnx: the probability strategies as the service runs them, on ONNX Runtime,
+  against an ONNX Runtime prediction.
+
+"rank" is the whole job: the map plus patch scores, click costs and hints of
+every 512 px patch. ``mc_dropout_full`` repeats the encoder on every pass, to
+show what running it once saves. Learned heads come from the model's
+repository entry when present; otherwise untrained ones of the same shape
+stand in (their cost does not depend on their weights).
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_model(runtime: str, repo_root: Path, name: str):
+    from dial.acquisition import AcquisitionModel
+    from dial.model.repository import ModelRepository
+
+    return AcquisitionModel.from_repository(ModelRepository(repo_root), name, runtime=runtime)
+
+
+def ensure_heads(model) -> dict:
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from dial.acquisition.confidnet import ConfidNetHead
+    from dial.acquisition.metaseg import feature_names
+
+    stand_ins = {}
+    if not model.has_head("confidnet"):
+        model.set_head("confidnet", ConfidNetHead(32).eval())
+        stand_ins["confidnet"] = "untrained stand-in"
+    if not model.has_head("metaseg"):
+        rng = np.random.default_rng(0)
+        x = rng.random((500, len(feature_names(model.manifest.n_classes))))
+        model.set_head("metaseg", GradientBoostingRegressor(n_estimators=100, max_depth=4).fit(x, rng.random(500)))
+        stand_ins["metaseg"] = "untrained stand-in"
+    return stand_ins
+
+
+def time_round(jobs: dict, timings: dict) -> None:
+    for name, job in jobs.items():
+        started = time.perf_counter()
+        job()
+        timings.setdefault(name, []).append(time.perf_counter() - started)
+
+
+def measure(model, image, strategies: list[str], repeats: int, patch_px: int, warmup_px: int) -> dict:
+    from dial.acquisition import get_strategy, rank_patches
+    from dial.inference.tiling import predict_probabilities
+
+    def ranking(strategy, picture):
+        return lambda: rank_patches(strategy, strategy.compute(model, picture), patch_px=patch_px)
+
+    def round_of(picture):
+        jobs = {"prediction": lambda: predict_probabilities(model.predictor, picture)}
+        for name in strategies:
+            jobs[name] = ranking(get_strategy(name), picture)
+        if "mc_dropout" in strategies:
+            jobs["mc_dropout_full"] = ranking(get_strategy("mc_dropout", reuse_encoder=False), picture)
+        return jobs
+
+    # Warm-up (lazy loads, first allocations, ONNX Runtime's first-run work)
+    # on a crop: it only has to touch every code path once.
+    time_round(round_of(image[:warmup_px, :warmup_px]), {})
+    jobs = round_of(image)
+    timings: dict = {}
+    for _ in range(repeats):
+        time_round(jobs, timings)
+    base = statistics.median(timings["prediction"])
+    return {name: {"median_seconds": round(statistics.median(t), 3),
+                   "ratio_to_prediction": round(statistics.median(t) / base, 3)} for name, t in timings.items()}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import argparse
+    import tempfile
+
+    import torch
+
+    from dial.synthetic import make_scene
+
+    parser = argparse.ArgumentParser(prog="bench_acquisition")
+    parser.add_argument("--size-px", type=int, default=2000)
+    parser.add_argument("--patch-px", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup-px", type=int, default=512, help="side of the crop the warm-up round runs on")
+    parser.add_argument("--model-repo", help="repository holding --model (default: the shipped models, "
+                                             "or a random model of the same architecture)")
+    parser.add_argument("--model", default="landcover")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "acquisition.json"))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    image = make_scene(args.size_px, args.size_px, seed=0).image
+    report: dict = {"image_px": [args.size_px, args.size_px], "patch_px": args.patch_px,
+                    "repeats": args.repeats, "warmup_px": args.warmup_px,
+                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory() as tmp:
+        from benchmarks.bench_segmenter import benchmark_repo
+
+        if args.model_repo:
+            repo_root, name = Path(args.model_repo), args.model
+        else:
+            repo_root, name = benchmark_repo(Path(tmp))
+        torch_model = load_model("torch", repo_root, name)
+        report["model"] = f"{torch_model.manifest.name}:{torch_model.manifest.version}"
+        report["stand_ins"] = ensure_heads(torch_model)
+        from dial.acquisition import STRATEGIES
+
+        report["torch"] = measure(torch_model, image, list(STRATEGIES), args.repeats, args.patch_px,
+                                 args.warmup_px)
+        onnx_model = load_model("onnx", repo_root, name)
+        ensure_heads(onnx_model)
+        report["onnx"] = measure(onnx_model, image, ["random", "entropy", "margin", "metaseg", "metabox"],
+                                 args.repeats, args.patch_px, args.warmup_px)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Segmenter overheads, measured side by side in one run.
+
+1. A 512x512 ``Predict`` through gRPC against the same model called
+   in-process (the same tiler and ONNX Runtime session type), alternating
+   call by call so machine noise hits both equally. Medians and their ratio.
+2. Whole-raster throughput: tiles per second for a 4000x4000 GeoTIFF through
+   ``PredictRaster`` (read, infer, blend, write) against the model-only rate
+   (ONNX Runtime on batches of the same tiles, nothing else), plus the
+   server's peak resident memory during the job.
+3. Dynamic batching on and off, with 4 concurrent clients.
+
+The server runs as its own process (``dial serve segmenter``) with the
+production malloc tuning, exactly as ``dial up`` starts it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MALLOC = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def benchmark_repo(workdir: Path) -> tuple[Path, str]:
+    """The shipped landcover model, or a same-architecture random one if it is absent."""
+    shipped = ROOT / "models"
+    if (shipped / "landcover").is_dir():
+        return shipped, "landcover"
+    from dial.clicks import ClickEncoding
+    from dial.model.manifest import BandNorm, Manifest, ModelClass
+    from dial.model.network import build_network
+    from dial.model.repository import ModelRepository
+
+    manifest = Manifest(name="bench", version="1", architecture="Linknet", encoder="mobilenet_v2",
+                        classes=tuple(ModelClass(f"c{i}", "#000000") for i in range(6)),
+                        bands=tuple(BandNorm(n, 100.0, 50.0) for n in ("red", "green", "blue")),
+                        input_dtype="uint8", click_encoding=ClickEncoding(20.0))
+    ModelRepository(workdir / "models").save(build_network("Linknet", "mobilenet_v2", 9, 6), manifest)
+    return workdir / "models", "bench"
+
+
+class Server:
+    def __init__(self, repo: Path, raster_root: Path, *extra: str):
+        self.port = free_port()
+        env = dict(os.environ, GLIBC_TUNABLES=MALLOC)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dial_services.cli", "serve", "segmenter", "--host", "127.0.0.1",
+             "--port", str(self.port), "--model-repo", str(repo), "--raster-roots", str(raster_root), *extra],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.address = f"127.0.0.1:{self.port}"
+        self._wait_serving()
+
+    def _wait_serving(self, timeout: float = 120) -> None:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(self.proc.stderr.read().decode()[-2000:])
+                try:
+                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == 1:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.3)
+        raise TimeoutError("segmenter did not become healthy")
+
+    def rss_bytes(self) -> int:
+        import psutil
+
+        return psutil.Process(self.proc.pid).memory_info().rss
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def predict_overhead(server: Server, repo: Path, model: str, repeats: int) -> dict:
+    from dial.inference.predictors import OnnxPredictor
+    from dial.inference.tiling import predict_labels
+    from dial.model.repository import ModelRepository
+    from dial.synthetic import make_scene
+    from dial_client import Click, SegmenterClient
+
+    repository = ModelRepository(repo)
+    manifest = repository.manifest(model)
+    local = OnnxPredictor(repository.onnx_path(model), manifest, provider="cpu")
+    image = make_scene(512, 512, seed=0).image
+    clicks = [Click(100, 100, 1), Click(300, 400, 2)]
+    grpc_times, local_times = [], []
+    with SegmenterClient(server.address) as client:
+        for _ in range(3):  # warm-up both paths
+            client.predict(image, clicks=clicks, model=model)
+            predict_labels(local, image, clicks)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            client.predict(image, clicks=clicks, model=model)
+            grpc_times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            predict_labels(local, image, clicks)
+            local_times.append(time.perf_counter() - t)
+    g, l = statistics.median(grpc_times), statistics.median(local_times)
+    return {"grpc_predict_512_ms": round(1000 * g, 1), "in_process_onnx_512_ms": round(1000 * l, 1),
+            "ratio": round(g / l, 3), "repeats": repeats, "target_ratio": 1.15}
+
+
+def raster_throughput(server: Server, repo: Path, model: str, raster_root: Path, size: int) -> dict:
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from dial.inference.inputs import network_input
+    from dial.inference.predictors import OnnxPredictor
+    from dial.inference.tiling import TileGrid
+    from dial.model.repository import ModelRepository
+    from dial.synthetic import make_scene
+    from dial_client import SegmenterClient
+
+    src = raster_root / f"scene{size}.tif"
+    block = make_scene(1000, 1000, seed=1).image
+    with rasterio.open(src, "w", driver="GTiff", height=size, width=size, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=from_origin(500000, 4000000, 0.5, 0.5), tiled=True,
+                       blockxsize=512, blockysize=512, compress="deflate") as ds:
+        for r in range(0, size, 1000):
+            for c in range(0, size, 1000):
+                h, w = min(1000, size - r), min(1000, size - c)
+                ds.write(np.moveaxis(block[:h, :w], -1, 0), window=rasterio.windows.Window(c, r, w, h))
+    repository = ModelRepository(repo)
+    manifest = repository.manifest(model)
+    grid = TileGrid(size, size, manifest.tile_px, manifest.overlap_px)
+    n_tiles = len(grid)
+
+    peak = {"rss": server.rss_bytes()}
+    baseline_rss = peak["rss"]
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            peak["rss"] = max(peak["rss"], server.rss_bytes())
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    out = raster_root / "labels.tif"
+    with SegmenterClient(server.address) as client:
+        t = time.perf_counter()
+        client.predict_raster(str(src), model=model, output_uri=str(out))
+        raster_seconds = time.perf_counter() - t
+    stop.set()
+    watcher.join()
+    with rasterio.open(out) as ds, rasterio.open(src) as ref:
+        geo_kept = ds.crs == ref.crs and ds.transform == ref.transform
+
+    # Model-only: the same number of tiles, already prepared, straight into ONNX Runtime.
+    local = OnnxPredictor(repository.onnx_path(model), manifest, provider="cpu")
+    x = np.stack([network_input(block[:512, :512], [], manifest)] * 4)
+    local.logits(x)
+    t = time.perf_counter()
+    for _ in range(0, n_tiles, 4):
+        local.logits(x)
+    model_seconds = time.perf_counter() - t
+    model_tiles = 4 * len(range(0, n_tiles, 4))
+    rpc_rate, model_rate = n_tiles / raster_seconds, model_tiles / model_seconds
+    return {"raster_px": f"{size}x{size}", "tiles": n_tiles, "rpc_tiles_per_s": round(rpc_rate, 2),
+            "model_only_tiles_per_s": round(model_rate, 2), "ratio": round(rpc_rate / model_rate, 3),
+            "target_ratio": 0.85, "crs_and_transform_kept": geo_kept,
+            "server_rss_before_mib": round(baseline_rss / 2**20), "server_peak_rss_mib": round(peak["rss"] / 2**20)}
+
+
+def batching(repo: Path, model: str, raster_root: Path, clients: int, calls: int) -> dict:
+    from dial.synthetic import make_scene
+    from dial_client import SegmenterClient
+
+    image = make_scene(512, 512, seed=2).image
+    results = {}
+    for label, flags in (("batching_off", ["--max-queue-delay-ms", "0"]),
+                         ("batching_on", ["--max-queue-delay-ms", "5", "--max-batch-size", "4"])):
+        server = Server(repo, raster_root, *flags)
+        try:
+            with SegmenterClient(server.address) as warm:
+                warm.predict(image, model=model)
+
+            def work(_):
+                latencies = []
+                with SegmenterClient(server.address) as client:
+                    for _ in range(calls):
+                        t = time.perf_counter()
+                        client.predict(image, model=model)
+                        latencies.append(time.perf_counter() - t)
+                return latencies
+
+            t = time.perf_counter()
+            with ThreadPoolExecutor(clients) as pool:
+                latencies = [x for part in pool.map(work, range(clients)) for x in part]
+            wall = time.perf_counter() - t
+            results[label] = {"throughput_per_s": round(len(latencies) / wall, 2),
+                              "p50_ms": round(1000 * statistics.median(latencies), 1),
+                              "p99_ms": round(1000 * float(np.percentile(latencies, 99)), 1)}
+        finally:
+            server.stop()
+    results["throughput_ratio_on_vs_off"] = round(
+        results["batching_on"]["throughput_per_s"] / results["batching_off"]["throughput_per_s"], 3)
+    results["clients"] = clients
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="bench_segmenter")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--raster-px", type=int, default=4000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--calls", type=int, default=8)
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "segmenter.json"))
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        raster_root = work / "rasters"
+        raster_root.mkdir()
+        repo, model = benchmark_repo(work)
+        server = Server(repo, raster_root)
+        try:
+            report = {"model": model, "cpu_count": os.cpu_count(),
+                      "predict": predict_overhead(server, repo, model, args.repeats),
+                      "raster": raster_throughput(server, repo, model, raster_root, args.raster_px)}
+        finally:
+            server.stop()
+        report["dynamic_batching"] = batching(repo, model, raster_root, args.clients, args.calls)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()
