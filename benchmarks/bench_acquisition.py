@@ -9,8 +9,8 @@ warm-up round; the figures are medians. Two baselines:
 * onnx: the probability strategies as the service runs them, on ONNX Runtime,
   against an ONNX Runtime prediction.
 
-"rank" is the whole job: the map plus patch scores, click costs and hints of
-every 512 px patch. ``mc_dropout_full`` repeats the encoder on every pass, to
+"map" is the strategy's per-pixel map (what a prediction is compared with);
+"rank" adds patch scores, click costs and hints for every 512 px patch. ``mc_dropout_full`` repeats the encoder on every pass, to
 show what running it once saves. Learned heads come from the model's
 repository entry when present; otherwise untrained ones of the same shape
 stand in (their cost does not depend on their weights).
@@ -55,36 +55,49 @@ def ensure_heads(model) -> dict:
 
 def time_round(jobs: dict, timings: dict) -> None:
     for name, job in jobs.items():
-        started = time.perf_counter()
-        job()
-        timings.setdefault(name, []).append(time.perf_counter() - started)
+        for part, seconds in job().items():
+            timings.setdefault(name, {}).setdefault(part, []).append(seconds)
 
 
 def measure(model, image, strategies: list[str], repeats: int, patch_px: int, warmup_px: int) -> dict:
     from dial.acquisition import get_strategy, rank_patches
     from dial.inference.tiling import predict_probabilities
 
+    def prediction(picture):
+        started = time.perf_counter()
+        predict_probabilities(model.predictor, picture)
+        return {"map": time.perf_counter() - started}
+
     def ranking(strategy, picture):
-        return lambda: rank_patches(strategy, strategy.compute(model, picture), patch_px=patch_px)
+        started = time.perf_counter()
+        result = strategy.compute(model, picture)
+        mapped = time.perf_counter()
+        rank_patches(strategy, result, patch_px=patch_px)
+        return {"map": mapped - started, "rank": time.perf_counter() - started}
 
     def round_of(picture):
-        jobs = {"prediction": lambda: predict_probabilities(model.predictor, picture)}
+        jobs = {"prediction": lambda: prediction(picture)}
         for name in strategies:
-            jobs[name] = ranking(get_strategy(name), picture)
+            jobs[name] = lambda s=get_strategy(name): ranking(s, picture)
         if "mc_dropout" in strategies:
-            jobs["mc_dropout_full"] = ranking(get_strategy("mc_dropout", reuse_encoder=False), picture)
+            jobs["mc_dropout_full"] = lambda s=get_strategy("mc_dropout", reuse_encoder=False): ranking(s, picture)
         return jobs
 
     # Warm-up (lazy loads, first allocations, ONNX Runtime's first-run work)
     # on a crop: it only has to touch every code path once.
     time_round(round_of(image[:warmup_px, :warmup_px]), {})
-    jobs = round_of(image)
     timings: dict = {}
     for _ in range(repeats):
-        time_round(jobs, timings)
-    base = statistics.median(timings["prediction"])
-    return {name: {"median_seconds": round(statistics.median(t), 3),
-                   "ratio_to_prediction": round(statistics.median(t) / base, 3)} for name, t in timings.items()}
+        time_round(round_of(image), timings)
+    base = statistics.median(timings["prediction"]["map"])
+    report = {}
+    for name, parts in timings.items():
+        report[name] = {}
+        for part, values in parts.items():
+            median = statistics.median(values)
+            report[name][f"{part}_seconds"] = round(median, 3)
+            report[name][f"{part}_ratio_to_prediction"] = round(median / base, 3)
+    return report
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from dial.acquisition.commands import COMMANDS as ACQUISITION_COMMANDS
+
 DEFAULT_REPO = "models"
 
 
@@ -133,8 +135,7 @@ def _run_eval(args) -> int:
     return 0
 
 
-COMMANDS = [_add_train, _add_eval]
-from dial.acquisition.commands import COMMANDS as ACQUISITION_COMMANDS; COMMANDS += ACQUISITION_COMMANDS  # noqa: E402,E702
+COMMANDS = [_add_train, _add_eval, *ACQUISITION_COMMANDS]
 
 
 def add_commands(sub) -> None:

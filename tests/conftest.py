@@ -73,3 +73,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture()
+def writable_repo(tiny_repo, tmp_path) -> Path:
+    """A private copy of the tiny repository, for tests that add model versions."""
+    import shutil
+
+    copy = tmp_path / "writable-models"
+    shutil.copytree(tiny_repo, copy)
+    return copy

@@ -40,13 +40,13 @@ def start_adapter(tiny_repo, store, **overrides):
 
 
 @pytest.fixture()
-def adapter(tiny_repo, tmp_path):
-    address, running = start_adapter(tiny_repo, tmp_path / "sessions")
+def adapter(writable_repo, tmp_path):
+    address, running = start_adapter(writable_repo, tmp_path / "sessions")
     yield address, running
     running.stop(0)
 
 
-def test_session_lifecycle(adapter, image, tiny_repo):
+def test_session_lifecycle(adapter, image, writable_repo):
     address, _ = adapter
     with AdapterClient(address, caller="alice") as client:
         session = client.create_session(image, model="tiny", variant="full", steps=3)
@@ -70,7 +70,7 @@ def test_session_lifecycle(adapter, image, tiny_repo):
         assert exported.name == "tiny-adapted" and exported.version == "1"
         from dial.model.repository import ModelRepository
 
-        manifest = ModelRepository(tiny_repo).manifest("tiny-adapted:1")
+        manifest = ModelRepository(writable_repo).manifest("tiny-adapted:1")
         assert manifest.training["adapted_from"]["session"] == session.name
         assert manifest.training["adapted_from"]["base_model"] == "tiny:1"
         with pytest.raises(Exception, match="already exists"):
@@ -142,14 +142,15 @@ def test_concurrent_adds_on_one_session_lose_nothing(adapter, image):
 
 def test_idle_sessions_expire(tiny_repo, tmp_path, image):
     store = tmp_path / "sessions"
-    address, running = start_adapter(tiny_repo, store, session_ttl_seconds=1.0, sweep_seconds=0.2)
+    address, running = start_adapter(tiny_repo, store, session_ttl_seconds=4.0, sweep_seconds=0.2)
     try:
         with AdapterClient(address) as client:
-            kept = client.create_session(image, model="tiny")
             idle = client.create_session(image, model="tiny")
-            for _ in range(4):
-                time.sleep(0.4)
-                kept.get()
+            kept = client.create_session(image, model="tiny")
+            deadline = time.monotonic() + 60
+            while (store / idle.session_id).exists() and time.monotonic() < deadline:
+                time.sleep(0.3)
+                kept.get()  # use keeps a session alive; only the idle one may expire
             assert [s.name for s in client.list_sessions()] == [kept.name]
             with pytest.raises(NotFound):
                 idle.get()

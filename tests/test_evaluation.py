@@ -20,13 +20,13 @@ def test_eval_report_has_the_promised_fields(tiny_repo, synthetic_dataset):
     assert "noc" not in report  # NoC is reported for binary datasets only
 
 
-def test_binary_eval_reports_noc(tiny_repo, synthetic_dataset, tmp_path):
+def test_binary_eval_reports_noc(writable_repo, synthetic_dataset, tmp_path):
     from dial.training.trainer import TrainConfig, train
 
-    train(TrainConfig(data=str(synthetic_dataset), name="tinybin", repo=str(tiny_repo), binary="building",
+    train(TrainConfig(data=str(synthetic_dataset), name="tinybin", repo=str(writable_repo), binary="building",
                       crop_px=64, batch_size=2, iterations=2, workdir=str(tmp_path), tile_px=128,
                       overlap_px=32), command="test")
-    report = run_evaluation(EvalConfig(model="tinybin", data=str(synthetic_dataset), repo=str(tiny_repo),
+    report = run_evaluation(EvalConfig(model="tinybin", data=str(synthetic_dataset), repo=str(writable_repo),
                                        binary="building", clicks=2, split="all"))
     assert report["class_names"] == ["not building", "building"]
     assert {"noc@85", "noc@90", "never_reached@85", "never_reached@90"} <= set(report["noc"])

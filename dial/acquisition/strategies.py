@@ -192,9 +192,8 @@ class OdinStrategy(TorchStrategy):
             x = inputs.clone().requires_grad_(True)
             logits = network(x)
             loss = -torch.log_softmax(logits / self.temperature, dim=1).max(dim=1).values.sum()
-            if loss.requires_grad:
-                (grad,) = torch.autograd.grad(loss, x)
-            else:  # a network whose output does not depend smoothly on its input
+            (grad,) = torch.autograd.grad(loss, x, allow_unused=True) if loss.requires_grad else (None,)
+            if grad is None:  # a network whose output does not depend smoothly on its input
                 grad = torch.zeros_like(x)
         with torch.inference_mode():
             perturbed = inputs - step[None, :, None, None] * torch.sign(grad)
