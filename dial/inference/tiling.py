@@ -12,6 +12,7 @@ touch them, so memory is ``O(K x tile_px x width)`` however tall the raster is.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -119,43 +120,67 @@ def iter_blended_rows(
     rows, cols = grid.row_starts, grid.col_starts
     total, done = len(grid), 0
 
+    padded_h, padded_w = -(-th // STRIDE_MULTIPLE) * STRIDE_MULTIPLE, -(-tw // STRIDE_MULTIPLE) * STRIDE_MULTIPLE
+
+    def prepare(r0: int, batch_cols: list[int]) -> np.ndarray:
+        batch = np.empty((len(batch_cols), manifest.in_channels, padded_h, padded_w), dtype=np.float32)
+        for slot, c0 in zip(batch, batch_cols):
+            near = clicks_in_window(clicks, (r0, c0, th, tw), radius)
+            tile = read(r0, c0, th, tw)
+            if (padded_h, padded_w) == (th, tw):
+                network_input(tile, near, manifest, origin=(r0, c0), annotations=annotations, out=slot)
+            else:
+                slot[...] = pad_to_multiple(network_input(tile, near, manifest, origin=(r0, c0),
+                                                          annotations=annotations))
+        return batch
+
+    # Reading and encoding the next batch overlaps the model running on this
+    # one (ONNX Runtime and numpy release the GIL), which is most of the
+    # distance between whole-raster throughput and the model-only rate.
+    batches = [(r0, cols[b : b + batch_size]) for r0 in rows for b in range(0, len(cols), batch_size)]
+    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-prep")
+    pending = prefetch.submit(prepare, *batches[0])
+    next_batch = 1
+
     acc_top = 0
     acc = np.zeros((n_classes, 0, width), dtype=np.float32)
     wsum = np.zeros((0, width), dtype=np.float32)
-    for i, r0 in enumerate(rows):
-        need = r0 + th - acc_top
-        if need > acc.shape[1]:
-            grow = need - acc.shape[1]
-            acc = np.concatenate([acc, np.zeros((n_classes, grow, width), np.float32)], axis=1)
-            wsum = np.concatenate([wsum, np.zeros((grow, width), np.float32)], axis=0)
-        for b in range(0, len(cols), batch_size):
-            batch_cols = cols[b : b + batch_size]
-            inputs = []
-            for c0 in batch_cols:
-                window = (r0, c0, th, tw)
-                near = clicks_in_window(clicks, window, radius)
-                x = network_input(read(r0, c0, th, tw), near, manifest, origin=(r0, c0), annotations=annotations)
-                inputs.append(pad_to_multiple(x))
-            logits = predictor.logits(np.stack(inputs))[:, :, :th, :tw]
-            top = r0 - acc_top
-            for z, c0 in zip(logits, batch_cols):
-                np.multiply(z, weights, out=z)
-                view = acc[:, top : top + th, c0 : c0 + tw]
-                np.add(view, z, out=view)
-                wsum[top : top + th, c0 : c0 + tw] += weights
-            done += len(batch_cols)
-            if on_tile is not None:
-                on_tile(done, total)
-        final = rows[i + 1] if i + 1 < len(rows) else height
-        n = final - acc_top
-        if output == "labels":
-            block = acc[:, :n].argmax(axis=0).astype(np.uint8)
-        else:
-            block = acc[:, :n] / wsum[None, :n]
-            if output == "probabilities":
-                block = softmax(block, axis=0)
-        yield acc_top, final, block
-        acc, wsum, acc_top = acc[:, n:].copy(), wsum[n:].copy(), final
+    try:
+        for i, r0 in enumerate(rows):
+            need = r0 + th - acc_top
+            if need > acc.shape[1]:
+                grow = need - acc.shape[1]
+                acc = np.concatenate([acc, np.zeros((n_classes, grow, width), np.float32)], axis=1)
+                wsum = np.concatenate([wsum, np.zeros((grow, width), np.float32)], axis=0)
+            for b in range(0, len(cols), batch_size):
+                batch_cols = cols[b : b + batch_size]
+                batch = pending.result()
+                if next_batch < len(batches):
+                    pending = prefetch.submit(prepare, *batches[next_batch])
+                    next_batch += 1
+                logits = predictor.logits(batch)[:, :, :th, :tw]
+                top = r0 - acc_top
+                for z, c0 in zip(logits, batch_cols):
+                    np.multiply(z, weights, out=z)
+                    view = acc[:, top : top + th, c0 : c0 + tw]
+                    np.add(view, z, out=view)
+                    wsum[top : top + th, c0 : c0 + tw] += weights
+                done += len(batch_cols)
+                if on_tile is not None:
+                    on_tile(done, total)
+            final = rows[i + 1] if i + 1 < len(rows) else height
+            n = final - acc_top
+            if output == "labels":
+                block = acc[:, :n].argmax(axis=0).astype(np.uint8)
+            else:
+                block = acc[:, :n] / wsum[None, :n]
+                if output == "probabilities":
+                    block = softmax(block, axis=0)
+            yield acc_top, final, block
+            acc, wsum, acc_top = acc[:, n:].copy(), wsum[n:].copy(), final
+    finally:
+        pending.cancel()
+        prefetch.shutdown(wait=True)
 
 
 def predict_probabilities(
