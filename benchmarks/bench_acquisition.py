@@ -17,15 +17,15 @@ stand in (their cost does not depend on their weights).
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import ROOT, write_report
 
 
 def load_model(runtime: str, repo_root: Path, name: str):
@@ -87,8 +87,11 @@ def measure(model, image, strategies: list[str], repeats: int, patch_px: int, wa
     # on a crop: it only has to touch every code path once.
     time_round(round_of(image[:warmup_px, :warmup_px]), {})
     timings: dict = {}
-    for _ in range(repeats):
+    for index in range(repeats):
         time_round(round_of(image), timings)
+        # A full round takes minutes on 2 cores: show progress rather than silence.
+        latest = {name: round(parts["map"][-1], 2) for name, parts in timings.items()}
+        print(f"round {index + 1}/{repeats}: map seconds {latest}", file=sys.stderr, flush=True)
     base = statistics.median(timings["prediction"]["map"])
     report = {}
     for name, parts in timings.items():
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "repeats": args.repeats, "warmup_px": args.warmup_px,
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as tmp:
-        from benchmarks.bench_segmenter import benchmark_repo
+        from benchmarks.common import benchmark_repo
 
         if args.model_repo:
             repo_root, name = Path(args.model_repo), args.model
@@ -143,9 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
         ensure_heads(onnx_model)
         report["onnx"] = measure(onnx_model, image, ["random", "entropy", "margin", "metaseg", "metabox"],
                                  args.repeats, args.patch_px, args.warmup_px)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_report(report, args.json)
     return report
 
 

@@ -13,7 +13,6 @@ process's resident memory growth over several live sessions.
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import ROOT, write_report
 GiB = 1024**3
 
 
@@ -42,7 +41,7 @@ def session_bytes(adapter) -> int:
 def main(argv: list[str] | None = None) -> dict:
     import argparse
 
-    from benchmarks.bench_segmenter import benchmark_repo
+    from benchmarks.common import benchmark_repo
     from dial.adaptation.disca import DiscaAdapter, DiscaSettings, crop_windows
     from dial.clicks import Click
     from dial.inference.predictors import OnnxPredictor, TorchPredictor
@@ -128,9 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
                             "allocator's transient peak of that adaptation",
         "sessions_per_4GiB": {v: int(4 * GiB // b) for v, b in held.items()},
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_report(report, args.json)
     print()
     print("| per 512^2 tile | seconds (median) |")
     print("|---|---|")

@@ -14,9 +14,7 @@ production malloc tuning, exactly as ``dial up`` starts it.
 """
 from __future__ import annotations
 
-import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,32 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import ROOT, benchmark_repo, free_port, write_report
+
 MALLOC = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def benchmark_repo(workdir: Path) -> tuple[Path, str]:
-    """The shipped landcover model, or a same-architecture random one if it is absent."""
-    shipped = ROOT / "models"
-    if (shipped / "landcover").is_dir():
-        return shipped, "landcover"
-    from dial.clicks import ClickEncoding
-    from dial.model.manifest import BandNorm, Manifest, ModelClass
-    from dial.model.network import build_network
-    from dial.model.repository import ModelRepository
-
-    manifest = Manifest(name="bench", version="1", architecture="Linknet", encoder="mobilenet_v2",
-                        classes=tuple(ModelClass(f"c{i}", "#000000") for i in range(6)),
-                        bands=tuple(BandNorm(n, 100.0, 50.0) for n in ("red", "green", "blue")),
-                        input_dtype="uint8", click_encoding=ClickEncoding(20.0))
-    ModelRepository(workdir / "models").save(build_network("Linknet", "mobilenet_v2", 9, 6), manifest)
-    return workdir / "models", "bench"
 
 
 class Server:
@@ -246,9 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             server.stop()
         report["dynamic_batching"] = batching(repo, model, raster_root, args.clients, args.calls)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_report(report, args.json)
     return report
 
 

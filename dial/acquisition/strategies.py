@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from dial.acquisition.model import AcquisitionModel
-from dial.acquisition.tiled import blend_tiles, full_probabilities, probability_maps
+from dial.acquisition.tiled import blend_tiles, probability_maps
+from dial.inference.tiling import predict_probabilities
 from dial.clicks import Click
 
 Window = tuple[int, int, int, int]
@@ -227,7 +228,7 @@ class MetaSegStrategy(Strategy):
         from dial.acquisition.metaseg import load_regressor, quality_map
 
         regressor = model.head("metaseg", load_regressor)
-        probs = full_probabilities(model.predictor, image, clicks)
+        probs = predict_probabilities(model.predictor, image, clicks)
         labels = probs.argmax(axis=0).astype(np.uint8)
         return UncertaintyResult(quality_map(probs, labels, regressor), labels)
 

@@ -9,11 +9,18 @@ from dial.clicks import Click, encode_clicks
 from dial.model.manifest import Manifest
 
 
-def normalise(image: np.ndarray, manifest: Manifest) -> np.ndarray:
-    """``(H, W, B)`` native dtype -> ``(B, H, W)`` float32 with the manifest's per-band statistics."""
+def normalise(image: np.ndarray, manifest: Manifest, out: np.ndarray | None = None) -> np.ndarray:
+    """``(H, W, B)`` native dtype -> ``(B, H, W)`` float32 with the manifest's per-band statistics.
+
+    ``out`` is filled in place when given, sparing a copy per tile.
+    """
+    if out is None:
+        out = np.empty((image.shape[-1],) + image.shape[:2], dtype=np.float32)
     mean, std = manifest.normalisation()
-    out = (image.astype(np.float32) - mean) / std
-    return np.ascontiguousarray(np.moveaxis(out, -1, 0))
+    np.copyto(out, np.moveaxis(image, -1, 0), casting="unsafe")
+    out -= mean[:, None, None]
+    out *= (1.0 / std)[:, None, None]
+    return out
 
 
 def network_input(
@@ -35,11 +42,7 @@ def network_input(
     n_bands = manifest.n_bands
     if out is None:
         out = np.empty((n_bands + manifest.n_classes, height, width), dtype=np.float32)
-    mean, std = manifest.normalisation()
-    bands = out[:n_bands]
-    np.copyto(bands, np.moveaxis(image, -1, 0), casting="unsafe")
-    bands -= mean[:, None, None]
-    bands *= (1.0 / std)[:, None, None]
+    normalise(image, manifest, out=out[:n_bands])
     if annotations and clicks:
         out[n_bands:] = encode_clicks(clicks, (height, width), manifest.n_classes,
                                       manifest.click_encoding.radius_px, origin=origin)

@@ -67,6 +67,15 @@ class TileGrid:
         return [(r, c, self.tile_height, self.tile_width) for r in self.row_starts for c in self.col_starts]
 
 
+def array_reader(image: np.ndarray) -> ReadWindow:
+    """A :data:`ReadWindow` over an in-memory ``(H, W, B)`` image."""
+
+    def read(r: int, c: int, h: int, w: int) -> np.ndarray:
+        return image[r : r + h, c : c + w]
+
+    return read
+
+
 def blend_weights(height: int, width: int, overlap_px: int) -> np.ndarray:
     ramp = max(overlap_px // 2, 1)
 
@@ -100,12 +109,19 @@ def iter_blended_rows(
     annotations: bool = True,
     on_tile: Callable[[int, int], None] | None = None,
     output: str = "probabilities",
+    tile_outputs: Callable[[np.ndarray], np.ndarray] | None = None,
+    channels: int | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield ``(row_start, row_stop, block)`` top to bottom.
 
     ``output`` chooses the block: ``"probabilities"`` ``(K, rows, W)``
     float32, ``"logits"`` (the blended logits), or ``"labels"`` ``(rows, W)``
     uint8, which skips the normalisation altogether.
+
+    ``tile_outputs`` replaces ``predictor.logits`` with any per-tile function
+    ``(N, C_in, h, w) -> (N, channels, h, w)``; with ``output="logits"`` its
+    channels come back blended with the same weights (acquisition maps use
+    this for scores that are not class logits).
     """
     if output not in ("probabilities", "logits", "labels"):
         raise ValueError(f"unknown output {output!r}")
@@ -116,7 +132,8 @@ def iter_blended_rows(
     th, tw = grid.tile_height, grid.tile_width
     weights = blend_weights(th, tw, overlap_px)
     radius = manifest.click_encoding.radius_px
-    n_classes = manifest.n_classes
+    n_classes = channels or manifest.n_classes
+    run = tile_outputs or predictor.logits
     rows, cols = grid.row_starts, grid.col_starts
     total, done = len(grid), 0
 
@@ -158,7 +175,7 @@ def iter_blended_rows(
                 if next_batch < len(batches):
                     pending = prefetch.submit(prepare, *batches[next_batch])
                     next_batch += 1
-                logits = predictor.logits(batch)[:, :, :th, :tw]
+                logits = run(batch)[:, :, :th, :tw]
                 top = r0 - acc_top
                 for z, c0 in zip(logits, batch_cols):
                     np.multiply(z, weights, out=z)
@@ -192,11 +209,7 @@ def predict_probabilities(
     """``(K, H, W)`` float32 probabilities for an in-memory ``(H, W, B)`` image."""
     height, width = image.shape[:2]
     out = np.empty((predictor.manifest.n_classes, height, width), dtype=np.float32)
-
-    def read(r: int, c: int, h: int, w: int) -> np.ndarray:
-        return image[r : r + h, c : c + w]
-
-    for top, bottom, block in iter_blended_rows(predictor, read, height, width, clicks, **kwargs):
+    for top, bottom, block in iter_blended_rows(predictor, array_reader(image), height, width, clicks, **kwargs):
         out[:, top:bottom] = block
     return out
 
@@ -205,12 +218,8 @@ def predict_labels(predictor: Predictor, image: np.ndarray, clicks: Sequence[Cli
     """``(H, W)`` uint8 labels; never holds more than one tile row of probabilities."""
     height, width = image.shape[:2]
     out = np.empty((height, width), dtype=np.uint8)
-
-    def read(r: int, c: int, h: int, w: int) -> np.ndarray:
-        return image[r : r + h, c : c + w]
-
-    for top, bottom, block in iter_blended_rows(predictor, read, height, width, clicks, output="labels",
-                                                **kwargs):
+    for top, bottom, block in iter_blended_rows(predictor, array_reader(image), height, width, clicks,
+                                                output="labels", **kwargs):
         out[top:bottom] = block
     return out
 

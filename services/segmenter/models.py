@@ -79,6 +79,12 @@ class ModelRegistry:
         return [self.get(ModelRef(name)) for name in self.repo.names()]
 
     def get(self, ref: ModelRef) -> LoadedModel:
+        # A pinned version already loaded needs no look at the repository;
+        # "latest" does, so versions exported while serving are picked up.
+        if ref.version is not None:
+            loaded = self._loaded.get((ref.name, ref.version))
+            if loaded is not None:
+                return loaded
         name, version = self.repo.resolve(ref)
         key = (name, version)
         with self._lock:

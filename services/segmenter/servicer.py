@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from dial.inference.tiling import iter_blended_rows
+from dial.inference.tiling import array_reader, iter_blended_rows
 from dial.model.repository import ModelRef
 from dial_client._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
 from dial_services.common.config import SegmenterConfig
@@ -59,11 +59,7 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
         probs_out = None
         if request.return_probabilities:
             probs_out = np.empty((manifest.n_classes, height, width), dtype=np.float32)
-
-        def read(r, c, h, w):
-            return image[r : r + h, c : c + w]
-
-        for top, bottom, block in iter_blended_rows(predictor, read, height, width, clicks,
+        for top, bottom, block in iter_blended_rows(predictor, array_reader(image), height, width, clicks,
                                                     batch_size=self.config.max_batch_size,
                                                     on_tile=lambda done, total: tiles.inc(),
                                                     output="probabilities" if probs_out is not None else "labels"):
