@@ -92,7 +92,7 @@ COPY --from=models --chown=0:0 /models/ /models/
 # The malloc tunables double torch CPU throughput (see the engineering notes);
 # set here so the CLI does not have to re-exec itself to apply them.
 ENV PATH=/opt/dial/bin:$PATH \
-    GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000 \
+    GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000:glibc.malloc.arena_max=2 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp XDG_CACHE_HOME=/tmp/.cache MPLCONFIGDIR=/tmp/matplotlib \
     DIAL_MODEL_REPO=/models DIAL_MODEL_CACHE=/var/cache/dial DIAL_SESSION_STORE=/var/lib/dial/sessions \
     DIAL_PROVIDER=cpu
@@ -109,7 +109,7 @@ RUN groupadd --gid 10001 dial && useradd --uid 10001 --gid 10001 --no-create-hom
  && mkdir -p /var/cache/dial /var/lib/dial/sessions /data && chown 10001:10001 /var/cache/dial /var/lib/dial/sessions
 COPY --from=models --chown=0:0 /models/ /models/
 ENV PATH=/opt/dial/bin:$PATH \
-    GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000 \
+    GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000:glibc.malloc.arena_max=2 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp XDG_CACHE_HOME=/tmp/.cache MPLCONFIGDIR=/tmp/matplotlib \
     DIAL_MODEL_REPO=/models DIAL_MODEL_CACHE=/var/cache/dial DIAL_SESSION_STORE=/var/lib/dial/sessions \
     DIAL_PROVIDER=auto \

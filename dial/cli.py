@@ -82,7 +82,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--model-repo", default=DEFAULT_REPO)
     p.add_argument("--binary", help="evaluate one named class against the rest")
     p.add_argument("--clicks", type=int, default=20)
-    from dial.adaptation.disca import DEFAULT_LEARNING_RATE, VARIANTS
+    from dial.adaptation.disca import DEFAULT_LEARNING_RATES, VARIANTS, DiscaSettings
     from dial.evaluation.refiners import REFINERS
 
     p.add_argument("--mode", choices=sorted(REFINERS), default="ac",
@@ -90,9 +90,12 @@ def _add_eval(sub) -> None:
                         "both (adapt only when a click lands in a large wrong region)")
     p.add_argument("--variant", choices=VARIANTS, default="full", help="disca/both: which parameters adapt")
     p.add_argument("--steps", type=int, default=10, help="disca/both: optimiser steps per click")
-    p.add_argument("--learning-rate", type=float, default=DEFAULT_LEARNING_RATE, help="disca/both: Adam lr")
+    p.add_argument("--learning-rate", type=float,
+                   help=f"disca/both: Adam lr (default per variant: {DEFAULT_LEARNING_RATES})")
     p.add_argument("--recall-weight", type=float, default=1.0, help="disca/both: lambda of the L1 recall term")
     p.add_argument("--crop-px", type=int, default=256, help="disca/both: side of the training crops")
+    p.add_argument("--target-radius-px", type=int, default=DiscaSettings.target_radius_px,
+                   help="disca/both: radius of the disc each click supervises")
     p.add_argument("--sequential", action="store_true",
                    help="disca/both: keep the adapted weights from one image to the next")
     p.add_argument("--min-region-px", type=int, default=4096,
@@ -115,7 +118,8 @@ def _run_eval(args) -> int:
     from dial.evaluation.interactive import EvalConfig, run_evaluation
 
     disca = DiscaSettings(variant=args.variant, steps=args.steps, learning_rate=args.learning_rate,
-                          recall_weight=args.recall_weight, crop_px=args.crop_px).validate()
+                          recall_weight=args.recall_weight, crop_px=args.crop_px,
+                          target_radius_px=args.target_radius_px).validate()
     config = EvalConfig(
         model=args.model, data=args.data, repo=args.model_repo, binary=args.binary, clicks=args.clicks,
         mode=args.mode, split=args.split, clicker=args.clicker, random_top_k=args.random_top_k,

@@ -10,7 +10,10 @@ from dial import cli as core_cli
 # tensor, costing about a million page faults per batch and halving torch CPU
 # speed on our machines. Tunables are read once at process start, so the CLI
 # re-executes itself with them unless the operator has set their own.
-MALLOC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000"
+# Since freed memory then stays in the process, arena_max=2 keeps the gRPC
+# worker threads from each growing an arena of their own: under concurrent
+# load the adapter levelled off about 260 MB lower, at the same throughput.
+MALLOC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000:glibc.malloc.arena_max=2"
 
 
 def _ensure_malloc_tuning() -> None:

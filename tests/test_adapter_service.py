@@ -201,22 +201,33 @@ def test_full_store_refuses_the_change_and_leaves_the_session_as_it_was(adapter,
         assert session.adapt().session.adaptation_count == 2
 
 
-def test_read_only_store_is_unavailable(adapter, image, monkeypatch):
+def test_read_only_store_is_unavailable_and_sessions_stay_readable(adapter, image, monkeypatch):
     from dial_client.errors import Unavailable
     from dial_services.adapter import store as store_module
 
     address, _ = adapter
     with AdapterClient(address, retries=0) as client:
         session = client.create_session(image, model="tiny")
+        session.add_clicks([Click(5, 5, 2)])
 
         def read_only(path, data):
             raise OSError(errno.EROFS, "Read-only file system")
 
+        real_open = os.open
+
+        def open_read_only(path, flags, *args):
+            if flags & (os.O_CREAT | os.O_WRONLY | os.O_RDWR):
+                raise OSError(errno.EROFS, "Read-only file system", str(path))
+            return real_open(path, flags, *args)
+
         monkeypatch.setattr(store_module, "write_atomic", read_only)
-        with pytest.raises(Unavailable):
+        monkeypatch.setattr(store_module.os, "open", open_read_only)
+        with pytest.raises(Unavailable, match="read-only"):
             session.add_clicks([Click(9, 9, 1)])
+        assert session.get().clicks == (Click(5, 5, 2),)
+        assert session.predict().labels.shape == (SIZE, SIZE)
         monkeypatch.undo()
-        assert session.get().clicks == ()
+        assert session.add_clicks([Click(9, 9, 1)]).clicks == (Click(5, 5, 2), Click(9, 9, 1))
 
 
 def test_replicas_sharing_a_store_see_each_others_changes(tiny_repo, tmp_path, image):

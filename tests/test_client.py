@@ -280,7 +280,7 @@ def test_timeout_bounds_the_whole_call_including_backoff():
 class FakeSegmenter(segmenter_pb2_grpc.SegmenterServicer):
     """Labels are band 0 modulo 3 (Predict) or 5 (PredictRaster); fails the first `failures` calls."""
 
-    def __init__(self, failures=0, failure_code=grpc.StatusCode.UNAVAILABLE, trailer=(), fail_after_progress=False):
+    def __init__(self, failures=0, failure_code=grpc.StatusCode.UNAVAILABLE, trailer=(), fail_after_progress=0):
         self.failures, self.failure_code, self.trailer = failures, failure_code, trailer
         self.fail_after_progress = fail_after_progress
         self.calls = 0
@@ -313,9 +313,13 @@ class FakeSegmenter(segmenter_pb2_grpc.SegmenterServicer):
     def PredictRaster(self, request_iterator, context):
         header = next(request_iterator).header
         self.headers.append(header)
-        if self.fail_after_progress:
+        if self.calls < self.fail_after_progress:
+            # A server lost mid-job: one tile and its progress went out, then the stream broke.
             self.calls += 1
-            yield segmenter_pb2.PredictRasterResponse(progress=segmenter_pb2.Progress(tiles_done=0, tiles_total=1))
+            first = next(request_iterator).tile
+            yield segmenter_pb2.PredictRasterResponse(class_map_tile=segmenter_pb2.ClassMapTile(
+                window=first.window, class_map=class_map_to_proto(image_from_proto(first.image)[:, :, 0] * 0 + 4)))
+            yield segmenter_pb2.PredictRasterResponse(progress=segmenter_pb2.Progress(tiles_done=1, tiles_total=4))
             context.abort(grpc.StatusCode.UNAVAILABLE, "lost mid-stream")
         self._maybe_fail(context)
         if header.WhichOneof("source") == "raster":
@@ -461,12 +465,25 @@ def test_predict_raster_retries_a_stream_that_failed_before_any_response(serve):
     np.testing.assert_array_equal(prediction.labels, raster % 5)
 
 
-def test_predict_raster_does_not_retry_once_responses_arrived(serve):
-    servicer = FakeSegmenter(fail_after_progress=True)
+def test_predict_raster_lost_mid_stream_is_retried_whole(serve):
+    """Tiles of a broken attempt never reach the caller: the retry's result is the only one."""
+    servicer = FakeSegmenter(fail_after_progress=1)
+    image = (np.arange(20 * 12, dtype=np.uint16).reshape(20, 12) % 251).astype(np.uint8)
+    progress = []
+    with SegmenterClient(serve(servicer), retries=FAST_RETRIES) as client:
+        result = client.predict_raster(image, model="linknet", tile_px=10,
+                                       on_progress=lambda done, total: progress.append(done))
+    assert servicer.calls == 2
+    np.testing.assert_array_equal(result.labels, image % 5)
+    assert progress[0] == 1 and progress[1:] == [1, 2, 3, 4]  # the retry starts again from the first tile
+
+
+def test_predict_raster_gives_up_when_every_attempt_breaks(serve):
+    servicer = FakeSegmenter(fail_after_progress=10)
     with SegmenterClient(serve(servicer), retries=FAST_RETRIES) as client:
         with pytest.raises(Unavailable):
             client.predict_raster(np.zeros((8, 8), dtype=np.uint8), model="linknet")
-    assert servicer.calls == 1
+    assert servicer.calls == FAST_RETRIES.max_attempts
 
 
 def test_list_models_follows_page_tokens(serve):

@@ -327,7 +327,7 @@ def test_dockerfile_is_safe_to_run_read_only_as_non_root():
         assert users and users[-1].split(":")[0] not in ("0", "root")
         assert users[-1].split(":")[0].isdigit(), "a numeric USER lets runAsNonRoot verify it"
         env = " ".join(rest for kw, rest in body if kw == "ENV")
-        assert "GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000" in env
+        assert "GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000:glibc.malloc.arena_max=2" in env
         assert "PYTHONDONTWRITEBYTECODE=1" in env, "a read-only root cannot take .pyc files"
         assert any(kw == "ENTRYPOINT" for kw, _ in body)
     for kw, rest in instructions:

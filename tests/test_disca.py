@@ -174,3 +174,14 @@ def test_eval_command_offers_every_refiner_and_the_adaptation_flags():
     assert (args.mode, args.variant, args.sequential, args.learning_rate) == ("both", "fast", True, 0.001)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["eval", "--model", "m", "--data", "d", "--json", "o", "--mode", "nope"])
+
+
+def test_each_variant_gets_its_tuned_learning_rate_unless_one_is_given():
+    from dial.adaptation.disca import DEFAULT_LEARNING_RATES, DiscaSettings
+
+    assert DiscaSettings(variant="full").learning_rate == DEFAULT_LEARNING_RATES["full"]
+    assert DiscaSettings(variant="fast").learning_rate == DEFAULT_LEARNING_RATES["fast"]
+    assert DEFAULT_LEARNING_RATES["full"] < DEFAULT_LEARNING_RATES["fast"]
+    assert DiscaSettings(variant="full", learning_rate=0.05).learning_rate == 0.05
+    restored = DiscaSettings.from_dict(DiscaSettings(variant="full").to_dict())
+    assert restored.learning_rate == DEFAULT_LEARNING_RATES["full"]

@@ -341,3 +341,23 @@ def test_sigterm_drains_in_flight_calls(tiny_repo, raster_root, free_port):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_calls_while_not_serving_are_unavailable_and_health_still_answers(segmenter):
+    """Loading models or draining: UNAVAILABLE is the code clients retry, never NOT_FOUND for a loading model."""
+    from dial_client.errors import Unavailable
+
+    address, running = segmenter
+    image = make_scene(32, 32, seed=2).image
+    running.set_serving(False)
+    try:
+        with SegmenterClient(address, retries=0) as client:
+            with pytest.raises(Unavailable, match="starting or shutting down"):
+                client.predict(image, model="tiny")
+        with grpc.insecure_channel(address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        running.set_serving(True)
+    with SegmenterClient(address, retries=0) as client:
+        assert client.predict(image, model="tiny").labels.shape == (32, 32)

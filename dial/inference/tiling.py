@@ -12,6 +12,7 @@ touch them, so memory is ``O(K x tile_px x width)`` however tall the raster is.
 """
 from __future__ import annotations
 
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -151,24 +152,66 @@ def iter_blended_rows(
                                                           annotations=annotations))
         return batch
 
-    # Reading and encoding the next batch overlaps the model running on this
-    # one (ONNX Runtime and numpy release the GIL), which is most of the
-    # distance between whole-raster throughput and the model-only rate.
+    # Three stages overlap, each on its own thread: reading and encoding the
+    # next batch, the model on this one, and blending the previous one into
+    # the accumulators (then finishing a tile row). ONNX Runtime and numpy
+    # release the GIL, and the model leaves both cores idle for part of each
+    # run, so the other stages mostly fit in those gaps.
     batches = [(r0, cols[b : b + batch_size]) for r0 in rows for b in range(0, len(cols), batch_size)]
     prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-prep")
+    blender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-blend")
     pending = prefetch.submit(prepare, *batches[0])
     next_batch = 1
 
+    # One tile row of accumulators, reused, touched only by the blender
+    # thread: row ``acc_top`` (the current tile row's start) is at index 0;
+    # after each row the overlap that later tiles still add to moves to the
+    # top and the rest is cleared. Labels need no weight sum: dividing by it
+    # cannot change the argmax.
+    acc = np.zeros((n_classes, th, width), dtype=np.float32)
+    wsum = np.zeros((th, width), dtype=np.float32) if output != "labels" else None
     acc_top = 0
-    acc = np.zeros((n_classes, 0, width), dtype=np.float32)
-    wsum = np.zeros((0, width), dtype=np.float32)
+
+    def blend(logits: np.ndarray, batch_cols: list[int]) -> None:
+        for z, c0 in zip(logits, batch_cols):
+            np.multiply(z, weights, out=z)
+            view = acc[:, :, c0 : c0 + tw]
+            np.add(view, z, out=view)
+            if wsum is not None:
+                wsum[:, c0 : c0 + tw] += weights
+
+    def finish_row(final: int) -> tuple[int, int, np.ndarray]:
+        nonlocal acc_top
+        n = final - acc_top
+        if output == "labels":
+            block = acc[:, :n].argmax(axis=0).astype(np.uint8)
+        else:
+            block = acc[:, :n] / wsum[None, :n]
+            if output == "probabilities":
+                block = softmax(block, axis=0)
+        kept = acc.shape[1] - n
+        acc[:, :kept] = acc[:, n:]
+        acc[:, kept:] = 0
+        if wsum is not None:
+            wsum[:kept] = wsum[n:]
+            wsum[kept:] = 0
+        top, acc_top = acc_top, final
+        return top, final, block
+
+    # Futures of the blender, oldest first: blends (None) and finished rows.
+    # Waiting on the oldest bounds how many model outputs queue up, and
+    # .result() re-raises a blending error here.
+    queued: deque = deque()
+
+    def hand_out(keep: int) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Pop the oldest futures while more than ``keep`` are queued or the oldest is done."""
+        while len(queued) > keep or (queued and queued[0].done()):
+            outcome = queued.popleft().result()
+            if outcome is not None:
+                yield outcome
+
     try:
         for i, r0 in enumerate(rows):
-            need = r0 + th - acc_top
-            if need > acc.shape[1]:
-                grow = need - acc.shape[1]
-                acc = np.concatenate([acc, np.zeros((n_classes, grow, width), np.float32)], axis=1)
-                wsum = np.concatenate([wsum, np.zeros((grow, width), np.float32)], axis=0)
             for b in range(0, len(cols), batch_size):
                 batch_cols = cols[b : b + batch_size]
                 batch = pending.result()
@@ -176,28 +219,21 @@ def iter_blended_rows(
                     pending = prefetch.submit(prepare, *batches[next_batch])
                     next_batch += 1
                 logits = run(batch)[:, :, :th, :tw]
-                top = r0 - acc_top
-                for z, c0 in zip(logits, batch_cols):
-                    np.multiply(z, weights, out=z)
-                    view = acc[:, top : top + th, c0 : c0 + tw]
-                    np.add(view, z, out=view)
-                    wsum[top : top + th, c0 : c0 + tw] += weights
+                queued.append(blender.submit(blend, logits, batch_cols))
                 done += len(batch_cols)
                 if on_tile is not None:
                     on_tile(done, total)
+                yield from hand_out(keep=2)
             final = rows[i + 1] if i + 1 < len(rows) else height
-            n = final - acc_top
-            if output == "labels":
-                block = acc[:, :n].argmax(axis=0).astype(np.uint8)
-            else:
-                block = acc[:, :n] / wsum[None, :n]
-                if output == "probabilities":
-                    block = softmax(block, axis=0)
-            yield acc_top, final, block
-            acc, wsum, acc_top = acc[:, n:].copy(), wsum[n:].copy(), final
+            queued.append(blender.submit(finish_row, final))
+            yield from hand_out(keep=1)
+        yield from hand_out(keep=0)
     finally:
         pending.cancel()
+        for future in queued:
+            future.cancel()
         prefetch.shutdown(wait=True)
+        blender.shutdown(wait=True)
 
 
 def predict_probabilities(

@@ -6,7 +6,6 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from dial.adaptation.disca import DEFAULT_LEARNING_RATE
 from dial_services.common.config import ModelServingConfig
 
 
@@ -21,7 +20,7 @@ class AdapterConfig(ModelServingConfig):
     max_clicks: int = Field(1000, ge=1)
     adaptation_variant: Literal["full", "fast"] = "fast"
     adaptation_steps: int = Field(10, ge=1, le=1000)
-    learning_rate: float = Field(DEFAULT_LEARNING_RATE, gt=0)
+    learning_rate: float | None = Field(None, gt=0, description="Adam lr; unset: the variant's tuned default")
     recall_weight: float = Field(1.0, ge=0)
     crop_px: int = Field(256, ge=32)
     max_crops: int = Field(4, ge=1)

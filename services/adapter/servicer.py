@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 from google.protobuf import empty_pb2, timestamp_pb2
 
-from dial.adaptation.disca import DiscaSettings
+from dial.adaptation.disca import DiscaSettings, default_learning_rate
 from dial.clicks import Click
 from dial.imagery.raster import RasterReader
 from dial.model.manifest import Manifest
@@ -81,7 +81,8 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
         if proto.variant and proto.variant not in VARIANT_NAMES:
             v.add("config.variant", f"unknown variant {proto.variant}")
         steps = proto.steps if proto.HasField("steps") else c.adaptation_steps
-        lr = proto.learning_rate if proto.HasField("learning_rate") else c.learning_rate
+        lr = proto.learning_rate if proto.HasField("learning_rate") else (c.learning_rate
+                                                                           or default_learning_rate(variant))
         recall = proto.recall_weight if proto.HasField("recall_weight") else c.recall_weight
         dropout = proto.annotation_dropout if proto.HasField("annotation_dropout") else 1.0
         v.check(1 <= steps <= MAX_STEPS_PER_CALL, "config.steps", f"must be in 1..{MAX_STEPS_PER_CALL}")

@@ -19,6 +19,7 @@ renaming a complete staging folder.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import io
 import json
@@ -109,6 +110,16 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _open_lock(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as error:
+        if error.errno != errno.EROFS:
+            raise
+    # On a store remounted read-only, sessions must stay readable: flock works on a read-only descriptor.
+    return os.open(path, os.O_RDONLY)
+
+
 class SessionStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -124,7 +135,7 @@ class SessionStore:
         (or, with ``blocking=False``, when another holder has it)."""
         path = self.folder(session_id) / "lock"
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = _open_lock(path)
         except FileNotFoundError:
             yield False
             return

@@ -4,10 +4,16 @@ It is the single place where exceptions become gRPC statuses: ApiError keeps
 its code and field violations, a core ModelNotFound is NOT_FOUND, a deadline
 that ran out is DEADLINE_EXCEEDED, and anything else is INTERNAL with an id
 the operator can find in the log. No stack trace ever reaches a client.
+
+While the server is not SERVING (loading models at start-up, or draining
+after SIGTERM) new calls get UNAVAILABLE: the one code clients retry, so a
+call that reaches a replica too early or too late goes round again instead of
+failing with NOT_FOUND for a model that is still loading.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 
@@ -51,6 +57,7 @@ def _abort(context: grpc.ServicerContext, error: Exception) -> None:
 class CallGuard(grpc.ServerInterceptor):
     def __init__(self, metrics: ServiceMetrics):
         self.metrics = metrics
+        self.accepting = threading.Event()
 
     def _observe(self, method: str, context, started: float, failed: BaseException | None) -> None:
         code = context.code() if hasattr(context, "code") else None
@@ -59,6 +66,11 @@ class CallGuard(grpc.ServerInterceptor):
         name = code.name if isinstance(code, grpc.StatusCode) else str(code)
         self.metrics.requests.labels(self.metrics.service, method, name).inc()
         self.metrics.latency.labels(self.metrics.service, method).observe(time.perf_counter() - started)
+
+    def _refuse_unless_accepting(self, context) -> None:
+        if not self.accepting.is_set():
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"the {self.metrics.service} is starting or shutting down; "
+                          "retry shortly")
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -74,6 +86,7 @@ class CallGuard(grpc.ServerInterceptor):
                 started, failed = time.perf_counter(), None
                 guard.metrics.in_flight.labels(guard.metrics.service).inc()
                 try:
+                    guard._refuse_unless_accepting(context)
                     return behaviour(request, context)
                 except Exception as error:  # noqa: BLE001 - translated to a status here, once
                     failed = error
@@ -90,6 +103,7 @@ class CallGuard(grpc.ServerInterceptor):
                 started, failed = time.perf_counter(), None
                 guard.metrics.in_flight.labels(guard.metrics.service).inc()
                 try:
+                    guard._refuse_unless_accepting(context)
                     yield from behaviour(request, context)
                 except Exception as error:  # noqa: BLE001
                     failed = error

@@ -47,6 +47,7 @@ class RunningServer:
     health: health.HealthServicer
     service_names: tuple[str, ...]
     metrics: ServiceMetrics
+    guard: CallGuard
     metrics_port: int | None = None
     health_port: int | None = None
     _on_stop: list[Callable[[], None]] = field(default_factory=list)
@@ -55,6 +56,10 @@ class RunningServer:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("",) + self.service_names:
             self.health.set(name, status)
+        if serving:
+            self.guard.accepting.set()
+        else:
+            self.guard.accepting.clear()
 
     def on_stop(self, callback: Callable[[], None]) -> None:
         self._on_stop.append(callback)
@@ -72,9 +77,10 @@ def start_server(config: ServerConfig, metrics: ServiceMetrics,
     """Build, register and start a server; ``register`` returns the full service names."""
     # Inside the call guard, so refused calls are counted by status code too.
     auth = interceptor_from_config(config, _rejection_counter(metrics))
+    guard = CallGuard(metrics)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix=metrics.service),
-        interceptors=(*extra_interceptors, CallGuard(metrics), *((auth,) if auth else ())),
+        interceptors=(*extra_interceptors, guard, *((auth,) if auth else ())),
         options=channel_options(config.max_message_bytes),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
@@ -90,7 +96,7 @@ def start_server(config: ServerConfig, metrics: ServiceMetrics,
         port = server.add_insecure_port(address)
     if port == 0:
         raise SystemExit(f"cannot listen on {config.host}:{config.port}")
-    running = RunningServer(server, port, health_servicer, tuple(names), metrics)
+    running = RunningServer(server, port, health_servicer, tuple(names), metrics, guard)
     if config.metrics_port:
         metrics.serve(config.metrics_port, config.host)
         running.metrics_port = config.metrics_port

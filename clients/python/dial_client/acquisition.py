@@ -123,17 +123,13 @@ class AcquisitionClient:
             reduction=REDUCTIONS[reduction], cost_weighting=cost_weighting, max_patches=max_patches,
             exclude=[_window(w) for w in exclude], hint_quantile=hint_quantile)
         _set_source(request, source, geo)
-        responded = False
 
+        # Patches are kept per attempt, so a retry after UNAVAILABLE starts the ranking again cleanly.
         def attempt(deadline, metadata) -> list[Patch]:
-            nonlocal responded
-            patches = []
-            for patch in self._stub.RankPatches(request, timeout=deadline, metadata=metadata):
-                responded = True
-                patches.append(Patch.from_proto(patch))
-            return patches
+            return [Patch.from_proto(patch) for patch in self._stub.RankPatches(request, timeout=deadline,
+                                                                                 metadata=metadata)]
 
-        return self._connection.call(attempt, timeout, may_retry=lambda: not responded)
+        return self._connection.call(attempt, timeout)
 
     def uncertainty_map(self, source: ImageSource, *, model: str, version: Optional[str] = None,
                         strategy: str = "entropy", window: Optional[WindowLike] = None, output_uri: str = "",

@@ -195,17 +195,14 @@ class SegmenterClient:
             if array is not None:
                 yield from _tile_requests(array, tile_px)
 
-        # Once responses have reached the caller (progress callbacks), a retry
-        # would replay them, so only a stream that failed before any response
-        # is retried.
-        responded = False
-
+        # A retry after UNAVAILABLE (a server restarted mid-job) starts the job
+        # again: tiles are kept per attempt and the server writes output_uri
+        # atomically, so the caller sees one whole result either way; only
+        # on_progress goes back to 0.
         def attempt(deadline: Optional[float], metadata: tuple[tuple[str, str], ...]) -> RasterPrediction:
-            nonlocal responded
             tiles: list[segmenter_pb2.ClassMapTile] = []
             result: Optional[segmenter_pb2.RasterResult] = None
             for response in self._stub.PredictRaster(requests(), timeout=deadline, metadata=metadata):
-                responded = True
                 kind = response.WhichOneof("payload")
                 if kind == "progress" and on_progress is not None:
                     on_progress(response.progress.tiles_done, response.progress.tiles_total)
@@ -217,11 +214,7 @@ class SegmenterClient:
                 raise Internal(grpc.StatusCode.INTERNAL, "PredictRaster stream ended without a result")
             return _raster_prediction(result, tiles)
 
-        return self._connection.call(
-            attempt,
-            self._raster_timeout if timeout is None else timeout,
-            may_retry=lambda: not responded,
-        )
+        return self._connection.call(attempt, self._raster_timeout if timeout is None else timeout)
 
     def list_models(self, *, page_size: int = 0, timeout: Optional[float] = None) -> list[common_pb2.Model]:
         """Every model version the server offers, following page tokens to the end."""

@@ -107,8 +107,8 @@ def call_with_retry(
     """Run ``attempt(remaining_seconds)`` until it succeeds or fails for good.
 
     ``timeout_seconds`` bounds the whole call, retries and backoff included;
-    each attempt gets what is left of it. ``may_retry`` lets a streaming call
-    refuse a retry once it has handed responses to its caller. Raises the
+    each attempt gets what is left of it. ``may_retry`` returning False keeps a
+    call that is not idempotent from being sent twice. Raises the
     last ``grpc.RpcError``.
     """
     rng = rng or random.Random()

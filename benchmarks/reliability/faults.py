@@ -1,0 +1,312 @@
+"""Faults: a killed adapter replica, a segmenter restarted mid-raster, a corrupt model, a full or read-only store.
+
+Each fault returns what a user would ask after it: how many requests were
+sent, which codes came back, and what was lost (sessions, clicks: must be 0).
+"""
+from __future__ import annotations
+
+import errno
+import shutil
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.reliability.load import percentiles
+from benchmarks.reliability.processes import ServiceProcess, model_args
+from dial.synthetic import make_scene
+
+
+def _adapter_args(repo: Path, cache: Path, store: Path) -> list[str]:
+    return [*model_args(repo, cache), "--session-store", str(store), "--adaptation-variant", "fast",
+            "--adaptation-steps", "3", "--intra-op-threads", "1"]
+
+
+def adapter_replica_killed(repo: Path, model: str, scratch: Path, clients: int = 4, clicks: int = 12,
+                           image_px: int = 256) -> dict:
+    """Two replicas share one store; clients are mid-session when one replica gets kill -9.
+
+    Each client's channel knows both replicas (``ipv4:`` with two addresses,
+    as a Kubernetes Service would route): half start on each. A call that
+    fails because its replica died was not acknowledged, so the client reads
+    its session back (a read is safe to repeat) and adds the click again only
+    if it is missing. At the end every acknowledged click must be in its
+    session, in order, read from the surviving replica.
+    """
+    from dial_client import AdapterClient, Click, RetryPolicy
+    from dial_client.errors import DialError
+
+    store = scratch / "sessions-shared"
+    replicas = [ServiceProcess("adapter", _adapter_args(repo, scratch / f"cache-r{i}", store)) for i in range(2)]
+    for replica in replicas:
+        replica.wait_serving()
+    victim, survivor = replicas
+    image = make_scene(image_px, image_px, seed=11).image
+    codes: Counter = Counter()
+    recoveries: list[float] = []
+    progress = Counter()
+    lock = threading.Lock()
+    sessions: dict[str, list] = {}
+    killed = threading.Event()
+    retry = RetryPolicy(max_attempts=8, initial_backoff_seconds=0.2, max_backoff_seconds=2.0)
+
+    def note(code: str) -> None:
+        with lock:
+            codes[code] += 1
+
+    def client_run(index: int) -> None:
+        first, second = (victim, survivor) if index % 2 == 0 else (survivor, victim)
+        target = f"ipv4:{first.address},{second.address}"
+        rng = np.random.default_rng(100 + index)
+        with AdapterClient(target, timeout=120, retries=retry, caller=f"fault-{index}") as client:
+            session = client.create_session(image, model=model)
+            note("OK")
+            acknowledged: list = []
+            with lock:
+                sessions[session.session_id] = (f"fault-{index}", acknowledged)
+            for k in range(clicks):
+                click = Click(int(rng.integers(image_px)), int(rng.integers(image_px)), int(rng.integers(2)))
+                while True:
+                    started = time.monotonic()
+                    try:
+                        session.add_clicks([click])
+                        note("OK")
+                        break
+                    except DialError as error:
+                        note(error.code.name)
+                        # Not acknowledged; it may still have reached the store before the replica died.
+                        kept = session.get().clicks
+                        note("OK")
+                        if len(kept) > len(acknowledged) and kept[len(acknowledged)] == click:
+                            break
+                    finally:
+                        if killed.is_set():
+                            recoveries.append(time.monotonic() - started)
+                acknowledged.append(click)
+                with lock:
+                    progress[index] += 1
+                if k % 4 == 3:
+                    try:
+                        session.adapt()
+                        note("OK")
+                    except DialError as error:
+                        note(error.code.name)
+
+    threads = [threading.Thread(target=client_run, args=(i,)) for i in range(clients)]
+    try:
+        for thread in threads:
+            thread.start()
+        # Kill when every client is mid-session: a few clicks acknowledged, most still to come.
+        deadline = time.monotonic() + 600
+        while min((progress[i] for i in range(clients)), default=0) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        killed.set()
+        victim.kill9()
+        for thread in threads:
+            thread.join(900)
+        lost_sessions = lost_clicks = 0
+        for session_id, (caller, acknowledged) in sessions.items():
+            with AdapterClient(survivor.address, timeout=60, caller=caller) as client:
+                try:
+                    kept = client.get_session(session_id).info.clicks
+                except DialError:
+                    lost_sessions += 1
+                    kept = ()
+            lost_clicks += len(acknowledged) - sum(1 for a, b in zip(acknowledged, kept) if a == b)
+        return {
+            "fault": "kill -9 of one of two adapter replicas sharing a session store, clients mid-session",
+            "clients": clients, "sessions": len(sessions),
+            "clicks_acknowledged": sum(len(a) for _, a in sessions.values()),
+            "requests": sum(codes.values()), "codes": dict(codes),
+            "sessions_lost": lost_sessions, "clicks_lost": lost_clicks,
+            "call_ms_after_the_kill": percentiles(recoveries),
+            "survivor_serving": survivor.serving(),
+        }
+    finally:
+        for replica in replicas:
+            replica.stop()
+
+
+def segmenter_restarted_mid_raster(repo: Path, model: str, scratch: Path, size_px: int = 3000) -> dict:
+    """kill -9 of the segmenter while it writes a class map; a new process comes up on the same port.
+
+    The client's retry policy carries the call over the restart (the job runs
+    again from the start, and the server writes its output atomically), so
+    the caller gets one complete GeoTIFF with the input's georeference.
+    """
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from dial_client import RetryPolicy, SegmenterClient
+
+    root = scratch / "rasters"
+    root.mkdir(parents=True, exist_ok=True)
+    source, output = root / "scene.tif", root / "scene-classes.tif"
+    scene = make_scene(size_px, size_px, seed=5).image
+    transform = from_origin(500000.0, 5000000.0, 0.5, 0.5)
+    with rasterio.open(source, "w", driver="GTiff", height=size_px, width=size_px, count=scene.shape[2],
+                       dtype="uint8", crs="EPSG:32631", transform=transform, tiled=True) as dst:
+        dst.write(np.moveaxis(scene, 2, 0))
+    args = [*model_args(repo, scratch / "cache-seg-restart"), "--raster-roots", str(root)]
+    server = ServiceProcess("segmenter", args)
+    server.wait_serving()
+    progress: list[tuple[int, int]] = []
+    outcome: dict = {}
+
+    def run() -> None:
+        policy = RetryPolicy(max_attempts=10, initial_backoff_seconds=0.5, max_backoff_seconds=5.0)
+        with SegmenterClient(server.address, retries=policy, raster_timeout=1800) as client:
+            started = time.monotonic()
+            try:
+                client.predict_raster(str(source), model=model, output_uri=str(output),
+                                      on_progress=lambda done, total: progress.append((done, total)))
+                outcome["code"] = "OK"
+            except Exception as error:  # noqa: BLE001 - reported, not hidden
+                outcome["code"] = getattr(getattr(error, "code", None), "name", repr(error))
+            outcome["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=run)
+    replacement = None
+    try:
+        thread.start()
+        while not progress or progress[-1][0] < max(2, progress[-1][1] // 3):
+            if not thread.is_alive():
+                break
+            time.sleep(0.05)
+        done_at_kill = progress[-1] if progress else (0, 0)
+        server.kill9()
+        replacement = ServiceProcess("segmenter", args, port=server.port)
+        restart_s = replacement.wait_serving()
+        thread.join(1800)
+        with rasterio.open(source) as src, rasterio.open(output) as out:
+            georeference_kept = src.crs == out.crs and src.transform == out.transform
+            shape_kept = (out.height, out.width) == (src.height, src.width)
+        leftovers = sorted(p.name for p in root.iterdir() if ".partial-" in p.name)
+        return {
+            "fault": f"kill -9 of the segmenter during PredictRaster of a {size_px}×{size_px} GeoTIFF, "
+                     "restarted on the same port",
+            "tiles_done_at_kill": list(done_at_kill), "restart_to_serving_s": round(restart_s, 1),
+            "client_outcome": outcome.get("code"), "client_seconds": round(outcome.get("seconds", float("nan")), 1),
+            "output_complete": shape_kept, "georeference_kept": georeference_kept,
+            "partial_files_left_by_the_killed_process": leftovers,
+        }
+    finally:
+        server.stop()
+        if replacement is not None:
+            replacement.stop()
+
+
+def corrupt_model(repo: Path, model: str, scratch: Path) -> dict:
+    """A model whose weights no longer match their checksum: start-up fails loudly, health never SERVING."""
+    broken = scratch / "broken-repo"
+    shutil.copytree(repo / model, broken / model)
+    version = sorted((broken / model).iterdir())[-1]
+    for onnx in version.glob("*.onnx"):
+        onnx.unlink()
+    weights = version / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    server = ServiceProcess("segmenter", model_args(broken, scratch / "cache-broken"))
+    statuses = Counter()
+    try:
+        deadline = time.monotonic() + 120
+        while server.process.poll() is None and time.monotonic() < deadline:
+            statuses[server.health_status()] += 1
+            time.sleep(0.1)
+        exit_code = server.process.poll()
+        log = server.log_tail(4000)
+        message = next((line for line in log.splitlines()[::-1] if "checksum" in line or "Error" in line), "")
+        return {"fault": "segmenter started on a model with truncated weights", "exit_code": exit_code,
+                "health_answers_while_starting": dict(statuses), "ever_serving": statuses["SERVING"] > 0,
+                "start_up_message": message.strip()[:300]}
+    finally:
+        server.stop()
+
+
+def _mount_tmpfs(path: Path, size: str) -> str | None:
+    """Mount a small tmpfs (needs root or CAP_SYS_ADMIN); the reason on failure."""
+    path.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                            capture_output=True, text=True)
+    return None if result.returncode == 0 else (result.stderr.strip() or f"mount exited {result.returncode}")
+
+
+def _outcomes(*calls) -> Counter:
+    """Run each call once; count the status codes they end with."""
+    from dial_client.errors import DialError
+
+    codes: Counter = Counter()
+    for call in calls:
+        try:
+            call()
+            codes["OK"] += 1
+        except DialError as error:
+            codes[error.code.name] += 1
+    return codes
+
+
+def store_full_or_read_only(repo: Path, model: str, scratch: Path, image_px: int = 256) -> dict:
+    """A session store on a real small tmpfs, filled up, then remounted read-only.
+
+    The session must come out unharmed: the refused change is not applied,
+    everything acknowledged before is still there, and once space returns
+    the session takes changes again.
+    """
+    from dial_client import AdapterClient, Click
+
+    store = scratch / "small-store"
+    problem = _mount_tmpfs(store, "64m")
+    if problem:
+        return {"fault": "full and read-only session store", "measured": False,
+                "why_not": f"cannot mount a tmpfs here ({problem}); the in-process tests inject ENOSPC and EROFS"}
+    server = ServiceProcess("adapter", _adapter_args(repo, scratch / "cache-store", store))
+    results: dict = {"fault": "session store on a 64 MiB tmpfs: filled to the last byte, then remounted read-only",
+                     "measured": True}
+    image = make_scene(image_px, image_px, seed=12).image
+    try:
+        server.wait_serving()
+        with AdapterClient(server.address, timeout=120, retries=0, caller="store") as client:
+            session = client.create_session(image, model=model)
+            acknowledged = [Click(10, 10, 1)]
+            session.add_clicks(acknowledged)
+            session.adapt()
+            before = session.predict().labels
+            filler = store / "filler"
+            with open(filler, "wb") as out:
+                try:
+                    while True:
+                        out.write(b"\0" * 2**20)
+                        out.flush()
+                except OSError as error:
+                    if error.errno != errno.ENOSPC:
+                        raise
+            codes = _outcomes(lambda: session.add_clicks([Click(20, 20, 0)]), session.adapt,
+                              lambda: client.create_session(image, model=model))
+            info = session.get()
+            results["full"] = {"codes": dict(codes), "clicks_after": len(info.clicks),
+                               "adaptations_after": info.adaptation_count,
+                               "prediction_unchanged": bool(np.array_equal(session.predict().labels, before))}
+            filler.unlink()
+            session.add_clicks([Click(30, 30, 1)])
+            acknowledged.append(Click(30, 30, 1))
+            results["full"]["takes_changes_when_space_returns"] = True
+
+            subprocess.run(["mount", "-o", "remount,ro", str(store)], check=True)
+            codes = _outcomes(lambda: session.add_clicks([Click(40, 40, 0)]), session.undo)
+            info = session.get()
+            subprocess.run(["mount", "-o", "remount,rw", str(store)], check=True)
+            session.add_clicks([Click(50, 50, 1)])
+            acknowledged.append(Click(50, 50, 1))
+            results["read_only"] = {"codes": dict(codes), "clicks_after": len(info.clicks),
+                                    "takes_changes_after_remount_rw": True}
+            kept = session.get().clicks
+            results["sessions_lost"] = 0
+            results["clicks_acknowledged"] = len(acknowledged)
+            results["clicks_lost"] = len(acknowledged) - sum(1 for a, b in zip(acknowledged, kept) if a == b)
+        results["server_alive"] = server.process.poll() is None
+        return results
+    finally:
+        server.stop()
+        subprocess.run(["umount", str(store)], capture_output=True)

@@ -1,0 +1,64 @@
+"""Faults and fuzzing against real ``dial serve`` processes, through the reliability harness.
+
+The harness (``benchmarks/reliability``) writes the results document in
+``deploy/``; these tests run the same code at a smaller scale on the tiny
+model, so CI checks what the document claims.
+"""
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.reliability import faults, fuzz
+from benchmarks.reliability.report import render, verdict
+
+
+def test_killing_one_of_two_adapter_replicas_loses_no_acknowledged_click(tiny_repo, tmp_path):
+    result = faults.adapter_replica_killed(tiny_repo, "tiny", tmp_path, clients=2, clicks=8, image_px=96)
+    assert result["sessions"] == 2 and result["clicks_acknowledged"] == 16
+    assert result["sessions_lost"] == 0 and result["clicks_lost"] == 0
+    assert result["survivor_serving"]
+    # The session that started on the killed replica felt it: the kill really happened mid-session.
+    assert result["codes"].get("UNAVAILABLE", 0) >= 1, result["codes"]
+
+
+def test_a_raster_job_survives_a_segmenter_restart_through_client_retries(tiny_repo, tmp_path):
+    result = faults.segmenter_restarted_mid_raster(tiny_repo, "tiny", tmp_path, size_px=1200)
+    done, total = result["tiles_done_at_kill"]
+    assert 0 < done < total, "the server must be killed mid-job"
+    assert result["client_outcome"] == "OK"
+    assert result["output_complete"] and result["georeference_kept"]
+
+
+def test_a_corrupt_model_fails_start_up_and_never_reports_serving(tiny_repo, tmp_path):
+    result = faults.corrupt_model(tiny_repo, "tiny", tmp_path)
+    assert result["exit_code"] not in (None, 0)
+    assert not result["ever_serving"]
+    assert "checksum" in result["start_up_message"]
+    # ... and the results document says so.
+    text = render({"model": "tiny:1", "parts": ["faults"], "faults": {"corrupt_model": result},
+                   "harness_seconds": 1.0, "problems": []}, "python -m benchmarks.reliability faults")
+    assert "python -m benchmarks.reliability faults" in text
+    assert f"exited with status {result['exit_code']}" in text
+
+
+def test_malformed_requests_get_client_errors_and_leave_other_sessions_alone(tiny_repo, tiny_manifest, tmp_path):
+    result = fuzz.fuzz(tiny_repo, "tiny", tmp_path, tiny_manifest.n_bands, requests=120, seed=1)
+    assert result["unexpected_count"] == 0, result["unexpected_codes"]
+    assert result["segmenter_serving_after"] and result["adapter_serving_after"]
+    assert result["bystander_session_unharmed"]
+    # The corpus must reach both outcomes on both services, or it tests nothing.
+    for service in ("segmenter", "adapter"):
+        assert result["codes"][service].get("INVALID_ARGUMENT", 0) > 0
+        assert result["codes"][service].get("OK", 0) > 0, result["codes"]
+
+
+@pytest.mark.parametrize("broken, expected", [
+    ({"faults": {"adapter_replica_killed": {"sessions_lost": 0, "clicks_lost": 2, "survivor_serving": True}}},
+     "faults/adapter"),
+    ({"fuzz": {"f": {"unexpected_count": 1, "segmenter_serving_after": True, "adapter_serving_after": True,
+                     "bystander_session_unharmed": True}}}, "fuzz"),
+    ({"faults": {"corrupt_model": {"harness_error": "Traceback\nRuntimeError: boom"}}}, "harness failed"),
+])
+def test_the_verdict_names_every_failure(broken, expected):
+    problems = verdict({"model": "m:1", **broken})
+    assert len(problems) == 1 and expected in problems[0]
