@@ -9,15 +9,13 @@
    rounds, medians; plus the server's peak resident memory during the jobs.
 3. Dynamic batching on and off, with 4 concurrent clients.
 
-The server runs as its own process (``dial serve segmenter``) with the
-production malloc tuning, exactly as ``dial up`` starts it.
+The server runs as its own process (``dial serve segmenter``), which sets
+the production malloc tuning itself, exactly as ``dial up`` starts it.
 """
 from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,50 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import ROOT, benchmark_repo, free_port, write_report
-from dial_services.cli import MALLOC_TUNABLES as MALLOC
+from benchmarks.common import ROOT, benchmark_repo, write_report
+from benchmarks.processes import ServiceProcess
 
 
-class Server:
-    def __init__(self, repo: Path, raster_root: Path, *extra: str):
-        self.port = free_port()
-        env = dict(os.environ, GLIBC_TUNABLES=MALLOC)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dial_services.cli", "serve", "segmenter", "--host", "127.0.0.1",
-             "--port", str(self.port), "--model-repo", str(repo), "--raster-roots", str(raster_root), *extra],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.address = f"127.0.0.1:{self.port}"
-        self._wait_serving()
-
-    def _wait_serving(self, timeout: float = 120) -> None:
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(self.proc.stderr.read().decode()[-2000:])
-                try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == 1:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.3)
-        raise TimeoutError("segmenter did not become healthy")
-
-    def rss_bytes(self) -> int:
-        import psutil
-
-        return psutil.Process(self.proc.pid).memory_info().rss
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
+def start_segmenter(repo: Path, raster_root: Path, *extra: str) -> ServiceProcess:
+    server = ServiceProcess("segmenter", ["--model-repo", str(repo), "--raster-roots", str(raster_root), *extra])
+    server.wait_serving()
+    return server
 
 
-def predict_overhead(server: Server, repo: Path, model: str, repeats: int) -> dict:
+def predict_overhead(server: ServiceProcess, repo: Path, model: str, repeats: int) -> dict:
     from dial.inference.predictors import OnnxPredictor
     from dial.inference.tiling import predict_labels
     from dial.model.repository import ModelRepository
@@ -98,7 +63,7 @@ def predict_overhead(server: Server, repo: Path, model: str, repeats: int) -> di
             "ratio": round(g / l, 3), "repeats": repeats, "target_ratio": 1.15}
 
 
-def raster_throughput(server: Server, repo: Path, model: str, raster_root: Path, size: int,
+def raster_throughput(server: ServiceProcess, repo: Path, model: str, raster_root: Path, size: int,
                       rounds: int) -> dict:
     import rasterio
     from rasterio.transform import from_origin
@@ -124,13 +89,13 @@ def raster_throughput(server: Server, repo: Path, model: str, raster_root: Path,
     grid = TileGrid(size, size, manifest.tile_px, manifest.overlap_px)
     n_tiles = len(grid)
 
-    peak = {"rss": server.rss_bytes()}
+    peak = {"rss": server.rss_mb()}
     baseline_rss = peak["rss"]
     stop = threading.Event()
 
     def watch():
         while not stop.is_set():
-            peak["rss"] = max(peak["rss"], server.rss_bytes())
+            peak["rss"] = max(peak["rss"], server.rss_mb())
             time.sleep(0.05)
 
     # Model-only: the same number of tiles, already prepared, straight into ONNX Runtime.
@@ -170,7 +135,7 @@ def raster_throughput(server: Server, repo: Path, model: str, raster_root: Path,
             "ratio": round(rpc_rate / model_rate, 3),
             "per_round_ratios": [round(a / b, 3) for a, b in zip(rpc_rates, model_rates)],
             "target_ratio": 0.85, "crs_and_transform_kept": geo_kept,
-            "server_rss_before_mib": round(baseline_rss / 2**20), "server_peak_rss_mib": round(peak["rss"] / 2**20)}
+            "server_rss_before_mib": round(baseline_rss), "server_peak_rss_mib": round(peak["rss"])}
 
 
 def batching(repo: Path, model: str, raster_root: Path, clients: int, calls: int) -> dict:
@@ -181,7 +146,7 @@ def batching(repo: Path, model: str, raster_root: Path, clients: int, calls: int
     results = {}
     for label, flags in (("batching_off", ["--max-queue-delay-ms", "0"]),
                          ("batching_on", ["--max-queue-delay-ms", "5", "--max-batch-size", "4"])):
-        server = Server(repo, raster_root, *flags)
+        server = start_segmenter(repo, raster_root, *flags)
         try:
             with SegmenterClient(server.address) as warm:
                 warm.predict(image, model=model)
@@ -226,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
         raster_root = work / "rasters"
         raster_root.mkdir()
         repo, model = benchmark_repo(work)
-        server = Server(repo, raster_root)
+        server = start_segmenter(repo, raster_root)
         try:
             report = {"model": model, "cpu_count": os.cpu_count(),
                       "predict": predict_overhead(server, repo, model, args.repeats),

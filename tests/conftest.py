@@ -19,23 +19,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory) -> Path:
-    from dial.synthetic import make_dataset
+    from benchmarks.processes import make_tiny_scenes
 
-    root = tmp_path_factory.mktemp("synthetic") / "scenes"
-    make_dataset(root, 8, size=128, seed=1)
-    return root
+    return make_tiny_scenes(tmp_path_factory.mktemp("synthetic") / "scenes")
 
 
 @pytest.fixture(scope="session")
 def tiny_repo(tmp_path_factory, synthetic_dataset) -> Path:
     """A model repository holding ``tiny:1``, a 6-class model trained briefly on synthetic scenes."""
-    from dial.training.trainer import TrainConfig, train
+    from benchmarks.processes import train_tiny_model
 
     repo = tmp_path_factory.mktemp("models")
-    work = tmp_path_factory.mktemp("work")
-    train(TrainConfig(data=str(synthetic_dataset), name="tiny", repo=str(repo), crop_px=64, batch_size=2,
-                      iterations=6, checkpoint_every=3, workdir=str(work), radius_px=5.0, tile_px=128,
-                      overlap_px=32), command="test fixture")
+    train_tiny_model(synthetic_dataset, repo, tmp_path_factory.mktemp("work"), command="test fixture")
     return repo
 
 

@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 
 from benchmarks.reliability import faults, fuzz, load, overload
-from benchmarks.reliability.processes import train_tiny
+from benchmarks.processes import train_tiny
 from benchmarks.reliability.report import PARTS, render, verdict
 
 
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
     if args.markdown:
-        args.markdown.write_text(render(results, " ".join(["python -m benchmarks.reliability", *(argv or sys.argv[1:])])))
+        command = " ".join(["python -m benchmarks.reliability", *(argv or sys.argv[1:])])
+        args.markdown.write_text(render(results, command))
     for problem in problems:
         print(f"PROBLEM: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -16,13 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.reliability.load import percentiles
-from benchmarks.reliability.processes import ServiceProcess, model_args
+from benchmarks.processes import ServiceProcess, adapter_args, model_args
 from dial.synthetic import make_scene
-
-
-def _adapter_args(repo: Path, cache: Path, store: Path) -> list[str]:
-    return [*model_args(repo, cache), "--session-store", str(store), "--adaptation-variant", "fast",
-            "--adaptation-steps", "3", "--intra-op-threads", "1"]
 
 
 def adapter_replica_killed(repo: Path, model: str, scratch: Path, clients: int = 4, clicks: int = 12,
@@ -40,7 +35,8 @@ def adapter_replica_killed(repo: Path, model: str, scratch: Path, clients: int =
     from dial_client.errors import DialError
 
     store = scratch / "sessions-shared"
-    replicas = [ServiceProcess("adapter", _adapter_args(repo, scratch / f"cache-r{i}", store)) for i in range(2)]
+    replicas = [ServiceProcess("adapter", adapter_args(repo, scratch / f"cache-r{i}", store, steps=3))
+                for i in range(2)]
     for replica in replicas:
         replica.wait_serving()
     victim, survivor = replicas
@@ -261,7 +257,7 @@ def store_full_or_read_only(repo: Path, model: str, scratch: Path, image_px: int
     if problem:
         return {"fault": "full and read-only session store", "measured": False,
                 "why_not": f"cannot mount a tmpfs here ({problem}); the in-process tests inject ENOSPC and EROFS"}
-    server = ServiceProcess("adapter", _adapter_args(repo, scratch / "cache-store", store))
+    server = ServiceProcess("adapter", adapter_args(repo, scratch / "cache-store", store, steps=3))
     results: dict = {"fault": "session store on a 64 MiB tmpfs: filled to the last byte, then remounted read-only",
                      "measured": True}
     image = make_scene(image_px, image_px, seed=12).image

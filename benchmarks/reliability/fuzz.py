@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from benchmarks.reliability.processes import ServiceProcess, model_args
+from benchmarks.processes import ServiceProcess, adapter_args, model_args
 from dial.synthetic import make_scene
 
 CLIENT_ERRORS = {"INVALID_ARGUMENT", "NOT_FOUND", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "OUT_OF_RANGE"}
@@ -85,9 +85,8 @@ def fuzz(repo: Path, model: str, scratch: Path, bands: int, requests: int = 300,
 
     rng = np.random.default_rng(seed)
     segmenter = ServiceProcess("segmenter", model_args(repo, scratch / "cache-fuzz-seg"))
-    adapter = ServiceProcess("adapter", [*model_args(repo, scratch / "cache-fuzz-ada"), "--session-store",
-                                         str(scratch / "sessions-fuzz"), "--adaptation-variant", "fast",
-                                         "--adaptation-steps", "2", "--intra-op-threads", "1"])
+    adapter = ServiceProcess("adapter", adapter_args(repo, scratch / "cache-fuzz-ada", scratch / "sessions-fuzz",
+                                                     steps=2))
     try:
         segmenter.wait_serving()
         adapter.wait_serving()

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from benchmarks.reliability.processes import ServiceProcess, model_args
+from benchmarks.processes import ServiceProcess, adapter_args, model_args
 from dial.synthetic import make_scene
 
 
@@ -129,9 +129,7 @@ def adapter_load(repo: Path, model: str, scratch: Path, clients: int, seconds: f
     from dial_client import AdapterClient, Click
 
     image = make_scene(image_px, image_px, seed=7).image
-    server = ServiceProcess("adapter", [*model_args(repo, scratch / "cache-ada"), "--session-store",
-                                        str(scratch / "sessions-load"), "--adaptation-variant", "fast",
-                                        "--adaptation-steps", "5", "--intra-op-threads", "1"])
+    server = ServiceProcess("adapter", adapter_args(repo, scratch / "cache-ada", scratch / "sessions-load", steps=5))
     server.wait_serving()
     books = Counter()
     lock = threading.Lock()

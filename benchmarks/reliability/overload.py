@@ -13,7 +13,7 @@ from concurrent import futures
 from pathlib import Path
 
 from benchmarks.reliability.load import percentiles
-from benchmarks.reliability.processes import ServiceProcess, model_args
+from benchmarks.processes import ServiceProcess, model_args
 from dial.synthetic import make_scene
 
 

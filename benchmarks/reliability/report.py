@@ -123,7 +123,7 @@ def render(results: dict, command: str) -> str:
                   f"- requests: {r['requests']}; codes: {_codes(r['codes'])}",
                   f"- clicks acknowledged: {r['clicks_acknowledged']} in {r['sessions']} sessions",
                   f"- **sessions lost: {r['sessions_lost']}; acknowledged clicks lost: {r['clicks_lost']}**",
-                  f"- calls that straddled the kill took p50 {r['call_ms_after_the_kill']['p50']} ms, p99 "
+                  f"- calls made after the kill took p50 {r['call_ms_after_the_kill']['p50']} ms, p99 "
                   f"{r['call_ms_after_the_kill']['p99']} ms (retries included)", ""]
     if "segmenter_restarted_mid_raster" in f:
         r = f["segmenter_restarted_mid_raster"]

@@ -1,6 +1,6 @@
 """Tiled computation of acquisition maps, with the core tiler's windows and blending.
 
-Probability-based maps are computed from :func:`iter_probability_rows`, the
+Probability-based maps are computed from :func:`~dial.inference.tiling.iter_blended_rows`, the
 same blended probabilities a plain prediction streams, so a map costs a
 prediction plus a cheap per-pixel reduction. Torch strategies produce their
 own per-tile outputs (a score channel plus the class probabilities), which
@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dial.clicks import Click
-from dial.inference.tiling import array_reader, iter_blended_rows, iter_probability_rows
+from dial.inference.tiling import array_reader, iter_blended_rows
 from dial.model.manifest import Manifest
 
 TileOutputs = Callable[[np.ndarray], np.ndarray]
@@ -25,8 +25,7 @@ def probability_maps(predictor, image: np.ndarray, reduce: Callable[[np.ndarray]
     height, width = image.shape[:2]
     scores = np.empty((height, width), dtype=np.float32)
     labels = np.empty((height, width), dtype=np.uint8)
-    for top, bottom, block in iter_probability_rows(predictor, array_reader(image), height, width, clicks,
-                                                    **tiling):
+    for top, bottom, block in iter_blended_rows(predictor, array_reader(image), height, width, clicks, **tiling):
         scores[top:bottom] = reduce(block)
         labels[top:bottom] = block.argmax(axis=0)
     return scores, labels

@@ -258,8 +258,3 @@ def predict_labels(predictor: Predictor, image: np.ndarray, clicks: Sequence[Cli
                                                 output="labels", **kwargs):
         out[top:bottom] = block
     return out
-
-
-def iter_probability_rows(*args, **kwargs) -> Iterator[tuple[int, int, np.ndarray]]:
-    """:func:`iter_blended_rows` yielding probabilities ``(K, rows, W)``."""
-    return iter_blended_rows(*args, output="probabilities", **kwargs)

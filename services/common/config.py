@@ -87,8 +87,8 @@ class ModelServingConfig(ServerConfig):
 class SegmenterConfig(ModelServingConfig):
     port: int = Field(50051, ge=0, le=65535)
     max_batch_size: int = Field(4, ge=1, le=64)
-    # Off by default: on 2-core CPUs batching measured 0.86x the throughput of
-    # unbatched calls (benchmarks/bench_segmenter.py); on a GPU, set 2-5 ms.
+    # Off by default: on 2-core CPUs batching measured 0.74-0.96x the throughput
+    # of unbatched calls (benchmarks/bench_segmenter.py); on a GPU, set 2-5 ms.
     max_queue_delay_ms: float = Field(0.0, ge=0, le=1000, description="0 disables dynamic batching")
     max_queue_size: int = Field(64, ge=1)
     raster_batch_size: int = Field(4, ge=1, le=64)
