@@ -216,7 +216,7 @@ def corrupt_model(repo: Path, model: str, scratch: Path) -> dict:
         message = next((line for line in log.splitlines()[::-1] if "checksum" in line or "Error" in line), "")
         return {"fault": "segmenter started on a model with truncated weights", "exit_code": exit_code,
                 "health_answers_while_starting": dict(statuses), "ever_serving": statuses["SERVING"] > 0,
-                "start_up_message": message.strip()[:300]}
+                "start_up_message": message.strip().replace(str(scratch), "<scratch>")[:300]}
     finally:
         server.stop()
 
