@@ -54,6 +54,12 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _for_inference(network: torch.nn.Module) -> torch.nn.Module:
+    # channels_last makes the torch strategies' convolutions (oneDNN on CPU)
+    # about 1.4x faster for the LinkNets; outputs do not change.
+    return network.eval().to(memory_format=torch.channels_last)
+
+
 @dataclass
 class AcquisitionModel:
     manifest: Manifest
@@ -65,13 +71,13 @@ class AcquisitionModel:
 
     @classmethod
     def from_network(cls, network: torch.nn.Module, manifest: Manifest, directory: Path | None = None):
-        network.eval()
+        network = _for_inference(network)
         return cls(manifest, TorchPredictor(network, manifest), network, directory)
 
     @classmethod
     def from_repository(cls, repo: ModelRepository, ref: ModelRef | str, runtime: str = "onnx"):
         network, manifest = repo.load_torch(ref)
-        network.eval()
+        network = _for_inference(network)
         if runtime == "onnx":
             from dial.inference.predictors import OnnxPredictor
 
