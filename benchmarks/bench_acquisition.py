@@ -2,7 +2,8 @@
 
 Every strategy and the plain prediction run in one process on the same image,
 interleaved round by round so machine noise hits them alike, after one
-warm-up round; the figures are medians. Two baselines:
+warm-up round; the figures are medians. The baseline is a plain prediction of
+the label map (what ``Predict`` returns), in one of two runtimes:
 
 * torch: every strategy on the eager torch model, against a torch prediction
   (what ODIN, MC dropout and ConfidNet must use);
@@ -13,9 +14,9 @@ warm-up round; the figures are medians. Two baselines:
 their order (the ranking itself, what the paper's cost figures compare with a
 prediction); "rank" is what ``RankPatches`` returns: the order plus the click
 cost and click hints of every 512 px patch. ``mc_dropout_full`` repeats the
-encoder on every pass, to show what running it once saves. Learned heads come from the model's
-repository entry when present; otherwise untrained ones of the same shape
-stand in (their cost does not depend on their weights).
+encoder on every pass, to show what running it once saves. Learned heads
+come from the model's repository entry when present; otherwise untrained
+ones of the same shape stand in (their cost does not depend on their weights).
 """
 from __future__ import annotations
 
@@ -63,11 +64,11 @@ def time_round(jobs: dict, timings: dict) -> None:
 
 def measure(model, image, strategies: list[str], repeats: int, patch_px: int, warmup_px: int) -> dict:
     from dial.acquisition import get_strategy, patch_grid, rank_patches
-    from dial.inference.tiling import predict_probabilities
+    from dial.inference.tiling import predict_labels
 
     def prediction(picture):
         started = time.perf_counter()
-        predict_probabilities(model.predictor, picture)
+        predict_labels(model.predictor, picture)
         return {"map": time.perf_counter() - started}
 
     def ranking(strategy, picture):

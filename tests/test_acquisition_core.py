@@ -75,6 +75,27 @@ def test_mc_dropout_reusing_the_encoder_gives_the_same_map(stub_model):
     assert np.allclose(shared, repeated, atol=1e-6)
 
 
+def test_mc_dropout_variance_is_the_variance_over_its_passes(stub_model):
+    import torch
+
+    strategy = get_strategy("mc_dropout", passes=4, p=0.5, seed=1)
+    network = stub_model.torch_network()
+    inputs = torch.zeros(2, 5, 32, 32)
+    inputs[:, 0, 8:24, 8:24] = 1.0
+    outputs = strategy.tile_outputs(stub_model, inputs)
+    with torch.inference_mode():
+        features = network.encoder(inputs)
+        passes = torch.stack([torch.softmax(network.segmentation_head(network.decoder(
+            [features[0]] + [f * m for f, m in zip(features[1:], masks)])), dim=1)
+            for masks in strategy._masks_for(features)])
+    assert torch.allclose(outputs[:, :1], passes.var(dim=0, unbiased=False).mean(dim=1, keepdim=True), atol=1e-6)
+    assert torch.allclose(outputs[:, 1:], passes.mean(dim=0), atol=1e-6)
+    # Masks are drawn once: a second batch of tiles sees the same sub-networks.
+    assert torch.equal(strategy.tile_outputs(stub_model, inputs), outputs)
+    with pytest.raises(ValueError, match="passes"):
+        get_strategy("mc_dropout", passes=1)
+
+
 def test_learned_strategies_need_their_head():
     bare = AcquisitionModel.from_network(StubNetwork(), stub_manifest())
     for name in ("confidnet", "metaseg", "metabox"):
@@ -114,6 +135,10 @@ def test_click_cost_skips_unannotated_pixels_and_holes():
     ring[10:50, 10:50] = 1
     ring[20:30, 20:30] = 0
     assert click_cost(ring).polygon == 8  # two squares, the hole not traced twice
+    island = ring.copy()
+    island[23:27, 23:27] = 1  # a segment in the hole of a segment of its own class
+    cost = click_cost(island)
+    assert (cost.polygon, cost.classes) == (12, 4)
     ignored = np.full((64, 64), 255, np.uint8)
     ignored[10:30, 20:40] = 1
     assert click_cost(ignored).total == 5

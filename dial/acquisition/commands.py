@@ -36,7 +36,7 @@ def _add_train_confidnet(sub) -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--crop-px", type=int, default=256)
     p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--pool", type=int, default=8, help="average-pool factor of the decoder features the head reads")
+    p.add_argument("--pool", type=int, default=16, help="average-pool factor of the decoder features the head reads")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=_run_train_confidnet)
 
@@ -98,6 +98,8 @@ def _run_train_metaseg(args) -> int:
 
 
 def _add_eval_al(sub) -> None:
+    from dial.adaptation.disca import VARIANTS
+
     p = sub.add_parser("eval-al", help="simulate annotating patches in a strategy's order and report mIoU per patch")
     p.add_argument("--model", required=True, help="NAME[:VERSION]")
     p.add_argument("--data", required=True)
@@ -108,7 +110,8 @@ def _add_eval_al(sub) -> None:
     p.add_argument("--patch-px", type=int, default=256)
     p.add_argument("--reduction", choices=["mean", "sum"], default="mean")
     p.add_argument("--cost-weighting", action="store_true", help="divide patch scores by their estimated click cost")
-    p.add_argument("--mode", default="ac", help="how clicks are used: ac, or disca where available")
+    p.add_argument("--mode", default="ac", help="how clicks are used: ac, disca or both")
+    p.add_argument("--variant", choices=VARIANTS, default="full", help="disca/both: which parameters adapt")
     p.add_argument("--split", choices=["val", "all"], default="val")
     p.add_argument("--runtime", choices=["onnx", "torch"], default="onnx")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
@@ -131,7 +134,7 @@ def _run_eval_al(args) -> int:
     config = ActiveConfig(model=args.model, data=args.data, repo=args.model_repo, binary=args.binary,
                           strategies=strategies, patches=args.patches, patch_px=args.patch_px,
                           reduction=args.reduction, cost_weighting=args.cost_weighting, mode=args.mode,
-                          split=args.split, runtime=args.runtime, limit=args.limit, seed=args.seed)
+                          variant=args.variant, split=args.split, runtime=args.runtime, limit=args.limit, seed=args.seed)
     report = run_active_learning(config, log=lambda m: print(m, file=sys.stderr, flush=True))
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")

@@ -43,6 +43,8 @@ class ActiveConfig:
     reduction: str = "mean"
     cost_weighting: bool = False
     mode: str = "ac"
+    # disca/both: which parameters adapt (see DiscaSettings)
+    variant: str = "full"
     split: str = "val"
     runtime: str = "onnx"
     limit: int | None = None
@@ -57,13 +59,13 @@ def _refiner_factory(mode: str):
     return REFINERS[mode]
 
 
-def _make_refiner(mode: str, predictor, repo: ModelRepository, model: str):
-    factory = _refiner_factory(mode)
-    try:
-        from dial.evaluation.refiners import RefinerContext
-    except ImportError:  # refiners that take the predictor only
-        return factory(predictor)
-    return factory(predictor, RefinerContext(repo=repo, model=model))
+def _make_refiner(config: ActiveConfig, predictor, repo: ModelRepository):
+    from dial.adaptation.disca import DiscaSettings
+    from dial.evaluation.refiners import RefinerContext
+
+    factory = _refiner_factory(config.mode)
+    settings = DiscaSettings(variant=config.variant).validate()
+    return factory(predictor, RefinerContext(repo=repo, model=config.model, disca=settings))
 
 
 def _pearson(a: list[float], b: list[float]) -> float | None:
@@ -91,7 +93,7 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
     reports: dict[str, dict] = {}
     for name in config.strategies:
         strategy = get_strategy(name, seed=config.seed) if name == "random" else get_strategy(name)
-        refiner = _make_refiner(config.mode, model.predictor, repo, config.model)
+        refiner = _make_refiner(config, model.predictor, repo)
         cms = np.zeros((k_max + 1, n, n), dtype=np.int64)
         rank_seconds, estimated, true_cost, clicks_made = [], [], [], 0
         try:
@@ -140,7 +142,8 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
     common = {
         "model": f"{manifest.name}:{manifest.version}", "dataset": dataset.name, "binary_class": config.binary,
         "split": split_note, "images": [s.name for s, _, _ in images], "mode": config.mode,
-        "patches_per_image": k_max, "patch_px": config.patch_px, "reduction": config.reduction,
+        "patches_per_image": k_max, "patch_px": config.patch_px,
+        "variant": config.variant if config.mode != "ac" else None, "reduction": config.reduction,
         "cost_weighting": config.cost_weighting, "runtime": getattr(model.predictor, "provider", config.runtime),
     }
     if len(config.strategies) == 1:
