@@ -96,6 +96,7 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
         refiner = _make_refiner(config, model.predictor, repo)
         cms = np.zeros((k_max + 1, n, n), dtype=np.int64)
         rank_seconds, estimated, true_cost, clicks_made = [], [], [], 0
+        per_image: dict[str, list[float]] = {}
         try:
             for index, (sample, image, truth) in enumerate(images):
                 started = time.perf_counter()
@@ -109,14 +110,18 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
                     true_cost.append(float(click_cost(truth[r: r + h, c: c + w]).total))
                 annotator = SimulatedAnnotator(n_classes=n, seed=config.seed + index)
                 prediction = refiner.start(image)
-                cms[0] += confusion_matrix(prediction, truth, n)
+                first = confusion_matrix(prediction, truth, n)
+                cms[0] += first
                 for k in range(k_max):
                     if k < len(ranked):
                         click = annotator.next_click(prediction, truth, region=ranked[k].window)
                         if click is not None:
                             prediction = refiner.add_click(click)
                             clicks_made += 1
-                    cms[k + 1] += confusion_matrix(prediction, truth, n)
+                    last = confusion_matrix(prediction, truth, n)
+                    cms[k + 1] += last
+                # Where a dataset-level change comes from: the image's mIoU before and after.
+                per_image[sample.name] = [float(mean_iou(first)), float(mean_iou(last if k_max else first))]
                 log(f"{name} [{index + 1}/{len(images)}] {sample.name}: {len(ranked)} patches, "
                     f"rank {rank_seconds[-1]:.2f} s")
         except HeadMissing as error:
@@ -131,6 +136,7 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
             "seconds_rank": float(np.sum(rank_seconds)),
             "seconds_rank_per_image": float(np.mean(rank_seconds)),
             "clicks_made": clicks_made,
+            "per_image_miou_first_last": per_image,
             "click_cost": {
                 "estimated_per_patch": float(np.mean(estimated)) if estimated else None,
                 "true_per_patch": float(np.mean(true_cost)) if true_cost else None,
