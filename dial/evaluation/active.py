@@ -23,6 +23,7 @@ import numpy as np
 from dial.acquisition import STRATEGIES, AcquisitionModel, get_strategy, rank_patches
 from dial.acquisition.cost import click_cost
 from dial.acquisition.model import HeadMissing
+from dial.adaptation.disca import DiscaSettings
 from dial.annotator import SimulatedAnnotator
 from dial.evaluation.interactive import select_images
 from dial.imagery.dataset import Dataset
@@ -45,6 +46,8 @@ class ActiveConfig:
     mode: str = "ac"
     # disca/both: which parameters adapt (see DiscaSettings)
     variant: str = "full"
+    # disca/both: Adam lr; None is the variant's default
+    learning_rate: float | None = None
     split: str = "val"
     runtime: str = "onnx"
     limit: int | None = None
@@ -59,13 +62,11 @@ def _refiner_factory(mode: str):
     return REFINERS[mode]
 
 
-def _make_refiner(config: ActiveConfig, predictor, repo: ModelRepository):
-    from dial.adaptation.disca import DiscaSettings
+def _make_refiner(config: ActiveConfig, predictor, repo: ModelRepository, disca: DiscaSettings):
     from dial.evaluation.refiners import RefinerContext
 
     factory = _refiner_factory(config.mode)
-    settings = DiscaSettings(variant=config.variant).validate()
-    return factory(predictor, RefinerContext(repo=repo, model=config.model, disca=settings))
+    return factory(predictor, RefinerContext(repo=repo, model=config.model, disca=disca))
 
 
 def _pearson(a: list[float], b: list[float]) -> float | None:
@@ -88,12 +89,13 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
     unknown = [s for s in config.strategies if s not in STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strategies {unknown}; known: {sorted(STRATEGIES)}")
+    disca = DiscaSettings(variant=config.variant, learning_rate=config.learning_rate).validate()
     images = list(dataset)
     n, k_max = manifest.n_classes, config.patches
     reports: dict[str, dict] = {}
     for name in config.strategies:
         strategy = get_strategy(name, seed=config.seed) if name == "random" else get_strategy(name)
-        refiner = _make_refiner(config, model.predictor, repo)
+        refiner = _make_refiner(config, model.predictor, repo, disca)
         cms = np.zeros((k_max + 1, n, n), dtype=np.int64)
         rank_seconds, estimated, true_cost, clicks_made = [], [], [], 0
         per_image: dict[str, list[float]] = {}
@@ -149,7 +151,8 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
         "model": f"{manifest.name}:{manifest.version}", "dataset": dataset.name, "binary_class": config.binary,
         "split": split_note, "images": [s.name for s, _, _ in images], "mode": config.mode,
         "patches_per_image": k_max, "patch_px": config.patch_px,
-        "variant": config.variant if config.mode != "ac" else None, "reduction": config.reduction,
+        "variant": config.variant if config.mode != "ac" else None,
+        "learning_rate": disca.learning_rate if config.mode != "ac" else None, "reduction": config.reduction,
         "cost_weighting": config.cost_weighting, "runtime": getattr(model.predictor, "provider", config.runtime),
     }
     if len(config.strategies) == 1:
