@@ -135,7 +135,8 @@ def _run_eval_al(args) -> int:
     config = ActiveConfig(model=args.model, data=args.data, repo=args.model_repo, binary=args.binary,
                           strategies=strategies, patches=args.patches, patch_px=args.patch_px,
                           reduction=args.reduction, cost_weighting=args.cost_weighting, mode=args.mode,
-                          variant=args.variant, learning_rate=args.learning_rate, split=args.split, runtime=args.runtime, limit=args.limit, seed=args.seed)
+                          variant=args.variant, learning_rate=args.learning_rate, split=args.split,
+                          runtime=args.runtime, limit=args.limit, seed=args.seed)
     report = run_active_learning(config, log=lambda m: print(m, file=sys.stderr, flush=True))
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")

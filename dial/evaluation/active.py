@@ -112,7 +112,7 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
                     true_cost.append(float(click_cost(truth[r: r + h, c: c + w]).total))
                 annotator = SimulatedAnnotator(n_classes=n, seed=config.seed + index)
                 prediction = refiner.start(image)
-                first = confusion_matrix(prediction, truth, n)
+                first = last = confusion_matrix(prediction, truth, n)
                 cms[0] += first
                 for k in range(k_max):
                     if k < len(ranked):
@@ -123,7 +123,7 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
                     last = confusion_matrix(prediction, truth, n)
                     cms[k + 1] += last
                 # Where a dataset-level change comes from: the image's mIoU before and after.
-                per_image[sample.name] = [float(mean_iou(first)), float(mean_iou(last if k_max else first))]
+                per_image[sample.name] = [float(mean_iou(first)), float(mean_iou(last))]
                 log(f"{name} [{index + 1}/{len(images)}] {sample.name}: {len(ranked)} patches, "
                     f"rank {rank_seconds[-1]:.2f} s")
         except HeadMissing as error:
