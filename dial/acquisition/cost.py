@@ -49,10 +49,7 @@ class ClickCost:
 
 def segment_polygons(labels: np.ndarray, tolerance_px: float = DEFAULT_TOLERANCE_PX,
                      ignore_index: int | None = None, min_segment_px: int = MIN_SEGMENT_PX):
-    """Yield ``(class_id, outline vertices (N, 2) as (row, col))`` per segment.
-
-    Vertices are in ``labels``' pixel coordinates.
-    """
+    """Yield ``(class_id, outline vertices (N, 2) int as (row, col))`` per segment, in ``labels``' pixels."""
     for class_id in np.unique(labels):
         if ignore_index is not None and class_id == ignore_index:
             continue
@@ -73,8 +70,7 @@ def segment_polygons(labels: np.ndarray, tolerance_px: float = DEFAULT_TOLERANCE
             contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
             contours = [c for c, (_, _, _, parent) in zip(contours, hierarchy[0]) if parent == -1]
         for contour in contours:
-            ring = cv2.approxPolyDP(contour, tolerance_px, True)[:, 0, ::-1]
-            yield int(class_id), ring.astype(np.float64)
+            yield int(class_id), cv2.approxPolyDP(contour, tolerance_px, True)[:, 0, ::-1]
 
 
 def _on_border(points: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -115,6 +111,5 @@ def click_cost_map(labels: np.ndarray, tolerance_px: float = DEFAULT_TOLERANCE_P
     out = np.zeros((height, width), dtype=np.float32)
     for _, ring in segment_polygons(labels, tolerance_px, None):
         inside = ~_on_border(ring, height, width).any(axis=1)
-        vertices = ring[inside].astype(np.intp)
-        out[vertices[:, 0], vertices[:, 1]] = 1.0
+        out[ring[inside, 0], ring[inside, 1]] = 1.0
     return out

@@ -164,19 +164,22 @@ class McDropoutStrategy(TorchStrategy):
         if not 0.0 < p < 1.0:
             raise ValueError(f"dropout p must be in (0, 1), got {p}")
         self.passes, self.p, self.seed, self.reuse_encoder = passes, p, seed, reuse_encoder
-        self._masks: dict[tuple, list[list[torch.Tensor]]] = {}
+        # The masks of the latest feature shapes (an image's tiles all share them).
+        self._mask_key: tuple | None = None
+        self._masks: list[list[torch.Tensor]] = []
 
     def _masks_for(self, features) -> list[list[torch.Tensor]]:
         """Per pass, one pre-scaled 0 or 1/(1-p) mask per feature, broadcast over the batch."""
         # features[0] is the input image itself in smp encoders, not an encoder block's output.
         shapes = tuple(tuple(f.shape[1:]) for f in features[1:])
         key = (shapes, features[0].device)
-        if key not in self._masks:
+        if key != self._mask_key:
             generator = torch.Generator(device=features[0].device).manual_seed(self.seed)
             scale = 1.0 / (1.0 - self.p)
-            self._masks = {key: [[(torch.rand((1, *shape), generator=generator, device=features[0].device) >= self.p)
-                                  .float().mul_(scale) for shape in shapes] for _ in range(self.passes)]}
-        return self._masks[key]
+            self._masks = [[(torch.rand((1, *shape), generator=generator, device=features[0].device) >= self.p)
+                            .float().mul_(scale) for shape in shapes] for _ in range(self.passes)]
+            self._mask_key = key
+        return self._masks  # a strategy instance serves one request, so no lock
 
     def tile_outputs(self, model, inputs):
         network = model.torch_network()
