@@ -3,7 +3,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from dial.evaluation.interactive import EvalConfig, run_evaluation

@@ -1,5 +1,4 @@
 """Readers on every format present in the shared data, plus synthetic GeoTIFFs."""
-import json
 
 import numpy as np
 import pytest

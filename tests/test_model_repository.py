@@ -3,7 +3,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from dial.clicks import Click
 from dial.inference.inputs import network_input

@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from dial.acquisition.model import file_sha256, record_head
 from dial.acquisition.strategies import entropy, margin
+from dial.inference.classwise import class_argmax
 
 REGRESSOR_FILE = "metaseg.joblib"
 # Segments mostly on unannotated ground truth say nothing about IoU.
@@ -128,7 +129,7 @@ def collect(predict_probs: Callable[[np.ndarray], np.ndarray], dataset, n_classe
     data = MetaSegData([], [], [])
     for sample, image, truth in dataset:
         probs = predict_probs(image)
-        labels = probs.argmax(axis=0).astype(np.uint8)
+        labels = class_argmax(probs)
         segments, features = segment_features(probs, labels)
         iou, labelled = segment_iou(labels, truth, segments, n_classes)
         keep = labelled >= MIN_LABELLED_SHARE

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from dial.acquisition.model import AcquisitionModel
-from dial.acquisition.tiled import blend_tiles, probability_maps
+from dial.acquisition.tiled import blend_tiles, logit_maps
+from dial.inference.classwise import class_argmax, entropy_from_logits, margin_from_logits
+from dial.inference.predictors import softmax
 from dial.inference.tiling import predict_probabilities
 from dial.clicks import Click
 
@@ -72,13 +74,22 @@ def get_strategy(name: str, **options) -> Strategy:
     return cls(**options)
 
 class ProbabilityStrategy(Strategy):
-    """A map computed pixel by pixel from the blended class probabilities of a plain prediction."""
+    """A map computed pixel by pixel from the blended class probabilities of a plain prediction.
+
+    A subclass defines :meth:`from_probabilities`, or :meth:`from_logits`
+    when it can skip the softmax.
+    """
 
     def from_probabilities(self, probs: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def from_logits(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, labels)`` for one row block; override to skip the softmax."""
+        labels = class_argmax(logits)
+        return self.from_probabilities(softmax(logits, axis=0)), labels
+
     def compute(self, model, image, clicks=()):
-        scores, labels = probability_maps(model.predictor, image, self.from_probabilities, clicks)
+        scores, labels = logit_maps(model.predictor, image, self.from_logits, clicks)
         return UncertaintyResult(scores, labels)
 
 @register
@@ -90,8 +101,8 @@ class RandomStrategy(ProbabilityStrategy):
     def __init__(self, seed: int = 0):
         self.rng = np.random.default_rng(seed)
 
-    def from_probabilities(self, probs):
-        return self.rng.random(probs.shape[1:], dtype=np.float32)
+    def from_logits(self, logits):
+        return self.rng.random(logits.shape[1:], dtype=np.float32), class_argmax(logits)
 
 def entropy(probs: np.ndarray) -> np.ndarray:
     """Shannon entropy over axis 0 divided by log K, in [0, 1]."""
@@ -116,15 +127,17 @@ def margin(probs: np.ndarray) -> np.ndarray:
 class EntropyStrategy(ProbabilityStrategy):
     name = "entropy"
 
-    def from_probabilities(self, probs):
-        return entropy(probs)
+    def from_logits(self, logits):
+        # One exp per class and one log per pixel, straight from the logits:
+        # the normalised probabilities are never needed.
+        return entropy_from_logits(logits)
 
 @register
 class MarginStrategy(ProbabilityStrategy):
     name = "margin"
 
-    def from_probabilities(self, probs):
-        return margin(probs)
+    def from_logits(self, logits):
+        return margin_from_logits(logits)
 
 class TorchStrategy(Strategy):
     """A map from the torch network, tile by tile; outputs are (score, probabilities...) per tile."""
@@ -140,7 +153,7 @@ class TorchStrategy(Strategy):
             return self.tile_outputs(model, torch.from_numpy(batch).to(device)).float().cpu().numpy()
 
         blended = blend_tiles(image, model.manifest, outputs, 1 + model.manifest.n_classes, clicks)
-        return UncertaintyResult(blended[0], blended[1:].argmax(axis=0).astype(np.uint8))
+        return UncertaintyResult(blended[0], class_argmax(blended[1:]))
 
 @register
 class McDropoutStrategy(TorchStrategy):
@@ -263,7 +276,7 @@ class MetaSegStrategy(Strategy):
 
         regressor = model.head("metaseg", load_regressor)
         probs = predict_probabilities(model.predictor, image, clicks)
-        labels = probs.argmax(axis=0).astype(np.uint8)
+        labels = class_argmax(probs)
         return UncertaintyResult(quality_map(probs, labels, regressor), labels)
 
 @register

@@ -1,8 +1,8 @@
 """Tiled computation of acquisition maps, with the core tiler's windows and blending.
 
 Probability-based maps are computed from :func:`~dial.inference.tiling.iter_blended_rows`, the
-same blended probabilities a plain prediction streams, so a map costs a
-prediction plus a cheap per-pixel reduction. Torch strategies produce their
+same blended logits a plain prediction streams, so a map costs a prediction
+plus a cheap per-pixel reduction. Torch strategies produce their
 own per-tile outputs (a score channel plus the class probabilities), which
 are blended with the same ramp weights so tile seams do not show in the map.
 """
@@ -19,15 +19,23 @@ from dial.model.manifest import Manifest
 TileOutputs = Callable[[np.ndarray], np.ndarray]
 
 
-def probability_maps(predictor, image: np.ndarray, reduce: Callable[[np.ndarray], np.ndarray],
-                     clicks: Sequence[Click] = (), **tiling) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, labels)``: ``reduce(probs[K, rows, W]) -> (rows, W)`` applied row block by row block."""
+LogitReduction = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def logit_maps(predictor, image: np.ndarray, reduce: LogitReduction, clicks: Sequence[Click] = (),
+               **tiling) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, labels)``: ``reduce(logits[K, rows, W]) -> (scores, labels)``, row block by row block.
+
+    The logits are the blended (weight-normalised) ones; ``reduce`` may
+    overwrite them. It runs on the tiler's blending thread, overlapping the
+    model, as a plain prediction's argmax does.
+    """
     height, width = image.shape[:2]
     scores = np.empty((height, width), dtype=np.float32)
     labels = np.empty((height, width), dtype=np.uint8)
-    for top, bottom, block in iter_blended_rows(predictor, array_reader(image), height, width, clicks, **tiling):
-        scores[top:bottom] = reduce(block)
-        labels[top:bottom] = block.argmax(axis=0)
+    for top, bottom, (row_scores, row_labels) in iter_blended_rows(
+            predictor, array_reader(image), height, width, clicks, output="logits", reduce_rows=reduce, **tiling):
+        scores[top:bottom], labels[top:bottom] = row_scores, row_labels
     return scores, labels
 
 

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 
 from dial.clicks import Click
 from dial.imagery.legend import IGNORE_INDEX
+from dial.inference.classwise import class_argmax
 from dial.inference.inputs import network_input
 from dial.inference.predictors import TorchPredictor
 from dial.inference.tiling import STRIDE_MULTIPLE, pad_to_multiple, predict_probabilities
@@ -247,7 +248,7 @@ class DiscaAdapter:
         return predict_probabilities(self.predictor(), self.image, clicks)
 
     def predict_labels(self, clicks: Sequence[Click] = ()) -> np.ndarray:
-        return self.predict_probabilities(clicks).argmax(axis=0).astype(np.uint8)
+        return class_argmax(self.predict_probabilities(clicks))
 
     def _require_image(self) -> None:
         if self.image is None or self.p0 is None:

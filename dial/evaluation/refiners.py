@@ -17,6 +17,7 @@ from scipy import ndimage
 
 from dial.adaptation.disca import DiscaAdapter, DiscaSettings
 from dial.clicks import Click
+from dial.inference.classwise import class_argmax
 from dial.inference.predictors import Predictor
 from dial.inference.tiling import predict_labels
 from dial.model.repository import ModelRepository
@@ -79,7 +80,7 @@ class ContinualAdaptation:
         if not self.context.sequential:
             self.adapter.load_state_dict(self.base_state)
         self.clicks = []
-        self.labels = self.adapter.start(image).argmax(axis=0).astype(np.uint8)
+        self.labels = class_argmax(self.adapter.start(image))
         return self.labels
 
     def should_adapt(self, click: Click) -> bool:

@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from dial.clicks import Click, clicks_in_window
+from dial.inference.classwise import class_argmax
 from dial.inference.inputs import network_input
 from dial.inference.predictors import Predictor, softmax
 
@@ -112,7 +113,8 @@ def iter_blended_rows(
     output: str = "probabilities",
     tile_outputs: Callable[[np.ndarray], np.ndarray] | None = None,
     channels: int | None = None,
-) -> Iterator[tuple[int, int, np.ndarray]]:
+    reduce_rows: Callable[[np.ndarray], Any] | None = None,
+) -> Iterator[tuple[int, int, Any]]:
     """Yield ``(row_start, row_stop, block)`` top to bottom.
 
     ``output`` chooses the block: ``"probabilities"`` ``(K, rows, W)``
@@ -123,6 +125,10 @@ def iter_blended_rows(
     ``(N, C_in, h, w) -> (N, channels, h, w)``; with ``output="logits"`` its
     channels come back blended with the same weights (acquisition maps use
     this for scores that are not class logits).
+
+    ``reduce_rows`` turns each block into what is yielded instead (it may
+    overwrite the block). It runs on the blending thread, in the gaps the
+    model leaves, rather than on the caller's thread between model runs.
     """
     if output not in ("probabilities", "logits", "labels"):
         raise ValueError(f"unknown output {output!r}")
@@ -184,11 +190,13 @@ def iter_blended_rows(
         nonlocal acc_top
         n = final - acc_top
         if output == "labels":
-            block = acc[:, :n].argmax(axis=0).astype(np.uint8)
+            block = class_argmax(acc[:, :n])
         else:
             block = acc[:, :n] / wsum[None, :n]
             if output == "probabilities":
                 block = softmax(block, axis=0)
+        if reduce_rows is not None:
+            block = reduce_rows(block)
         kept = acc.shape[1] - n
         acc[:, :kept] = acc[:, n:]
         acc[:, kept:] = 0

@@ -5,12 +5,12 @@ import math
 import time
 
 import grpc
-import numpy as np
 from google.protobuf import empty_pb2, timestamp_pb2
 
 from dial.adaptation.disca import DiscaSettings
 from dial.clicks import Click
 from dial.imagery.raster import RasterReader
+from dial.inference.classwise import class_argmax
 from dial.model.manifest import Manifest
 from dial.model.repository import check_name
 from dial_client._proto.dial.v1 import adapter_pb2, adapter_pb2_grpc, common_pb2, segmenter_pb2
@@ -223,7 +223,7 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
             probs = live.adapter.predict_probabilities(live.clicks)
             record = live.record
             response = segmenter_pb2.PredictResponse(
-                class_map=class_map_to_proto(probs.argmax(axis=0).astype(np.uint8)),
+                class_map=class_map_to_proto(class_argmax(probs)),
                 model=common_pb2.ModelRef(name=record.model_name, version=record.model_version),
                 execution_provider=live.adapter.predictor().provider,
             )

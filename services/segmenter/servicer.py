@@ -8,6 +8,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from dial.inference.classwise import class_argmax
 from dial.inference.tiling import array_reader, iter_blended_rows
 from dial.model.repository import ModelRef
 from dial_client._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
@@ -65,7 +66,7 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
                                                     output="probabilities" if probs_out is not None else "labels"):
             if probs_out is not None:
                 probs_out[:, top:bottom] = block
-                labels[top:bottom] = block.argmax(axis=0)
+                labels[top:bottom] = class_argmax(block)
             else:
                 labels[top:bottom] = block
         response = segmenter_pb2.PredictResponse(
