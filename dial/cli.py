@@ -82,7 +82,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--model-repo", default=DEFAULT_REPO)
     p.add_argument("--binary", help="evaluate one named class against the rest")
     p.add_argument("--clicks", type=int, default=20)
-    from dial.adaptation.disca import DEFAULT_LEARNING_RATES, VARIANTS, DiscaSettings
+    from dial.adaptation.disca import DEFAULT_LEARNING_RATES, DEFAULT_RECALL_WEIGHT, VARIANTS, DiscaSettings
     from dial.evaluation.refiners import REFINERS
 
     p.add_argument("--mode", choices=sorted(REFINERS), default="ac",
@@ -91,9 +91,14 @@ def _add_eval(sub) -> None:
     p.add_argument("--variant", choices=VARIANTS, default="full", help="disca/both: which parameters adapt")
     p.add_argument("--steps", type=int, default=10, help="disca/both: optimiser steps per click")
     p.add_argument("--learning-rate", type=float,
-                   help=f"disca/both: Adam lr (default per variant: {DEFAULT_LEARNING_RATES})")
-    p.add_argument("--recall-weight", type=float, default=1.0, help="disca/both: lambda of the L1 recall term")
+                   help="disca/both: Adam lr (default: the model's tuned rate for the variant, else "
+                        f"{DEFAULT_LEARNING_RATES})")
+    p.add_argument("--recall-weight", type=float,
+                   help=f"disca/both: lambda of the L1 recall term (default: the model's, else "
+                        f"{DEFAULT_RECALL_WEIGHT})")
     p.add_argument("--crop-px", type=int, default=256, help="disca/both: side of the training crops")
+    p.add_argument("--max-crops", type=int, default=DiscaSettings.max_crops,
+                   help="disca/both: training crops per adaptation, around the latest clicks")
     p.add_argument("--target-radius-px", type=int, default=DiscaSettings.target_radius_px,
                    help="disca/both: radius of the disc each click supervises")
     p.add_argument("--sequential", action="store_true",
@@ -118,7 +123,7 @@ def _run_eval(args) -> int:
     from dial.evaluation.interactive import EvalConfig, run_evaluation
 
     disca = DiscaSettings(variant=args.variant, steps=args.steps, learning_rate=args.learning_rate,
-                          recall_weight=args.recall_weight, crop_px=args.crop_px,
+                          recall_weight=args.recall_weight, crop_px=args.crop_px, max_crops=args.max_crops,
                           target_radius_px=args.target_radius_px).validate()
     config = EvalConfig(
         model=args.model, data=args.data, repo=args.model_repo, binary=args.binary, clicks=args.clicks,

@@ -46,8 +46,9 @@ def test_clicks_follow_the_ranking_and_the_curve_is_the_dataset_miou(tiny_repo, 
     monkeypatch.setitem(refiners.REFINERS, "painter", TruthPainter)
     TruthPainter.truths, TruthPainter.clicks = list(truths), []
     config = ActiveConfig(model="tiny", data=str(synthetic_dataset), repo=str(tiny_repo), strategies=("entropy",),
-                          patches=3, patch_px=32, mode="painter", split="all", limit=2)
+                          patches=3, patch_px=32, mode="painter", split="all", limit=2, recall_weight=0.7)
     report = run_active_learning(config)
+    assert report["recall_weight"] == 0.7
 
     assert report["strategy"] == "entropy" and len(report["miou"]) == 4
     assert report["auc"] == pytest.approx(np.mean(report["miou"]))

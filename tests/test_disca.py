@@ -176,12 +176,44 @@ def test_eval_command_offers_every_refiner_and_the_adaptation_flags():
         build_parser().parse_args(["eval", "--model", "m", "--data", "d", "--json", "o", "--mode", "nope"])
 
 
-def test_each_variant_gets_its_tuned_learning_rate_unless_one_is_given():
-    from dial.adaptation.disca import DEFAULT_LEARNING_RATES, DiscaSettings
+def test_unset_settings_take_the_models_tuned_values_then_dials(tiny_model):
+    from dataclasses import replace
 
-    assert DiscaSettings(variant="full").learning_rate == DEFAULT_LEARNING_RATES["full"]
-    assert DiscaSettings(variant="fast").learning_rate == DEFAULT_LEARNING_RATES["fast"]
+    from dial.adaptation.disca import DEFAULT_LEARNING_RATES, DEFAULT_RECALL_WEIGHT
+    from dial.model.manifest import Manifest, ManifestError
+
+    _, manifest = tiny_model
+    plain = replace(manifest, adaptation={})
+    full = DiscaSettings(variant="full").for_model(plain)
+    assert full.learning_rate == DEFAULT_LEARNING_RATES["full"] and full.recall_weight == DEFAULT_RECALL_WEIGHT
+    assert DiscaSettings(variant="fast").for_model(plain).learning_rate == DEFAULT_LEARNING_RATES["fast"]
     assert DEFAULT_LEARNING_RATES["full"] < DEFAULT_LEARNING_RATES["fast"]
-    assert DiscaSettings(variant="full", learning_rate=0.05).learning_rate == 0.05
-    restored = DiscaSettings.from_dict(DiscaSettings(variant="full").to_dict())
-    assert restored.learning_rate == DEFAULT_LEARNING_RATES["full"]
+
+    tuned = Manifest.from_dict(plain.to_dict() | {"adaptation": {"recall_weight": 0.3, "learning_rate": {"fast": 1e-4}}})
+    fast = DiscaSettings(variant="fast").for_model(tuned)
+    assert (fast.learning_rate, fast.recall_weight) == (1e-4, 0.3)
+    # A variant the model has no rate for falls back to DIAL's; explicit values always win.
+    assert DiscaSettings(variant="full").for_model(tuned).learning_rate == DEFAULT_LEARNING_RATES["full"]
+    mine = DiscaSettings(variant="fast", learning_rate=0.05, recall_weight=2.0).for_model(tuned)
+    assert (mine.learning_rate, mine.recall_weight) == (0.05, 2.0)
+    # What a session stores is resolved, so it survives a change of defaults.
+    assert DiscaSettings.from_dict(fast.to_dict()) == fast
+    assert DiscaAdapter(*tiny_model, DiscaSettings(variant="fast")).settings.learning_rate is not None
+
+    for bad in ({"recall_weight": -1}, {"recall_weight": "high"}, {"learning_rate": 1e-3},
+                {"learning_rate": {"fast": 0}}):
+        with pytest.raises(ManifestError, match="adaptation"):
+            Manifest.from_dict(plain.to_dict() | {"adaptation": bad})
+
+
+def test_shipped_models_carry_their_tuned_adaptation_defaults():
+    from pathlib import Path
+
+    from dial.adaptation.disca import DEFAULT_LEARNING_RATES, DEFAULT_RECALL_WEIGHT
+    from dial.model.manifest import Manifest
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    buildings = DiscaSettings(variant="fast").for_model(Manifest.load(models / "buildings" / "2"))
+    assert (buildings.learning_rate, buildings.recall_weight) == (DEFAULT_LEARNING_RATES["fast"], 0.3)
+    landcover = DiscaSettings(variant="fast").for_model(Manifest.load(models / "landcover" / "2"))
+    assert (landcover.learning_rate, landcover.recall_weight) == (1e-4, DEFAULT_RECALL_WEIGHT)

@@ -112,7 +112,8 @@ def _add_eval_al(sub) -> None:
     p.add_argument("--cost-weighting", action="store_true", help="divide patch scores by their estimated click cost")
     p.add_argument("--mode", default="ac", help="how clicks are used: ac, disca or both")
     p.add_argument("--variant", choices=VARIANTS, default="full", help="disca/both: which parameters adapt")
-    p.add_argument("--learning-rate", type=float, help="disca/both: Adam lr (default: the variant's)")
+    p.add_argument("--learning-rate", type=float, help="disca/both: Adam lr (default: the model's, else the variant's)")
+    p.add_argument("--recall-weight", type=float, help="disca/both: lambda of the L1 recall term (default: the model's, else DISCA's)")
     p.add_argument("--split", choices=["val", "all"], default="val")
     p.add_argument("--runtime", choices=["onnx", "torch"], default="onnx")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
@@ -135,7 +136,8 @@ def _run_eval_al(args) -> int:
     config = ActiveConfig(model=args.model, data=args.data, repo=args.model_repo, binary=args.binary,
                           strategies=strategies, patches=args.patches, patch_px=args.patch_px,
                           reduction=args.reduction, cost_weighting=args.cost_weighting, mode=args.mode,
-                          variant=args.variant, learning_rate=args.learning_rate, split=args.split,
+                          variant=args.variant, learning_rate=args.learning_rate,
+                          recall_weight=args.recall_weight, split=args.split,
                           runtime=args.runtime, limit=args.limit, seed=args.seed)
     report = run_active_learning(config, log=lambda m: print(m, file=sys.stderr, flush=True))
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,8 @@ class ActiveConfig:
     variant: str = "full"
     # disca/both: Adam lr; None is the variant's default
     learning_rate: float | None = None
+    # disca/both: lambda of the L1 recall term; None is the model's tuned value, else DISCA's default
+    recall_weight: float | None = None
     split: str = "val"
     runtime: str = "onnx"
     limit: int | None = None
@@ -89,7 +91,8 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
     unknown = [s for s in config.strategies if s not in STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strategies {unknown}; known: {sorted(STRATEGIES)}")
-    disca = DiscaSettings(variant=config.variant, learning_rate=config.learning_rate).validate()
+    disca = DiscaSettings(variant=config.variant, learning_rate=config.learning_rate,
+                          recall_weight=config.recall_weight).for_model(manifest).validate()
     images = list(dataset)
     n, k_max = manifest.n_classes, config.patches
     reports: dict[str, dict] = {}
@@ -152,7 +155,8 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
         "split": split_note, "images": [s.name for s, _, _ in images], "mode": config.mode,
         "patches_per_image": k_max, "patch_px": config.patch_px,
         "variant": config.variant if config.mode != "ac" else None,
-        "learning_rate": disca.learning_rate if config.mode != "ac" else None, "reduction": config.reduction,
+        "learning_rate": disca.learning_rate if config.mode != "ac" else None,
+        "recall_weight": disca.recall_weight if config.mode != "ac" else None, "reduction": config.reduction,
         "cost_weighting": config.cost_weighting, "runtime": getattr(model.predictor, "provider", config.runtime),
     }
     if len(config.strategies) == 1:

@@ -81,7 +81,8 @@ def run_evaluation(config: EvalConfig, log: Callable[[str], None] = lambda m: No
     dataset, split_note = select_images(dataset, manifest, config.split, config.binary)
     if config.limit:
         dataset = dataset.subset([s.name for s in dataset.samples[: config.limit]])
-    context = RefinerContext(repo=repo, model=config.model, disca=config.disca, sequential=config.sequential,
+    disca = config.disca.for_model(manifest).validate()
+    context = RefinerContext(repo=repo, model=config.model, disca=disca, sequential=config.sequential,
                              min_region_px=config.min_region_px)
     refiner = (refiner_factory or REFINERS[config.mode])(predictor, context)
     n, k_max = manifest.n_classes, config.clicks
@@ -129,7 +130,7 @@ def run_evaluation(config: EvalConfig, log: Callable[[str], None] = lambda m: No
         "runtime": getattr(refiner, "provider", getattr(predictor, "provider", config.runtime)),
     }
     if config.mode != "ac":
-        report["adaptation"] = config.disca.to_dict() | {"sequential": config.sequential}
+        report["adaptation"] = disca.to_dict() | {"sequential": config.sequential}
         if config.mode == "both":
             report["adaptation"]["min_region_px"] = config.min_region_px
     if n == 2:

@@ -7,6 +7,7 @@ click encoding, so that serving cannot silently differ from training.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,9 @@ class Manifest:
     weights_sha256: str = ""
     onnx_file: str = "model.onnx"
     training: dict = field(default_factory=dict)
+    # DISCA defaults tuned for this model ("learning_rate": {variant: lr},
+    # "recall_weight": lambda); a session or evaluation that sets its own wins.
+    adaptation: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     @property
@@ -101,6 +105,7 @@ class Manifest:
                 weights_sha256=str(data.get("weights_sha256", "")),
                 onnx_file=str(data.get("onnx_file", "model.onnx")),
                 training=dict(data.get("training", {})),
+                adaptation=dict(data.get("adaptation", {})),
                 format_version=int(data.get("format_version", FORMAT_VERSION)),
             )
         except (KeyError, TypeError, ValueError) as error:
@@ -144,5 +149,21 @@ class Manifest:
         for c in self.classes:
             if not (len(c.colour) == 7 and c.colour.startswith("#")):
                 problems.append(f"class {c.name!r} colour {c.colour!r} is not #RRGGBB")
+        problems.extend(_adaptation_problems(self.adaptation))
         if problems:
             raise ManifestError(f"{source}: " + "; ".join(problems))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _adaptation_problems(adaptation: dict) -> list[str]:
+    problems = []
+    rates = adaptation.get("learning_rate", {})
+    if not isinstance(rates, dict) or not all(_is_number(v) and v > 0 for v in rates.values()):
+        problems.append(f"adaptation.learning_rate must map variants to numbers > 0, got {rates!r}")
+    recall = adaptation.get("recall_weight", 0.0)
+    if not (_is_number(recall) and recall >= 0):
+        problems.append(f"adaptation.recall_weight must be a number >= 0, got {recall!r}")
+    return problems

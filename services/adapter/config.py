@@ -20,8 +20,10 @@ class AdapterConfig(ModelServingConfig):
     max_clicks: int = Field(1000, ge=1)
     adaptation_variant: Literal["full", "fast"] = "fast"
     adaptation_steps: int = Field(10, ge=1, le=1000)
-    learning_rate: float | None = Field(None, gt=0, description="Adam lr; unset: the variant's tuned default")
-    recall_weight: float = Field(1.0, ge=0)
+    learning_rate: float | None = Field(None, gt=0, description="Adam lr; unset: the model's tuned rate for "
+                                        "the variant, else DIAL's")
+    recall_weight: float | None = Field(None, ge=0, description="lambda of DISCA's L1 recall term; unset: the "
+                                        "model's tuned value, else DIAL's")
     crop_px: int = Field(256, ge=32)
     max_crops: int = Field(4, ge=1)
     sweep_seconds: float = Field(60.0, gt=0, description="how often expired sessions are removed from the store")

@@ -81,13 +81,14 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
         if proto.variant and proto.variant not in VARIANT_NAMES:
             v.add("config.variant", f"unknown variant {proto.variant}")
         steps = proto.steps if proto.HasField("steps") else c.adaptation_steps
-        # None leaves the choice to DiscaSettings: the variant's tuned rate.
+        # None leaves the choice to the model's tuned defaults, then DIAL's (DiscaSettings.for_model).
         lr = proto.learning_rate if proto.HasField("learning_rate") else c.learning_rate
         recall = proto.recall_weight if proto.HasField("recall_weight") else c.recall_weight
         dropout = proto.annotation_dropout if proto.HasField("annotation_dropout") else 1.0
         v.check(1 <= steps <= MAX_STEPS_PER_CALL, "config.steps", f"must be in 1..{MAX_STEPS_PER_CALL}")
         v.check(lr is None or (math.isfinite(lr) and lr > 0), "config.learning_rate", "must be a finite number > 0")
-        v.check(math.isfinite(recall) and recall >= 0, "config.recall_weight", "must be a finite number >= 0")
+        v.check(recall is None or (math.isfinite(recall) and recall >= 0), "config.recall_weight",
+                "must be a finite number >= 0")
         ok = v.check(0 <= dropout <= 1, "config.annotation_dropout", "must be in [0, 1]")
         if ok and variant == "fast":
             v.check(dropout == 1, "config.annotation_dropout",

@@ -103,7 +103,9 @@ class SessionManager:
             now = self.clock()
             record = SessionRecord(
                 id=new_session_id(), owner=caller, model_name=manifest.name, model_version=manifest.version,
-                height=int(image.shape[0]), width=int(image.shape[1]), clicks=(), settings=settings.to_dict(),
+                height=int(image.shape[0]), width=int(image.shape[1]), clicks=(),
+                # Resolved against the model's tuned defaults, so the session keeps them.
+                settings=adapter.settings.to_dict(),
                 create_time=now, update_time=now, geo_crs=geo[0] if geo else None,
                 geo_transform=tuple(geo[1]) if geo else None,
             )
