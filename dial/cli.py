@@ -94,7 +94,7 @@ def _add_eval(sub) -> None:
                    help="disca/both: Adam lr (default: the model's tuned rate for the variant, else "
                         f"{DEFAULT_LEARNING_RATES})")
     p.add_argument("--recall-weight", type=float,
-                   help=f"disca/both: lambda of the L1 recall term (default: the model's, else "
+                   help="disca/both: lambda of the L1 recall term (default: the model's, else "
                         f"{DEFAULT_RECALL_WEIGHT})")
     p.add_argument("--crop-px", type=int, default=256, help="disca/both: side of the training crops")
     p.add_argument("--max-crops", type=int, default=DiscaSettings.max_crops,

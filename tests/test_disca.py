@@ -189,7 +189,8 @@ def test_unset_settings_take_the_models_tuned_values_then_dials(tiny_model):
     assert DiscaSettings(variant="fast").for_model(plain).learning_rate == DEFAULT_LEARNING_RATES["fast"]
     assert DEFAULT_LEARNING_RATES["full"] < DEFAULT_LEARNING_RATES["fast"]
 
-    tuned = Manifest.from_dict(plain.to_dict() | {"adaptation": {"recall_weight": 0.3, "learning_rate": {"fast": 1e-4}}})
+    tuned_values = {"recall_weight": 0.3, "learning_rate": {"fast": 1e-4}}
+    tuned = Manifest.from_dict(plain.to_dict() | {"adaptation": tuned_values})
     fast = DiscaSettings(variant="fast").for_model(tuned)
     assert (fast.learning_rate, fast.recall_weight) == (1e-4, 0.3)
     # A variant the model has no rate for falls back to DIAL's; explicit values always win.

@@ -112,8 +112,10 @@ def _add_eval_al(sub) -> None:
     p.add_argument("--cost-weighting", action="store_true", help="divide patch scores by their estimated click cost")
     p.add_argument("--mode", default="ac", help="how clicks are used: ac, disca or both")
     p.add_argument("--variant", choices=VARIANTS, default="full", help="disca/both: which parameters adapt")
-    p.add_argument("--learning-rate", type=float, help="disca/both: Adam lr (default: the model's, else the variant's)")
-    p.add_argument("--recall-weight", type=float, help="disca/both: lambda of the L1 recall term (default: the model's, else DISCA's)")
+    p.add_argument("--learning-rate", type=float,
+                   help="disca/both: Adam lr (default: the model's tuned rate, else the variant's)")
+    p.add_argument("--recall-weight", type=float,
+                   help="disca/both: lambda of the L1 recall term (default: the model's, else DISCA's)")
     p.add_argument("--split", choices=["val", "all"], default="val")
     p.add_argument("--runtime", choices=["onnx", "torch"], default="onnx")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")

@@ -64,8 +64,8 @@ VARIANTS = ("full", "fast")
 DEFAULT_LEARNING_RATES = {"full": 3e-4, "fast": 1e-3}
 # lambda of the L1 recall term. A model's manifest may set its own
 # ("adaptation"): buildings:2 uses 0.3 under domain shift, where 1.0 pulls
-# the map back towards p0 so hard that ten clicks teach little, while
-# landcover:2's refinement is best at 1.0.
+# the map back towards p0 so hard that ten clicks teach little; landcover:2
+# keeps 1.0, the value its learning rate was tuned with.
 DEFAULT_RECALL_WEIGHT = 1.0
 
 

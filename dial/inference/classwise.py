@@ -50,32 +50,38 @@ def class_argmax(scores: np.ndarray) -> np.ndarray:
     return argmax_and_max(scores)[0]
 
 
+def _exp_sums(logits: np.ndarray, best: np.ndarray, weighted: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """``S = sum(exp(z - m))`` over classes and, if asked, ``sum(exp(z - m) * (z - m))``."""
+    total = np.zeros(logits.shape[1:], dtype=np.float32)
+    moment = np.zeros(logits.shape[1:], dtype=np.float32) if weighted else None
+    shifted = np.empty(logits.shape[1:], dtype=np.float32)
+    term = np.empty(logits.shape[1:], dtype=np.float32)
+    for z in logits:
+        np.subtract(z, best, out=shifted)
+        np.exp(shifted, out=term)
+        total += term
+        if moment is not None:
+            term *= shifted
+            moment += term
+    return total, moment
+
+
 def entropy_from_logits(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(entropy, labels)``: the softmax's entropy divided by log K, and the argmax, from logits.
 
     With ``z`` the logits less their max, ``e = exp(z)`` and ``S = sum(e)``,
     the entropy is ``log S - sum(e * z) / S``: one exp per class and one log
-    per pixel, with no normalised probabilities in between. ``logits`` is
-    used as scratch space.
+    per pixel, with no normalised probabilities in between.
     """
     labels, best = argmax_and_max(logits)
-    total = np.zeros(logits.shape[1:], dtype=np.float32)
-    weighted = np.zeros(logits.shape[1:], dtype=np.float32)
-    term = np.empty(logits.shape[1:], dtype=np.float32)
-    for z in logits:
-        np.subtract(z, best, out=z)
-        np.exp(z, out=term)
-        total += term
-        term *= z
-        weighted += term
-    weighted /= total
+    total, moment = _exp_sums(logits, best, weighted=True)
+    moment /= total
     out = np.log(total)
-    out -= weighted
+    out -= moment
     out *= np.float32(1.0 / math.log(logits.shape[0]))
     # Rounding can leave a certain pixel a hair below 0.
     np.clip(out, 0.0, 1.0, out=out)
     return out, labels
-
 
 
 def margin_from_logits(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,12 +92,7 @@ def margin_from_logits(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     second = np.empty(logits.shape[1:], dtype=np.float32)
     labels, best = _top(logits, second)
-    total = np.zeros(logits.shape[1:], dtype=np.float32)
-    term = np.empty(logits.shape[1:], dtype=np.float32)
-    for z in logits:
-        np.subtract(z, best, out=term)
-        np.exp(term, out=term)
-        total += term
+    total, _ = _exp_sums(logits, best, weighted=False)
     np.subtract(second, best, out=second)
     np.exp(second, out=second)
     out = np.subtract(np.float32(1.0), second, out=second)
