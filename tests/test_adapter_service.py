@@ -339,3 +339,24 @@ def test_session_on_a_raster_window_keeps_its_georeference(tiny_repo, tmp_path, 
                 client.create_session(str(tmp_path / "elsewhere.tif"), model="tiny")
     finally:
         running.stop(0)
+
+
+def test_unset_adaptation_settings_come_from_the_models_manifest(writable_repo, tmp_path, image):
+    import json
+
+    manifest_path = writable_repo / "tiny" / "1" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["adaptation"] = {"recall_weight": 0.25, "learning_rate": {"fast": 2e-3}}
+    manifest_path.write_text(json.dumps(manifest))
+    address, running = start_adapter(writable_repo, tmp_path / "sessions", learning_rate=None)
+    try:
+        with AdapterClient(address) as client:
+            tuned = client.create_session(image, model="tiny", variant="fast").info.config
+            assert (tuned.learning_rate, tuned.recall_weight) == (2e-3, 0.25)
+            # No tuned rate for full: DIAL's default; a caller's own value always wins.
+            from dial.adaptation.disca import DEFAULT_LEARNING_RATES
+
+            mine = client.create_session(image, model="tiny", variant="full", recall_weight=0.9).info.config
+            assert (mine.learning_rate, mine.recall_weight) == (DEFAULT_LEARNING_RATES["full"], 0.9)
+    finally:
+        running.stop(0)
