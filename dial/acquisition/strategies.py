@@ -18,7 +18,6 @@ import torch
 from dial.acquisition.model import AcquisitionModel
 from dial.acquisition.tiled import blend_tiles, logit_maps
 from dial.inference.classwise import class_argmax, entropy_from_logits, margin_from_logits
-from dial.inference.predictors import softmax
 from dial.inference.tiling import predict_probabilities
 from dial.clicks import Click
 
@@ -74,19 +73,16 @@ def get_strategy(name: str, **options) -> Strategy:
     return cls(**options)
 
 class ProbabilityStrategy(Strategy):
-    """A map computed pixel by pixel from the blended class probabilities of a plain prediction.
+    """A map computed pixel by pixel from the blended class logits of a plain prediction.
 
-    A subclass defines :meth:`from_probabilities`, or :meth:`from_logits`
-    when it can skip the softmax.
+    Working on logits lets a strategy skip the softmax when its score has a
+    closed form in them (entropy, margin); one that needs probabilities takes
+    :func:`~dial.inference.predictors.softmax` of the block itself.
     """
 
-    def from_probabilities(self, probs: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
     def from_logits(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores, labels)`` for one row block; override to skip the softmax."""
-        labels = class_argmax(logits)
-        return self.from_probabilities(softmax(logits, axis=0)), labels
+        """``(scores, labels)`` for one ``(K, rows, W)`` block, which it may overwrite."""
+        raise NotImplementedError
 
     def compute(self, model, image, clicks=()):
         scores, labels = logit_maps(model.predictor, image, self.from_logits, clicks)

@@ -46,7 +46,7 @@ class ActiveConfig:
     mode: str = "ac"
     # disca/both: which parameters adapt (see DiscaSettings)
     variant: str = "full"
-    # disca/both: Adam lr; None is the variant's default
+    # disca/both: Adam lr; None is the model's tuned rate, else the variant's default
     learning_rate: float | None = None
     # disca/both: lambda of the L1 recall term; None is the model's tuned value, else DISCA's default
     recall_weight: float | None = None

@@ -13,8 +13,11 @@ import math
 import numpy as np
 
 
-def _top(scores: np.ndarray, second: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 argmax over axis 0 (the first index on ties, as numpy) and the max; fills ``second``."""
+def argmax_and_max(scores: np.ndarray, second: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, best)``: uint8 argmax over axis 0 (first index on ties, as numpy) and the max.
+
+    ``second``, if given, is filled with the runner-up score.
+    """
     if scores.shape[0] > 256:
         raise ValueError(f"uint8 labels hold at most 256 classes, got {scores.shape[0]}")
     best = scores[0].copy()
@@ -38,11 +41,6 @@ def _top(scores: np.ndarray, second: np.ndarray | None = None) -> tuple[np.ndarr
             np.maximum(second, np.minimum(z, best), out=second)
         np.maximum(best, z, out=best)
     return labels, best
-
-
-def argmax_and_max(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(labels, best)``: uint8 argmax over axis 0 (first index on ties, as numpy) and the max."""
-    return _top(scores)
 
 
 def class_argmax(scores: np.ndarray) -> np.ndarray:
@@ -91,7 +89,7 @@ def margin_from_logits(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``p1 - p2 = (1 - exp(s - m)) / S``: no probabilities and no sort.
     """
     second = np.empty(logits.shape[1:], dtype=np.float32)
-    labels, best = _top(logits, second)
+    labels, best = argmax_and_max(logits, second)
     total, _ = _exp_sums(logits, best, weighted=False)
     np.subtract(second, best, out=second)
     np.exp(second, out=second)
