@@ -98,7 +98,7 @@ def _add_eval(sub) -> None:
                         f"{DEFAULT_RECALL_WEIGHT})")
     p.add_argument("--crop-px", type=int, default=256, help="disca/both: side of the training crops")
     p.add_argument("--max-crops", type=int, default=DiscaSettings.max_crops,
-                   help="disca/both: training crops per adaptation, around the latest clicks")
+                   help="disca/both: training crops per step: the latest click's and a draw among the others")
     p.add_argument("--target-radius-px", type=int, default=DiscaSettings.target_radius_px,
                    help="disca/both: radius of the disc each click supervises")
     p.add_argument("--sequential", action="store_true",

@@ -55,9 +55,10 @@ def test_clicks_follow_the_ranking_and_the_curve_is_the_dataset_miou(tiny_repo, 
     assert all(a <= b + 1e-12 for a, b in zip(report["miou"], report["miou"][1:]))
     assert report["miou"][-1] > report["miou"][0]
     assert report["click_cost"]["patches"] == 6 and report["seconds_rank"] > 0
-    per_image = report["per_image_miou_first_last"]
+    per_image = report["per_image_miou"]
     assert list(per_image) == [s.name for s in samples]
-    assert all(0 <= first < last <= 1 for first, last in per_image.values())
+    assert all(len(curve) == report["patches_per_image"] + 1 for curve in per_image.values())
+    assert all(0 <= curve[0] < curve[-1] <= 1 for curve in per_image.values())
 
     model = AcquisitionModel.from_repository(ModelRepository(tiny_repo), "tiny")
     strategy = get_strategy("entropy")

@@ -52,6 +52,9 @@ def test_crop_windows_cover_recent_clicks_within_the_image():
     assert covered(clicks[3]) and covered(clicks[2]) and covered(clicks[1])
     assert not covered(clicks[0])  # the oldest click lost its crop to the limit
     assert crop_windows([Click(3, 3, 0)], (40, 50), 256, 4) == [(0, 0, 40, 50)]
+    every = crop_windows(clicks, (600, 400), crop_px=128)
+    assert len(every) == 3 and every[:2] == windows  # newest first; clicks 1 and 2 share a crop
+    assert any(r <= 5 < r + h and c <= 5 < c + w for r, c, h, w in every)
 
 
 def test_settings_reject_fast_variant_with_click_inputs():
@@ -110,6 +113,25 @@ def test_fast_variant_changes_only_the_decoder(tiny_model, scene):
     assert all(torch.equal(base[k], adapted[k]) for k in base if k.startswith("encoder."))
     assert any(not torch.equal(base[k], adapted[k]) for k in base if k.startswith("decoder."))
     assert labels[10, 10] == rare
+
+
+@pytest.mark.parametrize("variant", ["full", "fast"])
+def test_every_click_keeps_teaching_when_there_are_more_crops_than_a_step_takes(tiny_model, scene, variant):
+    model, manifest = tiny_model
+    adapter = DiscaAdapter(model, manifest, DiscaSettings(variant=variant, steps=40, learning_rate=1e-2,
+                                                          recall_weight=0.3, crop_px=32, max_crops=2))
+    p0 = adapter.start(scene).astype(np.float32)
+    # One click per corner, each wanting another class than p0's: four crops of 32 px, two per step.
+    corners = [(4, 4), (4, 59), (59, 4), (59, 59)]
+    labels0 = p0.argmax(axis=0)
+    clicks = [Click(r, c, int((labels0[r, c] + 1 + i) % manifest.n_classes)) for i, (r, c) in enumerate(corners)]
+    assert len(crop_windows(clicks, scene.shape[:2], 32)) == 4
+    adapter.adapt(clicks)
+    p = adapter.predict_probabilities([])
+    # Had only the two newest crops been trained on, the two oldest clicks' classes would have
+    # fallen to about 0.02 here, as the newer clicks pulled the weights their way.
+    for k in clicks:
+        assert p[k.class_id, k.row, k.col] > p0[k.class_id, k.row, k.col] + 0.1, k
 
 
 def test_state_round_trip_resumes_the_same_adaptation(tiny_model, scene):

@@ -6,7 +6,7 @@ clicks in the largest error inside the patch and the refiner (AC or DISCA)
 re-predicts. ``miou[k]`` is the dataset mIoU after k patches per image, from
 one confusion matrix summed over all images, and ``auc`` is the mean of that
 curve: the area under it per patch, comparable between strategies run on the
-same images with the same K.
+same images with the same K. ``per_image_miou`` keeps each image's own curve.
 
 Each ranked patch's estimated click cost (RDP on the predicted segments) is
 recorded next to its true cost (RDP on the ground-truth segments), so the
@@ -115,18 +115,21 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
                     true_cost.append(float(click_cost(truth[r: r + h, c: c + w]).total))
                 annotator = SimulatedAnnotator(n_classes=n, seed=config.seed + index)
                 prediction = refiner.start(image)
-                first = last = confusion_matrix(prediction, truth, n)
-                cms[0] += first
+                cm = confusion_matrix(prediction, truth, n)
+                cms[0] += cm
+                curve = [float(mean_iou(cm))]
                 for k in range(k_max):
                     if k < len(ranked):
                         click = annotator.next_click(prediction, truth, region=ranked[k].window)
                         if click is not None:
                             prediction = refiner.add_click(click)
                             clicks_made += 1
-                    last = confusion_matrix(prediction, truth, n)
-                    cms[k + 1] += last
-                # Where a dataset-level change comes from: the image's mIoU before and after.
-                per_image[sample.name] = [float(mean_iou(first)), float(mean_iou(last))]
+                    cm = confusion_matrix(prediction, truth, n)
+                    cms[k + 1] += cm
+                    curve.append(float(mean_iou(cm)))
+                # Where a dataset-level change comes from, and what a paired comparison of
+                # two strategies (image by image) needs: the image's own mIoU curve.
+                per_image[sample.name] = curve
                 log(f"{name} [{index + 1}/{len(images)}] {sample.name}: {len(ranked)} patches, "
                     f"rank {rank_seconds[-1]:.2f} s")
         except HeadMissing as error:
@@ -141,7 +144,7 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
             "seconds_rank": float(np.sum(rank_seconds)),
             "seconds_rank_per_image": float(np.mean(rank_seconds)),
             "clicks_made": clicks_made,
-            "per_image_miou_first_last": per_image,
+            "per_image_miou": per_image,
             "click_cost": {
                 "estimated_per_patch": float(np.mean(estimated)) if estimated else None,
                 "true_per_patch": float(np.mean(true_cost)) if true_cost else None,

@@ -25,7 +25,8 @@ class AdapterConfig(ModelServingConfig):
     recall_weight: float | None = Field(None, ge=0, description="lambda of DISCA's L1 recall term; unset: the "
                                         "model's tuned value, else DIAL's")
     crop_px: int = Field(256, ge=32)
-    max_crops: int = Field(4, ge=1)
+    max_crops: int = Field(4, ge=1, description="training crops per step: the latest click's and a draw "
+                           "among the others")
     sweep_seconds: float = Field(60.0, gt=0, description="how often expired sessions are removed from the store")
 
     @field_validator("crop_px")
