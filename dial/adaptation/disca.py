@@ -21,8 +21,7 @@ Design choices, and why:
   rest. The cost of a step is then fixed, however large the image and however
   many clicks, and every click keeps teaching: with only the newest crops, a
   click whose crop fell out was no longer in the loss, and its correction
-  faded as later clicks pulled the weights elsewhere (one click per patch over
-  20 patches: the map improved for 8 clicks and then lost half of it again).
+  faded as later clicks pulled the weights elsewhere.
 * **Click channels while training.** Each click is withheld from the input
   with probability ``annotation_dropout``; 1.0 (the default) zeroes the
   click channels entirely, as in DISCA, so the weights must carry the
