@@ -279,25 +279,20 @@ class DiscaAdapter:
             raise RuntimeError("start(image) must come before adapting or predicting")
 
     # -- adaptation --------------------------------------------------------
-    def _batch(self, clicks: Sequence[Click], windows, withhold: bool):
+    def _sample(self, clicks: Sequence[Click], window, withhold: bool) -> tuple[np.ndarray, ...]:
+        """One crop's network input, click targets and p0, padded to the network's stride."""
         s = self.settings
-        inputs, targets, p0s = [], [], []
-        for window in windows:
-            r, c, h, w = window
-            keep = list(clicks)
-            if not withhold and s.annotation_dropout > 0:
-                draw = torch.rand(len(keep), generator=self.generator).numpy()
-                keep = [k for k, u in zip(keep, draw) if u >= s.annotation_dropout]
-            x = network_input(self.image[r : r + h, c : c + w], keep, self.manifest, origin=(r, c),
-                              annotations=not withhold and bool(keep))
-            inputs.append(pad_to_multiple(x))
-            t = click_targets(clicks, window, s.target_radius_px)
-            targets.append(np.pad(t, ((0, inputs[-1].shape[1] - h), (0, inputs[-1].shape[2] - w)),
-                                  constant_values=IGNORE_INDEX))
-            p = self.p0[:, r : r + h, c : c + w].astype(np.float32)
-            p0s.append(pad_to_multiple(p))
-        as_tensor = lambda a: torch.from_numpy(np.stack(a)).to(self.device)  # noqa: E731
-        return as_tensor(inputs), as_tensor(targets), as_tensor(p0s), [(w[2], w[3]) for w in windows]
+        r, c, h, w = window
+        keep = list(clicks)
+        if not withhold and s.annotation_dropout > 0:
+            draw = torch.rand(len(keep), generator=self.generator).numpy()
+            keep = [k for k, u in zip(keep, draw) if u >= s.annotation_dropout]
+        x = pad_to_multiple(network_input(self.image[r : r + h, c : c + w], keep, self.manifest, origin=(r, c),
+                                          annotations=not withhold and bool(keep)))
+        t = click_targets(clicks, window, s.target_radius_px)
+        t = np.pad(t, ((0, x.shape[1] - h), (0, x.shape[2] - w)), constant_values=IGNORE_INDEX)
+        p0 = pad_to_multiple(self.p0[:, r : r + h, c : c + w].astype(np.float32))
+        return x, t, p0
 
     def _encoder_features(self, window, x: torch.Tensor) -> list[torch.Tensor]:
         key = tuple(window)
@@ -330,15 +325,17 @@ class DiscaAdapter:
         windows = crop_windows(clicks, self.image.shape[:2], s.crop_px)
         loss_value = float("nan")
         self.model.eval()
-        # Click inputs are either always withheld (the batch of a set of
-        # windows never changes within this call) or drawn anew every step.
+        # With click inputs always withheld, a crop's sample is the same at every
+        # step of this call and is built once; otherwise its clicks are drawn anew.
         withhold = s.variant == "fast" or s.annotation_dropout >= 1
-        chosen_before, batch = None, None
+        samples: dict[int, tuple[np.ndarray, ...]] = {}
         for _ in range(steps):
             chosen = self._step_windows(len(windows))
-            if chosen != chosen_before or not withhold:
-                chosen_before, batch = chosen, self._batch(clicks, [windows[i] for i in chosen], withhold=withhold)
-            x, targets, p0, _ = batch
+            for i in chosen:
+                if i not in samples or not withhold:
+                    samples[i] = self._sample(clicks, windows[i], withhold)
+            x, targets, p0 = (torch.from_numpy(np.stack(part)).to(self.device)
+                              for part in zip(*(samples[i] for i in chosen)))
             if s.variant == "fast":
                 # Windows share a size, so their cached features stack into one batch.
                 per_window = [self._encoder_features(windows[i], x[j : j + 1]) for j, i in enumerate(chosen)]

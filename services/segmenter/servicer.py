@@ -60,15 +60,17 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
         probs_out = None
         if request.return_probabilities:
             probs_out = np.empty((manifest.n_classes, height, width), dtype=np.float32)
-        for top, bottom, block in iter_blended_rows(predictor, array_reader(image), height, width, clicks,
-                                                    batch_size=self.config.max_batch_size,
-                                                    on_tile=lambda done, total: tiles.inc(),
-                                                    output="probabilities" if probs_out is not None else "labels"):
+        # With probabilities, the argmax runs on the blending thread too, as the label path's does.
+        with_labels = (lambda block: (block, class_argmax(block))) if probs_out is not None else None
+        for top, bottom, rows in iter_blended_rows(predictor, array_reader(image), height, width, clicks,
+                                                   batch_size=self.config.max_batch_size,
+                                                   on_tile=lambda done, total: tiles.inc(),
+                                                   output="probabilities" if probs_out is not None else "labels",
+                                                   reduce_rows=with_labels):
             if probs_out is not None:
-                probs_out[:, top:bottom] = block
-                labels[top:bottom] = class_argmax(block)
+                probs_out[:, top:bottom], labels[top:bottom] = rows
             else:
-                labels[top:bottom] = block
+                labels[top:bottom] = rows
         response = segmenter_pb2.PredictResponse(
             class_map=class_map_to_proto(labels),
             model=common_pb2.ModelRef(name=manifest.name, version=manifest.version),
