@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ class TruthPainter:
     """A refiner that knows the truth: each click paints the true labels in a disc around it."""
 
     truths: list = []
-    clicks: list = []
+    made: list = []  # every click, over all images
 
     def __init__(self, predictor, context=None):
         self.predictor = predictor
@@ -25,10 +26,15 @@ class TruthPainter:
 
         self.labels = predict_labels(self.predictor, image)
         self.truth = TruthPainter.truths.pop(0)
+        self.clicks = []
         return self.labels.copy()
 
+    def acquisition_model(self, base):
+        return replace(base)  # a distinct object, so a test can tell it from the click-free model
+
     def add_click(self, click):
-        TruthPainter.clicks.append(click)
+        TruthPainter.made.append(click)
+        self.clicks.append(click)
         rows, cols = np.ogrid[: self.labels.shape[0], : self.labels.shape[1]]
         disc = ((rows - click.row) ** 2 + (cols - click.col) ** 2 <= 12 ** 2) & (self.truth != 255)
         self.labels[disc] = self.truth[disc]
@@ -44,7 +50,7 @@ def test_clicks_follow_the_ranking_and_the_curve_is_the_dataset_miou(tiny_repo, 
     samples = dataset.samples[:2]
     truths = [dataset.read(s)[1] for s in samples]
     monkeypatch.setitem(refiners.REFINERS, "painter", TruthPainter)
-    TruthPainter.truths, TruthPainter.clicks = list(truths), []
+    TruthPainter.truths, TruthPainter.made = list(truths), []
     config = ActiveConfig(model="tiny", data=str(synthetic_dataset), repo=str(tiny_repo), strategies=("entropy",),
                           patches=3, patch_px=32, mode="painter", split="all", limit=2, recall_weight=0.7)
     report = run_active_learning(config)
@@ -62,13 +68,68 @@ def test_clicks_follow_the_ranking_and_the_curve_is_the_dataset_miou(tiny_repo, 
 
     model = AcquisitionModel.from_repository(ModelRepository(tiny_repo), "tiny")
     strategy = get_strategy("entropy")
-    clicks = iter(TruthPainter.clicks)
+    clicks = iter(TruthPainter.made)
     for sample in samples:
         image, _ = dataset.read(sample)
         for patch in rank_patches(strategy, strategy.compute(model, image), patch_px=32, max_patches=3):
             click = next(clicks)
             r, c, h, w = patch.window
             assert r <= click.row < r + h and c <= click.col < c + w
+
+
+class FarFromLastClick:
+    """Scores by column with no click; after clicks, by distance from the latest one (farthest first)."""
+
+    name = "far"
+    calls: list = []
+
+    def compute(self, model, image, clicks=()):
+        from dial.acquisition import UncertaintyResult
+        from dial.inference.tiling import predict_labels
+
+        FarFromLastClick.calls.append((model, list(clicks)))
+        rows, cols = np.indices(image.shape[:2], dtype=np.float32)
+        if clicks:
+            scores = np.hypot(rows - clicks[-1].row, cols - clicks[-1].col)
+        else:
+            scores = cols
+        return UncertaintyResult(scores.astype(np.float32), predict_labels(model.predictor, image))
+
+    def patch_scores(self, result, windows, reduction="mean"):
+        return np.array([result.scores[r: r + h, c: c + w].mean() for r, c, h, w in windows])
+
+
+def test_rescore_ranks_again_after_every_click_with_the_refiners_model_and_clicks(
+        tiny_repo, synthetic_dataset, monkeypatch):
+    from dial.acquisition import STRATEGIES
+    from dial.imagery.dataset import Dataset
+
+    dataset = Dataset.open(synthetic_dataset)
+    sample = dataset.samples[0]
+    monkeypatch.setitem(refiners.REFINERS, "painter", TruthPainter)
+    monkeypatch.setitem(STRATEGIES, "far", FarFromLastClick)
+    TruthPainter.truths, TruthPainter.made, FarFromLastClick.calls = [dataset.read(sample)[1]], [], []
+    config = ActiveConfig(model="tiny", data=str(synthetic_dataset), repo=str(tiny_repo), strategies=("far",),
+                          patches=4, patch_px=32, mode="painter", split="all", limit=1, rescore=True)
+    report = run_active_learning(config)
+
+    assert report["rescore"] is True and len(report["miou"]) == 5
+    cells = [(r // 32, c // 32) for r, c, _, _ in report["per_image_patches"][sample.name]]
+    assert cells[0] == (0, 3), "with no click, the rightmost column ranks first, top row on ties"
+    assert cells[1] == (3, 0), "after a click in the top-right patch, the farthest patch is bottom-left"
+    assert len(cells) == 4 and len(set(cells)) == 4, "an annotated patch is never ranked again"
+    # One ranking before the first click, then one after each patch but the last,
+    # each with the refiner's model and every click so far.
+    calls = FarFromLastClick.calls
+    assert len(calls) == 4 and calls[0][1] == [] and len(calls[1][1]) == 1
+    assert all(clicks == TruthPainter.made[: len(clicks)] for _, clicks in calls)
+    assert all(model is not calls[0][0] for model, _ in calls[1:])
+
+    TruthPainter.truths, TruthPainter.made, FarFromLastClick.calls = [dataset.read(sample)[1]], [], []
+    static = run_active_learning(replace(config, rescore=False))
+    assert static["rescore"] is False and len(FarFromLastClick.calls) == 1
+    assert [(r // 32, c // 32) for r, c, _, _ in static["per_image_patches"][sample.name]] == [
+        (0, 3), (1, 3), (2, 3), (3, 3)]
 
 
 def test_eval_al_command_compares_strategies_in_one_json_and_plot(tiny_repo, synthetic_dataset, tmp_path):

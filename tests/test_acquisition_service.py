@@ -66,6 +66,31 @@ def test_rank_streams_non_overlapping_patches_best_first(acquisition):
     assert len(top) == 3 and top[0].window == patches[1].window
 
 
+def test_rank_with_clicks_scores_the_prediction_the_user_sees(acquisition, tiny_repo):
+    from dial.acquisition import AcquisitionModel, get_strategy, rank_patches
+    from dial.clicks import Click as CoreClick
+    from dial.model.repository import ModelRepository
+    from dial_client import Click
+
+    client, _ = acquisition
+    image = scene_image()
+    clicks = [Click(10, 10, 1), Click(100, 40, 3), Click(60, 90, 5)]
+    plain = client.rank(image, model="tiny", strategy="entropy", patch_size=32)
+    clicked = client.rank(image, model="tiny", strategy="entropy", patch_size=32, clicks=clicks)
+    assert [p.score for p in clicked] != pytest.approx([p.score for p in plain], abs=1e-6)
+    # The same ranking as the core's, computed with the clicks as input channels.
+    model = AcquisitionModel.from_repository(ModelRepository(tiny_repo), "tiny")
+    strategy = get_strategy("entropy")
+    core = rank_patches(strategy, strategy.compute(model, image, [CoreClick(c.row, c.col, c.class_id) for c in clicks]),
+                        patch_px=32)
+    assert [p.window for p in clicked] == [p.window for p in core]
+    assert [p.score for p in clicked] == pytest.approx([p.score for p in core], abs=1e-5)
+
+    with pytest.raises(InvalidArgument) as error:
+        client.rank(image, model="tiny", clicks=[Click(200, 5, 1), Click(5, 5, 9)])
+    assert {v.field for v in error.value.field_violations} == {"clicks[0].pixel", "clicks[1].class_id"}
+
+
 def test_rank_a_raster_gives_map_bounds_in_its_crs(acquisition, raster_root):
     client, _ = acquisition
     path = write_raster(raster_root, "scene.tif", scene_image())

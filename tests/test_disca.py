@@ -188,6 +188,27 @@ def test_sequential_learning_keeps_weights_across_images(tiny_repo, scene):
         assert np.array_equal(first, again) == expect_same
 
 
+def test_disca_refiner_hands_strategies_its_adapted_model(tiny_repo, scene):
+    from dial.acquisition import AcquisitionModel, get_strategy
+    from dial.model.repository import ModelRepository
+
+    repo = ModelRepository(tiny_repo)
+    base = AcquisitionModel.from_repository(repo, "tiny", runtime="torch")
+    settings = DiscaSettings(variant="fast", steps=3, crop_px=64, learning_rate=3e-2)
+    refiner = REFINERS["disca"](None, RefinerContext(repo=repo, model="tiny", disca=settings))
+    first = refiner.start(scene)
+    entropy = get_strategy("entropy")
+    before = entropy.compute(refiner.acquisition_model(base), scene).scores
+    assert np.allclose(before, entropy.compute(base, scene).scores, atol=1e-4)
+    labels = refiner.add_click(Click(5, 5, int((first[5, 5] + 1) % 6)))
+    adapted = refiner.acquisition_model(base)
+    assert adapted.network is refiner.adapter.model and adapted.manifest is base.manifest
+    after = entropy.compute(adapted, scene, refiner.clicks)
+    assert np.array_equal(after.labels, labels)
+    assert not np.allclose(after.scores, before, atol=1e-3)
+    assert REFINERS["ac"](base.predictor).acquisition_model(base) is base
+
+
 def test_eval_command_offers_every_refiner_and_the_adaptation_flags():
     from dial.cli import build_parser
 

@@ -110,6 +110,8 @@ def _add_eval_al(sub) -> None:
     p.add_argument("--patch-px", type=int, default=256)
     p.add_argument("--reduction", choices=["mean", "sum"], default="mean")
     p.add_argument("--cost-weighting", action="store_true", help="divide patch scores by their estimated click cost")
+    p.add_argument("--rescore", action="store_true",
+                   help="re-rank the patches not yet annotated after every click, with the refined model")
     p.add_argument("--mode", default="ac", help="how clicks are used: ac, disca or both")
     p.add_argument("--variant", choices=VARIANTS, default="full", help="disca/both: which parameters adapt")
     p.add_argument("--learning-rate", type=float,
@@ -140,7 +142,8 @@ def _run_eval_al(args) -> int:
                           reduction=args.reduction, cost_weighting=args.cost_weighting, mode=args.mode,
                           variant=args.variant, learning_rate=args.learning_rate,
                           recall_weight=args.recall_weight, split=args.split,
-                          runtime=args.runtime, limit=args.limit, seed=args.seed)
+                          runtime=args.runtime, limit=args.limit, seed=args.seed,
+                          rescore=args.rescore)
     report = run_active_learning(config, log=lambda m: print(m, file=sys.stderr, flush=True))
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")

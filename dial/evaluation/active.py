@@ -3,10 +3,16 @@
 For each image the strategy ranks its patches once, on the click-free
 prediction; then, patch by patch in that order, the simulated annotator
 clicks in the largest error inside the patch and the refiner (AC or DISCA)
-re-predicts. ``miou[k]`` is the dataset mIoU after k patches per image, from
+re-predicts. With ``rescore`` the strategy instead scores the image again
+after every click, with the refiner's current model and clicks, and the best
+patch not yet annotated comes next: what an annotator sees when the queue
+follows the adapting model.
+
+``miou[k]`` is the dataset mIoU after k patches per image, from
 one confusion matrix summed over all images, and ``auc`` is the mean of that
 curve: the area under it per patch, comparable between strategies run on the
-same images with the same K. ``per_image_miou`` keeps each image's own curve.
+same images with the same K. ``per_image_miou`` keeps each image's own curve
+and ``per_image_patches`` the windows annotated, in order.
 
 Each ranked patch's estimated click cost (RDP on the predicted segments) is
 recorded next to its true cost (RDP on the ground-truth segments), so the
@@ -54,6 +60,8 @@ class ActiveConfig:
     runtime: str = "onnx"
     limit: int | None = None
     seed: int = 0
+    # Re-rank the patches not yet annotated after every click (see the module docstring).
+    rescore: bool = False
 
 
 def _refiner_factory(mode: str):
@@ -102,25 +110,36 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
         cms = np.zeros((k_max + 1, n, n), dtype=np.int64)
         rank_seconds, estimated, true_cost, clicks_made = [], [], [], 0
         per_image: dict[str, list[float]] = {}
+        per_image_patches: dict[str, list[list[int]]] = {}
         try:
             for index, (sample, image, truth) in enumerate(images):
                 started = time.perf_counter()
                 result = strategy.compute(model, image)
                 ranked = rank_patches(strategy, result, patch_px=config.patch_px, reduction=config.reduction,
-                                      cost_weighting=config.cost_weighting, max_patches=k_max)
+                                      cost_weighting=config.cost_weighting,
+                                      max_patches=1 if config.rescore else k_max)
                 rank_seconds.append(time.perf_counter() - started)
-                for patch in ranked:
-                    r, c, h, w = patch.window
-                    estimated.append(patch.estimated_click_cost)
-                    true_cost.append(float(click_cost(truth[r: r + h, c: c + w]).total))
                 annotator = SimulatedAnnotator(n_classes=n, seed=config.seed + index)
                 prediction = refiner.start(image)
                 cm = confusion_matrix(prediction, truth, n)
                 cms[0] += cm
                 curve = [float(mean_iou(cm))]
+                annotated: list[tuple[int, int, int, int]] = []
                 for k in range(k_max):
+                    if config.rescore and k > 0:
+                        started = time.perf_counter()
+                        result = strategy.compute(refiner.acquisition_model(model), image, refiner.clicks)
+                        ranked += rank_patches(strategy, result, patch_px=config.patch_px,
+                                               reduction=config.reduction, cost_weighting=config.cost_weighting,
+                                               exclude=annotated, max_patches=1)
+                        rank_seconds[-1] += time.perf_counter() - started
                     if k < len(ranked):
-                        click = annotator.next_click(prediction, truth, region=ranked[k].window)
+                        patch = ranked[k]
+                        annotated.append(patch.window)
+                        r, c, h, w = patch.window
+                        estimated.append(patch.estimated_click_cost)
+                        true_cost.append(float(click_cost(truth[r: r + h, c: c + w]).total))
+                        click = annotator.next_click(prediction, truth, region=patch.window)
                         if click is not None:
                             prediction = refiner.add_click(click)
                             clicks_made += 1
@@ -130,6 +149,7 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
                 # Where a dataset-level change comes from, and what a paired comparison of
                 # two strategies (image by image) needs: the image's own mIoU curve.
                 per_image[sample.name] = curve
+                per_image_patches[sample.name] = [list(w) for w in annotated]
                 log(f"{name} [{index + 1}/{len(images)}] {sample.name}: {len(ranked)} patches, "
                     f"rank {rank_seconds[-1]:.2f} s")
         except HeadMissing as error:
@@ -145,6 +165,7 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
             "seconds_rank_per_image": float(np.mean(rank_seconds)),
             "clicks_made": clicks_made,
             "per_image_miou": per_image,
+            "per_image_patches": per_image_patches,
             "click_cost": {
                 "estimated_per_patch": float(np.mean(estimated)) if estimated else None,
                 "true_per_patch": float(np.mean(true_cost)) if true_cost else None,
@@ -160,7 +181,8 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
         "variant": config.variant if config.mode != "ac" else None,
         "learning_rate": disca.learning_rate if config.mode != "ac" else None,
         "recall_weight": disca.recall_weight if config.mode != "ac" else None, "reduction": config.reduction,
-        "cost_weighting": config.cost_weighting, "runtime": getattr(model.predictor, "provider", config.runtime),
+        "cost_weighting": config.cost_weighting, "rescore": config.rescore,
+        "runtime": getattr(model.predictor, "provider", config.runtime),
     }
     if len(config.strategies) == 1:
         return common | reports[config.strategies[0]]

@@ -5,16 +5,18 @@ A refiner owns one image at a time: ``start`` gives the click-free map and
 input channels; DISCA adapts a copy of the torch model on the clicks first;
 ``both`` chooses per click. Every factory takes ``(predictor, context)``;
 AC needs only the predictor, adaptation needs the repository and model
-named in the context.
+named in the context. ``acquisition_model`` hands a strategy the model as the
+refiner now predicts with it, for re-ranking patches after each click.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
 import numpy as np
 from scipy import ndimage
 
+from dial.acquisition.model import AcquisitionModel
 from dial.adaptation.disca import DiscaAdapter, DiscaSettings
 from dial.clicks import Click
 from dial.inference.classwise import class_argmax
@@ -24,11 +26,16 @@ from dial.model.repository import ModelRepository
 
 
 class Refiner(Protocol):
+    clicks: list[Click]
+
     def start(self, image: np.ndarray) -> np.ndarray:
         """The click-free ``(H, W)`` label map; forgets any previous image's clicks."""
 
     def add_click(self, click: Click) -> np.ndarray:
         """The ``(H, W)`` label map after this click."""
+
+    def acquisition_model(self, base: AcquisitionModel) -> AcquisitionModel:
+        """``base`` as this refiner now predicts (with ``clicks`` as input), for scoring patches."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,9 @@ class AnnotationsAsChannels:
     def add_click(self, click: Click) -> np.ndarray:
         self.clicks.append(click)
         return predict_labels(self.predictor, self.image, self.clicks)
+
+    def acquisition_model(self, base: AcquisitionModel) -> AcquisitionModel:
+        return base  # the weights never change; the clicks are the only new input
 
 
 class ContinualAdaptation:
@@ -92,6 +102,10 @@ class ContinualAdaptation:
             self.adapter.adapt(self.clicks)
         self.labels = self.adapter.predict_labels(self.clicks)
         return self.labels
+
+    def acquisition_model(self, base: AcquisitionModel) -> AcquisitionModel:
+        # The adapted network (already in eval mode and channels_last), with base's learned heads.
+        return replace(base, predictor=self.adapter.predictor(), network=self.adapter.model)
 
 
 class AdaptOnLargeErrors(ContinualAdaptation):

@@ -21,7 +21,8 @@ from dial_services.common.convert import geo_to_proto
 from dial_services.common.errors import Violations, failed_precondition, invalid_argument, not_found
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.uri_policy import UriPolicy
-from dial_services.common.validation import check_model_input, check_shape, geo_from_proto, image_from_proto
+from dial_services.common.validation import (
+    check_model_input, check_shape, clicks_from_proto, geo_from_proto, image_from_proto)
 
 SERVICE_NAME = acquisition_pb2.DESCRIPTOR.services_by_name["Acquisition"].full_name
 REDUCTIONS = {acquisition_pb2.REDUCTION_UNSPECIFIED: "mean", acquisition_pb2.REDUCTION_MEAN: "mean",
@@ -157,10 +158,10 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
             return image, geo, window[:2]
         raise invalid_argument([("source", "set one of the request's sources (image or raster)")])
 
-    def _compute(self, strategy_name: str, model: AcquisitionModel, image: np.ndarray):
+    def _compute(self, strategy_name: str, model: AcquisitionModel, image: np.ndarray, clicks=()):
         strategy = get_strategy(strategy_name)
         started = time.perf_counter()
-        result = strategy.compute(model, image)
+        result = strategy.compute(model, image, clicks)
         self.strategy_seconds.labels(strategy_name).observe(time.perf_counter() - started)
         return strategy, result
 
@@ -176,7 +177,9 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         v.raise_if_any()
         model = self.models.get(model_ref(request.model, "model"))
         image, geo, _ = self._source(request, model.manifest)
-        strategy, result = self._compute(request.strategy, model, image)
+        clicks = clicks_from_proto(request.clicks, "clicks", image.shape[0], image.shape[1], model.manifest, geo,
+                                   self.config.max_clicks)
+        strategy, result = self._compute(request.strategy, model, image, clicks)
         counter = self.patches_ranked.labels(request.strategy)
         for patch in iter_ranked_patches(
                 strategy, result, patch_px=request.patch_size_px or model.manifest.tile_px,

@@ -10,6 +10,7 @@ import numpy as np
 
 from ._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc, common_pb2
 from .arrays import image_to_proto
+from .clicks import AnyClick
 from .errors import Internal
 from .geo import GeoReference
 from .transport import DEFAULT_MAX_MESSAGE_BYTES, Connection, RetryPolicy, TlsConfig
@@ -114,14 +115,20 @@ class AcquisitionClient:
     def rank(self, source: ImageSource, *, model: str, version: Optional[str] = None, strategy: str = "entropy",
              patch_size: int = 0, reduction: str = "mean", cost_weighting: bool = False, max_patches: int = 0,
              exclude: Iterable[WindowLike] = (), hint_quantile: float = 0.0, geo: Optional[GeoReference] = None,
-             timeout: Optional[float] = None) -> list[Patch]:
-        """Patches of an image (array) or a server-side GeoTIFF (path/URI), most informative first."""
+             clicks: Iterable[AnyClick] = (), timeout: Optional[float] = None) -> list[Patch]:
+        """Patches of an image (array) or a server-side GeoTIFF (path/URI), most informative first.
+
+        ``clicks`` are the user's clicks so far, as given to the segmenter:
+        the ranking then measures the prediction with them, and follows the
+        corrections as they are made.
+        """
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}")
         request = acquisition_pb2.RankPatchesRequest(
             model=_model_ref(model, version), strategy=strategy, patch_size_px=patch_size,
             reduction=REDUCTIONS[reduction], cost_weighting=cost_weighting, max_patches=max_patches,
-            exclude=[_window(w) for w in exclude], hint_quantile=hint_quantile)
+            exclude=[_window(w) for w in exclude], hint_quantile=hint_quantile,
+            clicks=[click.to_proto() for click in clicks])
         _set_source(request, source, geo)
 
         # Patches are kept per attempt, so a retry after UNAVAILABLE starts the ranking again cleanly.

@@ -21,7 +21,7 @@ REDUCTION_MEAN: Reduction
 REDUCTION_SUM: Reduction
 
 class RankPatchesRequest(_message.Message):
-    __slots__ = ("image", "raster", "model", "strategy", "patch_size_px", "reduction", "cost_weighting", "max_patches", "exclude", "hint_quantile")
+    __slots__ = ("image", "raster", "model", "strategy", "patch_size_px", "reduction", "cost_weighting", "max_patches", "exclude", "hint_quantile", "clicks")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     RASTER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class RankPatchesRequest(_message.Message):
     MAX_PATCHES_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_FIELD_NUMBER: _ClassVar[int]
     HINT_QUANTILE_FIELD_NUMBER: _ClassVar[int]
+    CLICKS_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.Image
     raster: _common_pb2.RasterReference
     model: _common_pb2.ModelRef
@@ -42,7 +43,8 @@ class RankPatchesRequest(_message.Message):
     max_patches: int
     exclude: _containers.RepeatedCompositeFieldContainer[_common_pb2.Window]
     hint_quantile: float
-    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., raster: _Optional[_Union[_common_pb2.RasterReference, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., strategy: _Optional[str] = ..., patch_size_px: _Optional[int] = ..., reduction: _Optional[_Union[Reduction, str]] = ..., cost_weighting: _Optional[bool] = ..., max_patches: _Optional[int] = ..., exclude: _Optional[_Iterable[_Union[_common_pb2.Window, _Mapping]]] = ..., hint_quantile: _Optional[float] = ...) -> None: ...
+    clicks: _containers.RepeatedCompositeFieldContainer[_common_pb2.Click]
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., raster: _Optional[_Union[_common_pb2.RasterReference, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., strategy: _Optional[str] = ..., patch_size_px: _Optional[int] = ..., reduction: _Optional[_Union[Reduction, str]] = ..., cost_weighting: _Optional[bool] = ..., max_patches: _Optional[int] = ..., exclude: _Optional[_Iterable[_Union[_common_pb2.Window, _Mapping]]] = ..., hint_quantile: _Optional[float] = ..., clicks: _Optional[_Iterable[_Union[_common_pb2.Click, _Mapping]]] = ...) -> None: ...
 
 class RankedPatch(_message.Message):
     __slots__ = ("rank", "score", "window", "bounds", "estimated_click_cost", "hints")
