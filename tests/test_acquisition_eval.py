@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from dial.acquisition import get_strategy, rank_patches
+from dial.acquisition import Strategy, get_strategy, rank_patches
 from dial.evaluation import refiners
 from dial.evaluation.active import ActiveConfig, run_active_learning
 
@@ -77,7 +77,7 @@ def test_clicks_follow_the_ranking_and_the_curve_is_the_dataset_miou(tiny_repo, 
             assert r <= click.row < r + h and c <= click.col < c + w
 
 
-class FarFromLastClick:
+class FarFromLastClick(Strategy):
     """Scores by column with no click; after clicks, by distance from the latest one (farthest first)."""
 
     name = "far"
@@ -94,9 +94,6 @@ class FarFromLastClick:
         else:
             scores = cols
         return UncertaintyResult(scores.astype(np.float32), predict_labels(model.predictor, image))
-
-    def patch_scores(self, result, windows, reduction="mean"):
-        return np.array([result.scores[r: r + h, c: c + w].mean() for r, c, h, w in windows])
 
 
 def test_rescore_ranks_again_after_every_click_with_the_refiners_model_and_clicks(

@@ -113,26 +113,22 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
         per_image_patches: dict[str, list[list[int]]] = {}
         try:
             for index, (sample, image, truth) in enumerate(images):
-                started = time.perf_counter()
-                result = strategy.compute(model, image)
-                ranked = rank_patches(strategy, result, patch_px=config.patch_px, reduction=config.reduction,
-                                      cost_weighting=config.cost_weighting,
-                                      max_patches=1 if config.rescore else k_max)
-                rank_seconds.append(time.perf_counter() - started)
                 annotator = SimulatedAnnotator(n_classes=n, seed=config.seed + index)
                 prediction = refiner.start(image)
                 cm = confusion_matrix(prediction, truth, n)
                 cms[0] += cm
                 curve = [float(mean_iou(cm))]
-                annotated: list[tuple[int, int, int, int]] = []
+                ranked, annotated, seconds = [], [], 0.0
                 for k in range(k_max):
-                    if config.rescore and k > 0:
+                    if k == 0 or config.rescore:
+                        # First the click-free model; when re-ranking, then the refiner's as it now predicts.
                         started = time.perf_counter()
-                        result = strategy.compute(refiner.acquisition_model(model), image, refiner.clicks)
+                        scorer = refiner.acquisition_model(model) if k else model
+                        result = strategy.compute(scorer, image, refiner.clicks if k else ())
                         ranked += rank_patches(strategy, result, patch_px=config.patch_px,
                                                reduction=config.reduction, cost_weighting=config.cost_weighting,
-                                               exclude=annotated, max_patches=1)
-                        rank_seconds[-1] += time.perf_counter() - started
+                                               exclude=annotated, max_patches=1 if config.rescore else k_max)
+                        seconds += time.perf_counter() - started
                     if k < len(ranked):
                         patch = ranked[k]
                         annotated.append(patch.window)
@@ -150,6 +146,7 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
                 # two strategies (image by image) needs: the image's own mIoU curve.
                 per_image[sample.name] = curve
                 per_image_patches[sample.name] = [list(w) for w in annotated]
+                rank_seconds.append(seconds)
                 log(f"{name} [{index + 1}/{len(images)}] {sample.name}: {len(ranked)} patches, "
                     f"rank {rank_seconds[-1]:.2f} s")
         except HeadMissing as error:
