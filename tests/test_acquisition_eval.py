@@ -77,6 +77,29 @@ def test_clicks_follow_the_ranking_and_the_curve_is_the_dataset_miou(tiny_repo, 
             assert r <= click.row < r + h and c <= click.col < c + w
 
 
+def test_adapt_seed_seeds_the_adaptation_and_not_the_patch_order(tiny_repo, synthetic_dataset, monkeypatch):
+    from dial.imagery.dataset import Dataset
+
+    dataset = Dataset.open(synthetic_dataset)
+    contexts = []
+
+    def recording_painter(predictor, context):
+        contexts.append(context)
+        return TruthPainter(predictor, context)
+
+    monkeypatch.setitem(refiners.REFINERS, "painter", recording_painter)
+    config = ActiveConfig(model="tiny", data=str(synthetic_dataset), repo=str(tiny_repo), strategies=("random",),
+                          patches=3, patch_px=32, mode="painter", split="all", limit=1, seed=5)
+    orders = {}
+    for adapt_seed in (0, 7):
+        TruthPainter.truths = [dataset.read(dataset.samples[0])[1]]
+        report = run_active_learning(replace(config, adapt_seed=adapt_seed))
+        assert report["adapt_seed"] == adapt_seed and report["seed"] == 5
+        orders[adapt_seed] = report["per_image_patches"]
+    assert [c.disca.seed for c in contexts] == [0, 7]
+    assert orders[0] == orders[7], "the adaptation's seed must not move random's patch order"
+
+
 class FarFromLastClick(Strategy):
     """Scores by column with no click; after clicks, by distance from the latest one (farthest first)."""
 

@@ -121,7 +121,9 @@ def _add_eval_al(sub) -> None:
     p.add_argument("--split", choices=["val", "all"], default="val")
     p.add_argument("--runtime", choices=["onnx", "torch"], default="onnx")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random's patch order")
+    p.add_argument("--adapt-seed", type=int, default=0,
+                   help="disca/both: seed of the adaptation's crop draws, to measure a strategy's own spread")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--json", required=True, dest="json_out")
     p.add_argument("--plot", help="write the mIoU-per-patch curves as a PNG")
@@ -143,7 +145,7 @@ def _run_eval_al(args) -> int:
                           variant=args.variant, learning_rate=args.learning_rate,
                           recall_weight=args.recall_weight, split=args.split,
                           runtime=args.runtime, limit=args.limit, seed=args.seed,
-                          rescore=args.rescore)
+                          adapt_seed=args.adapt_seed, rescore=args.rescore)
     report = run_active_learning(config, log=lambda m: print(m, file=sys.stderr, flush=True))
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")

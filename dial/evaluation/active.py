@@ -60,6 +60,9 @@ class ActiveConfig:
     runtime: str = "onnx"
     limit: int | None = None
     seed: int = 0
+    # disca/both: seeds the draws of which older crops each step replays. Orders other than
+    # random's are deterministic, so this is what measures a strategy's own spread.
+    adapt_seed: int = 0
     # Re-rank the patches not yet annotated after every click (see the module docstring).
     rescore: bool = False
 
@@ -100,7 +103,7 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
     if unknown:
         raise ValueError(f"unknown strategies {unknown}; known: {sorted(STRATEGIES)}")
     disca = DiscaSettings(variant=config.variant, learning_rate=config.learning_rate,
-                          recall_weight=config.recall_weight).for_model(manifest).validate()
+                          recall_weight=config.recall_weight, seed=config.adapt_seed).for_model(manifest).validate()
     images = list(dataset)
     n, k_max = manifest.n_classes, config.patches
     reports: dict[str, dict] = {}
@@ -178,6 +181,7 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
         "variant": config.variant if config.mode != "ac" else None,
         "learning_rate": disca.learning_rate if config.mode != "ac" else None,
         "recall_weight": disca.recall_weight if config.mode != "ac" else None, "reduction": config.reduction,
+        "seed": config.seed, "adapt_seed": config.adapt_seed if config.mode != "ac" else None,
         "cost_weighting": config.cost_weighting, "rescore": config.rescore,
         "runtime": getattr(model.predictor, "provider", config.runtime),
     }
