@@ -161,6 +161,9 @@ def test_eval_al_command_compares_strategies_in_one_json_and_plot(tiny_repo, syn
                  "--limit", "1", "--json", str(out), "--plot", str(plot)]) == 0
     report = json.loads(out.read_text())
     assert set(report["strategies"]) == {"random", "entropy", "confidnet"}
+    assert report["mode"] == "ac" and report["seed"] == 0
+    assert all(report[key] is None for key in ("variant", "learning_rate", "recall_weight", "adapt_seed")), \
+        "AC never adapts, so no adaptation setting is quoted"
     assert "train-confidnet" in report["strategies"]["confidnet"]["skipped"]
     for name in ("random", "entropy"):
         entry = report["strategies"][name]

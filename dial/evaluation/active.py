@@ -174,17 +174,16 @@ def run_active_learning(config: ActiveConfig, log: Callable[[str], None] = lambd
             },
         }
         log(f"{name}: mIoU {miou[0]:.4f} -> {miou[-1]:.4f}, auc {reports[name]['auc']:.4f}")
+    # AC never adapts, so its report leaves the adaptation settings empty rather than quoting unused ones.
+    adaptation = {"variant": config.variant, "learning_rate": disca.learning_rate,
+                  "recall_weight": disca.recall_weight, "adapt_seed": disca.seed}
     common = {
         "model": f"{manifest.name}:{manifest.version}", "dataset": dataset.name, "binary_class": config.binary,
         "split": split_note, "images": [s.name for s, _, _ in images], "mode": config.mode,
-        "patches_per_image": k_max, "patch_px": config.patch_px,
-        "variant": config.variant if config.mode != "ac" else None,
-        "learning_rate": disca.learning_rate if config.mode != "ac" else None,
-        "recall_weight": disca.recall_weight if config.mode != "ac" else None, "reduction": config.reduction,
-        "seed": config.seed, "adapt_seed": config.adapt_seed if config.mode != "ac" else None,
+        "patches_per_image": k_max, "patch_px": config.patch_px, "reduction": config.reduction, "seed": config.seed,
         "cost_weighting": config.cost_weighting, "rescore": config.rescore,
         "runtime": getattr(model.predictor, "provider", config.runtime),
-    }
+    } | {key: (value if config.mode != "ac" else None) for key, value in adaptation.items()}
     if len(config.strategies) == 1:
         return common | reports[config.strategies[0]]
     return common | {"strategies": reports}
