@@ -88,7 +88,8 @@ def _run_up(args) -> int:
         cmd = [sys.executable, "-m", "dial_services.cli", "serve", name, "--host", args.host,
                "--port", str(port), "--metrics-port", str(metrics), "--model-repo", args.model_repo,
                "--raster-roots", os.pathsep.join([str(state), str(Path.cwd())])]
-        if name == "adapter":
+        if name in ("adapter", "acquisition"):
+            # The Adapter writes sessions; Acquisition reads them to rank a session's image.
             cmd += ["--session-store", str(state / "sessions")]
         procs.append((name, f"{args.host}:{port}", subprocess.Popen(cmd)))
         print(f"{name:<12} grpc://{args.host}:{port}   metrics http://{args.host}:{metrics}/metrics", flush=True)

@@ -25,7 +25,8 @@ def acquisition(tiny_repo, raster_root):
     from dial_services.acquisition.main import AcquisitionConfig, start
 
     config = AcquisitionConfig(host="127.0.0.1", port=0, model_repo=tiny_repo, raster_roots=(raster_root,),
-                               provider="cpu", default_page_size=3)
+                               provider="cpu", default_page_size=3,
+                               session_store=raster_root.parent / "no-sessions")
     running = start(config)
     with AcquisitionClient(f"127.0.0.1:{running.port}", timeout=120, retries=0) as client:
         yield client, running
@@ -89,6 +90,104 @@ def test_rank_with_clicks_scores_the_prediction_the_user_sees(acquisition, tiny_
     with pytest.raises(InvalidArgument) as error:
         client.rank(image, model="tiny", clicks=[Click(200, 5, 1), Click(5, 5, 9)])
     assert {v.field for v in error.value.field_violations} == {"clicks[0].pixel", "clicks[1].class_id"}
+
+
+@pytest.fixture()
+def adapter_and_acquisition(tiny_repo, tmp_path):
+    """An Adapter and an Acquisition server sharing one session store, as `dial up` and the manifests run them."""
+    from dial_services.acquisition.main import AcquisitionConfig, start as start_acquisition
+    from dial_services.adapter.config import AdapterConfig
+    from dial_services.adapter.main import start as start_adapter
+
+    store = tmp_path / "sessions"
+    adapter = start_adapter(AdapterConfig(host="127.0.0.1", port=0, model_repo=tiny_repo, session_store=store,
+                                          adaptation_steps=5, crop_px=64, learning_rate=3e-2))
+    acquisition = start_acquisition(AcquisitionConfig(host="127.0.0.1", port=0, model_repo=tiny_repo,
+                                                      session_store=store, provider="cpu"))
+    yield f"127.0.0.1:{adapter.port}", f"127.0.0.1:{acquisition.port}"
+    acquisition.stop(0)
+    adapter.stop(0)
+
+
+def margin_scores(probabilities: np.ndarray, patch: int) -> dict:
+    from dial.acquisition.strategies import margin
+
+    values = margin(probabilities)
+    return {(r, c, patch, patch): float(values[r:r + patch, c:c + patch].mean())
+            for r in range(0, values.shape[0], patch) for c in range(0, values.shape[1], patch)}
+
+
+def test_rank_a_session_follows_its_adapted_weights_and_clicks(adapter_and_acquisition):
+    from dial_client import AdapterClient, Click
+
+    adapter_address, acquisition_address = adapter_and_acquisition
+    image = scene_image()
+    clicks = [Click(10, 10, 1), Click(100, 40, 3), Click(60, 90, 5)]
+    with AdapterClient(adapter_address, caller="alice") as adapter, \
+            AcquisitionClient(acquisition_address, caller="alice", retries=0) as acquisition:
+        session = adapter.create_session(image, model="tiny", variant="fast")
+        session.add_clicks(clicks)
+        session.adapt()
+        ranked = acquisition.rank(session, strategy="margin", patch_size=32)
+        # What the session itself predicts, adapted weights and clicks together, read from the Adapter:
+        # its margins (from 8-bit probabilities, so to within 2/255) are the scores Acquisition ranks by.
+        seen = margin_scores(session.predict(return_probabilities=True).probabilities, 32)
+        assert {p.window: p.score for p in ranked} == pytest.approx(seen, abs=0.01)
+        assert [p.rank for p in ranked] == list(range(1, 17))
+        # The served model with the same clicks is a different ranking: the adaptation is not ignored.
+        served = acquisition.rank(image, model="tiny", strategy="margin", patch_size=32, clicks=clicks)
+        assert {p.window: p.score for p in served} != pytest.approx(seen, abs=0.01)
+        # A further click and adaptation moves the ranking with it.
+        session.add_clicks([Click(120, 120, 2)])
+        session.adapt()
+        again = acquisition.rank(session.get(), strategy="margin", patch_size=32, model="tiny", version="1")
+        assert {p.window: p.score for p in again} == pytest.approx(
+            margin_scores(session.predict(return_probabilities=True).probabilities, 32), abs=0.01)
+        assert [p.score for p in again] != pytest.approx([p.score for p in ranked], abs=1e-4)
+        # Reading the session for a ranking leaves it as it was.
+        before = session.get()
+        acquisition.rank(session, strategy="entropy", patch_size=64, max_patches=1)
+        after = session.get()
+        assert (after.clicks, after.adaptation_count, after.update_time) == (
+            before.clicks, before.adaptation_count, before.update_time)
+
+
+def test_rank_a_session_refuses_what_it_cannot_rank(adapter_and_acquisition):
+    from dial_client import AdapterClient, Click
+    from dial_client._proto.dial.v1 import acquisition_pb2
+
+    adapter_address, acquisition_address = adapter_and_acquisition
+    with AdapterClient(adapter_address, caller="alice") as adapter, \
+            AcquisitionClient(acquisition_address, caller="alice", retries=0) as alice, \
+            AcquisitionClient(acquisition_address, caller="bob", retries=0) as bob:
+        session = adapter.create_session(scene_image(), model="tiny")
+        with pytest.raises(NotFound):
+            bob.rank(session, strategy="entropy")
+        with pytest.raises(InvalidArgument) as error:
+            alice.rank(session, strategy="entropy", clicks=[Click(5, 5, 1)], model="other")
+        assert {v.field for v in error.value.field_violations} == {"clicks"}
+        with pytest.raises(InvalidArgument) as error:
+            alice.rank(session, strategy="entropy", model="tiny", version="7")
+        assert {v.field for v in error.value.field_violations} == {"model"}
+        stub = acquisition_pb2_grpc.AcquisitionStub(alice._connection.channel)
+        with pytest.raises(grpc.RpcError) as raw:
+            list(stub.RankPatches(acquisition_pb2.RankPatchesRequest(session="sessions/nope", strategy="entropy")))
+        assert raw.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "sessions/{id}" in raw.value.details()
+        session.delete()
+        with pytest.raises(NotFound):
+            alice.rank(session, strategy="entropy")
+        # Nothing above disturbed the service or anyone's other sessions.
+        other = adapter.create_session(scene_image(seed=1), model="tiny")
+        assert len(alice.rank(other, strategy="entropy", patch_size=64)) == 4
+
+
+def test_rank_a_session_without_a_session_store_is_not_found(acquisition):
+    client, _ = acquisition
+    request = acquisition_pb2.RankPatchesRequest(session="sessions/" + "0" * 32, strategy="entropy")
+    stub = acquisition_pb2_grpc.AcquisitionStub(client._connection.channel)
+    with pytest.raises(grpc.RpcError) as raw:
+        list(stub.RankPatches(request))
+    assert raw.value.code() == grpc.StatusCode.NOT_FOUND and "session store" in raw.value.details()
 
 
 def test_rank_a_raster_gives_map_bounds_in_its_crs(acquisition, raster_root):

@@ -210,6 +210,17 @@ def test_adapter_sessions_survive_replica_loss():
     assert of_kind(objects, "PodDisruptionBudget")["adapter"]["spec"]["minAvailable"] < adapter["spec"]["replicas"]
 
 
+def test_acquisition_reads_the_session_store_read_only():
+    """Ranking an Adapter session reads the store the Adapter writes, at the path the shared config names."""
+    objects = render_module.render(K8S / "overlays" / "cpu")
+    spec = pod_spec(of_kind(objects, "Deployment")["acquisition"])
+    volume = next(v for v in spec["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == "dial-sessions")
+    assert volume["persistentVolumeClaim"]["readOnly"]
+    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
+    assert mount["mountPath"] == of_kind(objects, "ConfigMap")["dial-config"]["data"]["DIAL_SESSION_STORE"]
+    assert mount["readOnly"]
+
+
 def test_network_policy_denies_by_default_and_opens_service_ports():
     objects = render_module.render(K8S / "overlays" / "cpu")
     policies = of_kind(objects, "NetworkPolicy")

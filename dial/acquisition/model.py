@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -85,6 +85,13 @@ class AcquisitionModel:
         else:
             predictor = TorchPredictor(network, manifest)
         return cls(manifest, predictor, network, repo.path(ref))
+
+    def with_network(self, network: torch.nn.Module) -> "AcquisitionModel":
+        """The same model and learned heads with other weights, such as a DISCA-adapted copy.
+
+        Its predictions run in torch: an ONNX export holds the weights it was built from.
+        """
+        return replace(self, predictor=TorchPredictor(network, self.manifest), network=network)
 
     def torch_network(self) -> torch.nn.Module:
         if self.network is None:

@@ -374,3 +374,16 @@ class DiscaAdapter:
         self.adaptations = int(state["adaptations"])
         if "generator" in state:
             self.generator.set_state(state["generator"])
+
+
+def adapted_network(model: torch.nn.Module, manifest: Manifest, settings: DiscaSettings,
+                    state: dict | None) -> torch.nn.Module:
+    """A copy of ``model`` carrying an adaptation ``state`` (from :meth:`DiscaAdapter.state_dict`), for inference.
+
+    ``settings`` say which tensors the state holds (the fast variant keeps the encoder's).
+    ``model`` itself is left untouched.
+    """
+    adapter = DiscaAdapter(model, manifest, settings)
+    if state is not None:
+        adapter.load_state_dict(state)
+    return adapter.model.requires_grad_(False)

@@ -10,7 +10,7 @@ refiner now predicts with it, for re-ranking patches after each click.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
@@ -104,8 +104,8 @@ class ContinualAdaptation:
         return self.labels
 
     def acquisition_model(self, base: AcquisitionModel) -> AcquisitionModel:
-        # The adapted network (already in eval mode and channels_last), with base's learned heads.
-        return replace(base, predictor=self.adapter.predictor(), network=self.adapter.model)
+        # The adapted network is already in eval mode and channels_last.
+        return base.with_network(self.adapter.model)
 
 
 class AdaptOnLargeErrors(ContinualAdaptation):

@@ -8,14 +8,14 @@ from pydantic import Field
 from dial_client._proto.dial.v1 import acquisition_pb2_grpc
 from dial_services.acquisition.jobs import JobManager
 from dial_services.acquisition.servicer import SERVICE_NAME, AcquisitionModels, AcquisitionServicer
-from dial_services.common.config import ModelServingConfig
+from dial_services.common.config import SessionStoreConfig
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.server import RunningServer, serve_until_signalled, start_server
 
 log = logging.getLogger(__name__)
 
 
-class AcquisitionConfig(ModelServingConfig):
+class AcquisitionConfig(SessionStoreConfig):
     port: int = Field(50053, ge=0, le=65535)
     queue_workers: int = Field(1, ge=1, le=64, description="queue jobs computed at once, in background threads")
     max_page_size: int = Field(1000, ge=1)
@@ -46,6 +46,10 @@ def add_arguments(parser) -> None:
     """Flags for ``dial serve acquisition``; each also reads ``DIAL_<NAME>`` from the environment."""
     parser.add_argument("--model-repo", dest="model_repo", help="model repository folder (default: models)")
     parser.add_argument("--model-cache", dest="model_cache", help="writable folder for ONNX exports")
+    parser.add_argument("--session-store", dest="session_store",
+                        help="the Adapter's session store, read to rank sessions (default: .dial/sessions)")
+    parser.add_argument("--session-ttl-seconds", dest="session_ttl_seconds", type=float,
+                        help="the Adapter's session expiry, so expired sessions are not ranked (0: never)")
     parser.add_argument("--queue-workers", dest="queue_workers", type=int,
                         help="queue jobs computed at once (default 1)")
     parser.add_argument("--intra-op-threads", dest="intra_op_threads", type=int)

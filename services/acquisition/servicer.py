@@ -10,12 +10,17 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from dial.acquisition import STRATEGIES, AcquisitionModel, get_strategy
 from dial.acquisition.ranking import DEFAULT_HINT_QUANTILE, RankedPatch, iter_ranked_patches
+from dial.adaptation.disca import DiscaSettings, adapted_network
+from dial.clicks import Click
 from dial.imagery.raster import GeoTiffWriter, RasterReader
 from dial.imagery.readers import GeoInfo
 from dial.inference.predictors import OnnxPredictor
 from dial.model.repository import ModelRef, ModelRepository
 from dial_client._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc, common_pb2
 from dial_services.acquisition.jobs import FINAL, Job, JobManager, JobState
+from dial_services.acquisition.sessions import SessionReader
+from dial_services.adapter.store import session_id_of
+from dial_services.common.auth import caller_identity
 from dial_services.common.config import ModelServingConfig
 from dial_services.common.convert import geo_to_proto
 from dial_services.common.errors import Violations, failed_precondition, invalid_argument, not_found
@@ -108,6 +113,7 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         self.config = config
         self.models = models
         self.jobs = jobs
+        self.sessions = SessionReader(config.session_store, config.session_ttl_seconds)
         self.policy = UriPolicy(config.raster_roots, config.raster_schemes)
         self.strategy_seconds = metrics.histogram(
             "dial_acquisition_strategy_seconds", "time to compute one strategy's map over one image", ["strategy"])
@@ -156,7 +162,25 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
             image, geo = self._read_raster(request.raster_window.raster.uri, "raster_window.raster.uri", manifest,
                                            window)
             return image, geo, window[:2]
-        raise invalid_argument([("source", "set one of the request's sources (image or raster)")])
+        names = ", ".join(f.name for f in request.DESCRIPTOR.oneofs_by_name["source"].fields)
+        raise invalid_argument([("source", f"set one of the request's sources ({names})")])
+
+    def _session_source(self, request, context) -> tuple[AcquisitionModel, np.ndarray, Geo | None, list[Click]]:
+        """An Adapter session's adapted model, image, georeference and clicks."""
+        v = Violations()
+        v.check(not request.clicks, "clicks", "must be empty when the source is a session: its own clicks are used")
+        v.raise_if_any()
+        snapshot = self.sessions.read(caller_identity(context), session_id_of(request.session, "session"))
+        record = snapshot.record
+        asked = request.model
+        if asked.name and (asked.name, asked.version or record.model_version) != (record.model_name,
+                                                                                  record.model_version):
+            raise invalid_argument([("model", f"the session uses model {record.model_name}:{record.model_version}; "
+                                              "leave model empty or name that one")])
+        model = self.models.get(ModelRef(record.model_name, record.model_version))
+        network = adapted_network(model.torch_network(), model.manifest, DiscaSettings.from_dict(record.settings),
+                                  snapshot.state)
+        return model.with_network(network), snapshot.image, snapshot.geo, snapshot.clicks
 
     def _compute(self, strategy_name: str, model: AcquisitionModel, image: np.ndarray, clicks=()):
         strategy = get_strategy(strategy_name)
@@ -175,10 +199,13 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
             if v.check(w.height > 0 and w.width > 0, f"exclude[{i}]", "must be a non-empty window"):
                 exclude.append((w.row_off, w.col_off, w.height, w.width))
         v.raise_if_any()
-        model = self.models.get(model_ref(request.model, "model"))
-        image, geo, _ = self._source(request, model.manifest)
-        clicks = clicks_from_proto(request.clicks, "clicks", image.shape[0], image.shape[1], model.manifest, geo,
-                                   self.config.max_clicks)
+        if request.WhichOneof("source") == "session":
+            model, image, geo, clicks = self._session_source(request, context)
+        else:
+            model = self.models.get(model_ref(request.model, "model"))
+            image, geo, _ = self._source(request, model.manifest)
+            clicks = clicks_from_proto(request.clicks, "clicks", image.shape[0], image.shape[1], model.manifest, geo,
+                                       self.config.max_clicks)
         strategy, result = self._compute(request.strategy, model, image, clicks)
         counter = self.patches_ranked.labels(request.strategy)
         for patch in iter_ranked_patches(

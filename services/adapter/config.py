@@ -1,18 +1,15 @@
 """The Adapter's configuration: where sessions live, how long, how many, and adaptation defaults."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
-from dial_services.common.config import ModelServingConfig
+from dial_services.common.config import SessionStoreConfig
 
 
-class AdapterConfig(ModelServingConfig):
+class AdapterConfig(SessionStoreConfig):
     port: int = Field(50052, ge=0, le=65535)
-    session_store: Path = Path(".dial/sessions")
-    session_ttl_seconds: float = Field(24 * 3600.0, ge=0, description="idle time before a session expires; 0 never")
     max_sessions_in_memory: int = Field(16, ge=1, description="beyond this, least recently used go back to the store")
     max_sessions_per_caller: int = Field(32, ge=1)
     # A session image is held in memory and in the store whole, so it is capped lower than a Predict image.

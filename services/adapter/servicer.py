@@ -17,7 +17,7 @@ from dial_client._proto.dial.v1 import adapter_pb2, adapter_pb2_grpc, common_pb2
 from dial_services.adapter.config import AdapterConfig
 from dial_services.adapter.identity import caller_of
 from dial_services.adapter.sessions import LiveSession, SessionManager, store_error
-from dial_services.adapter.store import is_session_id
+from dial_services.adapter.store import session_id_of
 from dial_services.common.convert import class_map_to_proto, geo_to_proto, model_to_proto, probabilities_to_proto
 from dial_services.common.errors import ApiError, Violations, failed_precondition, invalid_argument
 from dial_services.common.metrics import ServiceMetrics
@@ -30,13 +30,6 @@ SERVICE_NAME = adapter_pb2.DESCRIPTOR.services_by_name["Adapter"].full_name
 VARIANT_NAMES = {adapter_pb2.ADAPTATION_VARIANT_FULL: "full", adapter_pb2.ADAPTATION_VARIANT_FAST: "fast"}
 VARIANT_PROTOS = {name: value for value, name in VARIANT_NAMES.items()}
 MAX_STEPS_PER_CALL = 1000
-
-
-def session_id_of(name: str, field: str = "name") -> str:
-    prefix, _, session_id = name.partition("/")
-    if prefix != "sessions" or not is_session_id(session_id):
-        raise invalid_argument([(field, f"expected 'sessions/{{id}}', got {name!r}")])
-    return session_id
 
 
 def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:

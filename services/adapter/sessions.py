@@ -85,7 +85,7 @@ class SessionManager:
 
     # -- lifecycle ---------------------------------------------------------
     def expired(self, record: SessionRecord) -> bool:
-        return self.ttl_seconds > 0 and self.clock() - self.store.last_used(record) > self.ttl_seconds
+        return self.store.expired(record, self.ttl_seconds, self.clock())
 
     def owned(self, caller: str) -> list[SessionRecord]:
         return [r for r in self.store.records() if r.owner == caller and not self.expired(r)]

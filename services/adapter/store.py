@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dial_services.common.errors import invalid_argument
+
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -78,6 +80,14 @@ def new_session_id() -> str:
 
 def is_session_id(text: str) -> bool:
     return bool(_ID.match(text))
+
+
+def session_id_of(name: str, field: str = "name") -> str:
+    """The id in a session's resource name ``sessions/{id}``; INVALID_ARGUMENT naming ``field`` otherwise."""
+    prefix, _, session_id = name.partition("/")
+    if prefix != "sessions" or not is_session_id(session_id):
+        raise invalid_argument([(field, f"expected 'sessions/{{id}}', got {name!r}")])
+    return session_id
 
 
 def _fsync_dir(path: Path) -> None:
@@ -170,11 +180,16 @@ class SessionStore:
             used = 0.0
         return max(record.update_time, used)
 
+    def expired(self, record: SessionRecord, ttl_seconds: float, now: float) -> bool:
+        """Whether the session has been idle longer than ``ttl_seconds`` (0: sessions never expire)."""
+        return ttl_seconds > 0 and now - self.last_used(record) > ttl_seconds
+
+    def read_image(self, session_id: str) -> np.ndarray:
+        return np.load(self.folder(session_id) / "image.npy", allow_pickle=False)
+
     def read_arrays(self, session_id: str) -> tuple[np.ndarray, np.ndarray]:
-        folder = self.folder(session_id)
-        image = np.load(folder / "image.npy", allow_pickle=False)
-        p0 = np.load(folder / "p0.npy", allow_pickle=False)
-        return image, p0
+        p0 = np.load(self.folder(session_id) / "p0.npy", allow_pickle=False)
+        return self.read_image(session_id), p0
 
     def read_state(self, record: SessionRecord) -> dict | None:
         if record.state_file is None:

@@ -84,6 +84,13 @@ class ModelServingConfig(ServerConfig):
         return value
 
 
+class SessionStoreConfig(ModelServingConfig):
+    """A service that uses the Adapter's session store: the Adapter writes it, Acquisition ranks from it."""
+
+    session_store: Path = Path(".dial/sessions")
+    session_ttl_seconds: float = Field(24 * 3600.0, ge=0, description="idle time before a session expires; 0 never")
+
+
 class SegmenterConfig(ModelServingConfig):
     port: int = Field(50051, ge=0, le=65535)
     max_batch_size: int = Field(4, ge=1, le=64)

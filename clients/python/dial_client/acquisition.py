@@ -9,6 +9,7 @@ import grpc
 import numpy as np
 
 from ._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc, common_pb2
+from .adapter import Session, SessionInfo
 from .arrays import image_to_proto
 from .clicks import AnyClick
 from .errors import Internal
@@ -16,6 +17,8 @@ from .geo import GeoReference
 from .transport import DEFAULT_MAX_MESSAGE_BYTES, Connection, RetryPolicy, TlsConfig
 
 ImageSource = Union[str, "os.PathLike[str]", np.ndarray]
+# An Adapter session is ranked with its adapted weights and its own clicks.
+RankSource = Union[ImageSource, Session, SessionInfo]
 WindowLike = tuple[int, int, int, int]
 REDUCTIONS = {"mean": acquisition_pb2.REDUCTION_MEAN, "sum": acquisition_pb2.REDUCTION_SUM}
 JOB_STATES = {v: k for k, v in acquisition_pb2.QueueJob.State.items()}
@@ -112,24 +115,33 @@ class AcquisitionClient:
         return self._connection.call(lambda deadline, metadata: method(request, timeout=deadline, metadata=metadata),
                                      timeout)
 
-    def rank(self, source: ImageSource, *, model: str, version: Optional[str] = None, strategy: str = "entropy",
-             patch_size: int = 0, reduction: str = "mean", cost_weighting: bool = False, max_patches: int = 0,
-             exclude: Iterable[WindowLike] = (), hint_quantile: float = 0.0, geo: Optional[GeoReference] = None,
-             clicks: Iterable[AnyClick] = (), timeout: Optional[float] = None) -> list[Patch]:
-        """Patches of an image (array) or a server-side GeoTIFF (path/URI), most informative first.
+    def rank(self, source: RankSource, *, model: Optional[str] = None, version: Optional[str] = None,
+             strategy: str = "entropy", patch_size: int = 0, reduction: str = "mean", cost_weighting: bool = False,
+             max_patches: int = 0, exclude: Iterable[WindowLike] = (), hint_quantile: float = 0.0,
+             geo: Optional[GeoReference] = None, clicks: Iterable[AnyClick] = (),
+             timeout: Optional[float] = None) -> list[Patch]:
+        """Patches of an image (array), a server-side GeoTIFF (path/URI) or an Adapter session, best first.
 
         ``clicks`` are the user's clicks so far, as given to the segmenter:
         the ranking then measures the prediction with them, and follows the
-        corrections as they are made.
+        corrections as they are made. ``model`` is required, except for a
+        session (a ``Session`` from ``AdapterClient``, or its ``SessionInfo``),
+        which is ranked with its model's adapted weights and its own clicks.
         """
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}")
         request = acquisition_pb2.RankPatchesRequest(
-            model=_model_ref(model, version), strategy=strategy, patch_size_px=patch_size,
-            reduction=REDUCTIONS[reduction], cost_weighting=cost_weighting, max_patches=max_patches,
-            exclude=[_window(w) for w in exclude], hint_quantile=hint_quantile,
-            clicks=[click.to_proto() for click in clicks])
-        _set_source(request, source, geo)
+            strategy=strategy, patch_size_px=patch_size, reduction=REDUCTIONS[reduction],
+            cost_weighting=cost_weighting, max_patches=max_patches, exclude=[_window(w) for w in exclude],
+            hint_quantile=hint_quantile, clicks=[click.to_proto() for click in clicks])
+        if model is not None:
+            request.model.CopyFrom(_model_ref(model, version))
+        if isinstance(source, (Session, SessionInfo)):
+            if geo is not None:
+                raise ValueError("geo georeferences array sources; a session keeps its own")
+            request.session = source.name
+        else:
+            _set_source(request, source, geo)
 
         # Patches are kept per attempt, so a retry after UNAVAILABLE starts the ranking again cleanly.
         def attempt(deadline, metadata) -> list[Patch]:

@@ -21,9 +21,10 @@ REDUCTION_MEAN: Reduction
 REDUCTION_SUM: Reduction
 
 class RankPatchesRequest(_message.Message):
-    __slots__ = ("image", "raster", "model", "strategy", "patch_size_px", "reduction", "cost_weighting", "max_patches", "exclude", "hint_quantile", "clicks")
+    __slots__ = ("image", "raster", "session", "model", "strategy", "patch_size_px", "reduction", "cost_weighting", "max_patches", "exclude", "hint_quantile", "clicks")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     RASTER_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     PATCH_SIZE_PX_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +36,7 @@ class RankPatchesRequest(_message.Message):
     CLICKS_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.Image
     raster: _common_pb2.RasterReference
+    session: str
     model: _common_pb2.ModelRef
     strategy: str
     patch_size_px: int
@@ -44,7 +46,7 @@ class RankPatchesRequest(_message.Message):
     exclude: _containers.RepeatedCompositeFieldContainer[_common_pb2.Window]
     hint_quantile: float
     clicks: _containers.RepeatedCompositeFieldContainer[_common_pb2.Click]
-    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., raster: _Optional[_Union[_common_pb2.RasterReference, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., strategy: _Optional[str] = ..., patch_size_px: _Optional[int] = ..., reduction: _Optional[_Union[Reduction, str]] = ..., cost_weighting: _Optional[bool] = ..., max_patches: _Optional[int] = ..., exclude: _Optional[_Iterable[_Union[_common_pb2.Window, _Mapping]]] = ..., hint_quantile: _Optional[float] = ..., clicks: _Optional[_Iterable[_Union[_common_pb2.Click, _Mapping]]] = ...) -> None: ...
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., raster: _Optional[_Union[_common_pb2.RasterReference, _Mapping]] = ..., session: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., strategy: _Optional[str] = ..., patch_size_px: _Optional[int] = ..., reduction: _Optional[_Union[Reduction, str]] = ..., cost_weighting: _Optional[bool] = ..., max_patches: _Optional[int] = ..., exclude: _Optional[_Iterable[_Union[_common_pb2.Window, _Mapping]]] = ..., hint_quantile: _Optional[float] = ..., clicks: _Optional[_Iterable[_Union[_common_pb2.Click, _Mapping]]] = ...) -> None: ...
 
 class RankedPatch(_message.Message):
     __slots__ = ("rank", "score", "window", "bounds", "estimated_click_cost", "hints")
