@@ -89,8 +89,8 @@ class AcquisitionServicer:
     """
 
     def RankPatches(self, request, context):
-        """Ranks the patches of one image or raster, most informative first, and
-        streams them as they are ranked (rank 1 first).
+        """Ranks the patches of one image, raster or Adapter session, most
+        informative first, and streams them as they are ranked (rank 1 first).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
