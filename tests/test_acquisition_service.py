@@ -118,6 +118,7 @@ def margin_scores(probabilities: np.ndarray, patch: int) -> dict:
 
 
 def test_rank_a_session_follows_its_adapted_weights_and_clicks(adapter_and_acquisition):
+    from dial.acquisition.strategies import margin
     from dial_client import AdapterClient, Click
 
     adapter_address, acquisition_address = adapter_and_acquisition
@@ -137,6 +138,9 @@ def test_rank_a_session_follows_its_adapted_weights_and_clicks(adapter_and_acqui
         # The served model with the same clicks is a different ranking: the adaptation is not ignored.
         served = acquisition.rank(image, model="tiny", strategy="margin", patch_size=32, clicks=clicks)
         assert {p.window: p.score for p in served} != pytest.approx(seen, abs=0.01)
+        # The session's uncertainty map is the same measurement, pixel by pixel (to within two 8-bit steps).
+        values = acquisition.uncertainty_map(session, strategy="margin").values
+        assert np.abs(values - margin(session.predict(return_probabilities=True).probabilities)).max() < 0.02
         # A further click and adaptation moves the ranking with it.
         session.add_clicks([Click(120, 120, 2)])
         session.adapt()
@@ -163,6 +167,8 @@ def test_rank_a_session_refuses_what_it_cannot_rank(adapter_and_acquisition):
         session = adapter.create_session(scene_image(), model="tiny")
         with pytest.raises(NotFound):
             bob.rank(session, strategy="entropy")
+        with pytest.raises(NotFound):
+            bob.uncertainty_map(session, strategy="entropy")
         with pytest.raises(InvalidArgument) as error:
             alice.rank(session, strategy="entropy", clicks=[Click(5, 5, 1)], model="other")
         assert {v.field for v in error.value.field_violations} == {"clicks"}

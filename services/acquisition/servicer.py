@@ -167,9 +167,6 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
 
     def _session_source(self, request, context) -> tuple[AcquisitionModel, np.ndarray, Geo | None, list[Click]]:
         """An Adapter session's adapted model, image, georeference and clicks."""
-        v = Violations()
-        v.check(not request.clicks, "clicks", "must be empty when the source is a session: its own clicks are used")
-        v.raise_if_any()
         snapshot = self.sessions.read(caller_identity(context), session_id_of(request.session, "session"))
         record = snapshot.record
         asked = request.model
@@ -198,8 +195,11 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         for i, w in enumerate(request.exclude):
             if v.check(w.height > 0 and w.width > 0, f"exclude[{i}]", "must be a non-empty window"):
                 exclude.append((w.row_off, w.col_off, w.height, w.width))
+        of_session = request.WhichOneof("source") == "session"
+        v.check(not (of_session and request.clicks), "clicks",
+                "must be empty when the source is a session: its own clicks are used")
         v.raise_if_any()
-        if request.WhichOneof("source") == "session":
+        if of_session:
             model, image, geo, clicks = self._session_source(request, context)
         else:
             model = self.models.get(model_ref(request.model, "model"))
@@ -220,9 +220,14 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         check_strategy(v, request.strategy, "strategy")
         v.raise_if_any()
         output = self.policy.writable(request.output_uri, "output_uri") if request.output_uri else None
-        model = self.models.get(model_ref(request.model, "model"))
-        image, geo, (row_off, col_off) = self._source(request, model.manifest)
-        _, result = self._compute(request.strategy, model, image)
+        if request.WhichOneof("source") == "session":
+            model, image, geo, clicks = self._session_source(request, context)
+            row_off, col_off = 0, 0
+        else:
+            model = self.models.get(model_ref(request.model, "model"))
+            image, geo, (row_off, col_off) = self._source(request, model.manifest)
+            clicks = ()
+        _, result = self._compute(request.strategy, model, image, clicks)
         scores = result.scores
         low, high = float(scores.min()), float(scores.max())
         quantised = np.rint((scores - low) / ((high - low) or 1.0) * 255.0).astype(np.uint8)

@@ -136,12 +136,7 @@ class AcquisitionClient:
             hint_quantile=hint_quantile, clicks=[click.to_proto() for click in clicks])
         if model is not None:
             request.model.CopyFrom(_model_ref(model, version))
-        if isinstance(source, (Session, SessionInfo)):
-            if geo is not None:
-                raise ValueError("geo georeferences array sources; a session keeps its own")
-            request.session = source.name
-        else:
-            _set_source(request, source, geo)
+        _set_source(request, source, geo)
 
         # Patches are kept per attempt, so a retry after UNAVAILABLE starts the ranking again cleanly.
         def attempt(deadline, metadata) -> list[Patch]:
@@ -150,14 +145,18 @@ class AcquisitionClient:
 
         return self._connection.call(attempt, timeout)
 
-    def uncertainty_map(self, source: ImageSource, *, model: str, version: Optional[str] = None,
+    def uncertainty_map(self, source: RankSource, *, model: Optional[str] = None, version: Optional[str] = None,
                         strategy: str = "entropy", window: Optional[WindowLike] = None, output_uri: str = "",
                         geo: Optional[GeoReference] = None, timeout: Optional[float] = None) -> UncertaintyMap:
-        """One strategy's per-pixel map; ``window`` reads part of a server-side raster."""
-        request = acquisition_pb2.GetUncertaintyMapRequest(model=_model_ref(model, version), strategy=strategy,
-                                                           output_uri=output_uri)
+        """One strategy's per-pixel map; ``window`` reads part of a server-side raster.
+
+        As in :meth:`rank`, a session is measured with its adapted weights and clicks, and needs no ``model``.
+        """
+        request = acquisition_pb2.GetUncertaintyMapRequest(strategy=strategy, output_uri=output_uri)
+        if model is not None:
+            request.model.CopyFrom(_model_ref(model, version))
         if window is not None:
-            if isinstance(source, np.ndarray):
+            if not isinstance(source, (str, os.PathLike)):
                 raise ValueError("window applies to server-side rasters; slice the array instead")
             request.raster_window.raster.uri = os.fspath(source)
             request.raster_window.window.CopyFrom(_window(window))
@@ -225,12 +224,17 @@ def _window(w: WindowLike) -> common_pb2.Window:
     return common_pb2.Window(row_off=row_off, col_off=col_off, height=height, width=width)
 
 
-def _set_source(request, source: ImageSource, geo: Optional[GeoReference]) -> None:
-    if isinstance(source, np.ndarray):
+def _set_source(request, source: RankSource, geo: Optional[GeoReference]) -> None:
+    if isinstance(source, (Session, SessionInfo)):
+        if geo is not None:
+            raise ValueError("geo georeferences array sources; a session keeps its own")
+        request.session = source.name
+    elif isinstance(source, np.ndarray):
         request.image.CopyFrom(image_to_proto(source, geo))
     elif isinstance(source, (str, os.PathLike)):
         if geo is not None:
             raise ValueError("geo georeferences array sources; a GeoTIFF carries its own")
         request.raster.uri = os.fspath(source)
     else:
-        raise TypeError(f"source must be a path, a URI or a numpy array, not {type(source).__name__}")
+        raise TypeError(f"source must be a path, a URI, a numpy array or an Adapter session, "
+                        f"not {type(source).__name__}")

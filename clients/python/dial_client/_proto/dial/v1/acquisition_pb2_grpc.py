@@ -97,8 +97,8 @@ class AcquisitionServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUncertaintyMap(self, request, context):
-        """Computes one strategy's per-pixel uncertainty over an image or a window
-        of a raster, returned inline or written to a GeoTIFF.
+        """Computes one strategy's per-pixel uncertainty over an image, a window of
+        a raster or an Adapter session, returned inline or written to a GeoTIFF.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
