@@ -91,6 +91,8 @@ def _run_up(args) -> int:
         if name in ("adapter", "acquisition"):
             # The Adapter writes sessions; Acquisition reads them to rank a session's image.
             cmd += ["--session-store", str(state / "sessions")]
+        if name == "acquisition":
+            cmd += ["--job-store", str(state / "queue-jobs")]
         procs.append((name, f"{args.host}:{port}", subprocess.Popen(cmd)))
         print(f"{name:<12} grpc://{args.host}:{port}   metrics http://{args.host}:{metrics}/metrics", flush=True)
     print("DIAL is starting; Ctrl-C stops every service.", flush=True)

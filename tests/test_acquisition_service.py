@@ -1,7 +1,6 @@
 """The Acquisition service over a real in-process gRPC channel, through AcquisitionClient."""
 from __future__ import annotations
 
-import threading
 import time
 
 import grpc
@@ -9,13 +8,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from dial.acquisition.ranking import RankedPatch
 from dial.imagery.raster import GeoTiffWriter
 from dial.imagery.readers import GeoInfo
 from dial.synthetic import make_scene
-from dial_client import AcquisitionClient, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from dial_client import (
+    AcquisitionClient, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted)
 from dial_client._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc
-from dial_services.acquisition.jobs import JobManager, JobState
 
 GEO = GeoInfo("EPSG:32633", (0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0))
 
@@ -26,7 +24,8 @@ def acquisition(tiny_repo, raster_root):
 
     config = AcquisitionConfig(host="127.0.0.1", port=0, model_repo=tiny_repo, raster_roots=(raster_root,),
                                provider="cpu", default_page_size=3,
-                               session_store=raster_root.parent / "no-sessions")
+                               session_store=raster_root.parent / "no-sessions",
+                               job_store=raster_root.parent / "queue-jobs", max_rasters_per_job=4)
     running = start(config)
     with AcquisitionClient(f"127.0.0.1:{running.port}", timeout=120, retries=0) as client:
         yield client, running
@@ -272,9 +271,10 @@ def test_queue_pages_ranks_across_rasters_and_forgets_done_patches(acquisition, 
 def test_queue_requests_are_validated(acquisition, raster_root):
     client, running = acquisition
     with pytest.raises(NotFound):
-        client.job("queueJobs/nope")
-    with pytest.raises(InvalidArgument):
-        client.job("jobs/nope")
+        client.job("queueJobs/0123456789abcdef")
+    for malformed in ("jobs/0123456789abcdef", "queueJobs/nope", "queueJobs/../../etc"):
+        with pytest.raises(InvalidArgument):
+            client.job(malformed)
     with pytest.raises(InvalidArgument) as error:
         client.submit_queue([], model="tiny", strategy="nope")
     assert {v.field for v in error.value.field_violations} == {"spec.rasters", "spec.strategy"}
@@ -290,6 +290,46 @@ def test_queue_requests_are_validated(acquisition, raster_root):
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     cancelled = client.cancel(job.name)
     assert cancelled.state == "SUCCEEDED"  # a finished job is returned unchanged
+    with pytest.raises(InvalidArgument) as error:
+        client.submit_queue([path] * 5, model="tiny")
+    assert "between 1 and 4 rasters" in str(error.value)
+
+
+def test_a_queue_job_is_its_callers_alone(acquisition, raster_root):
+    _, running = acquisition
+    path = str(write_raster(raster_root, "r.tif", scene_image()))
+    address = f"127.0.0.1:{running.port}"
+    with AcquisitionClient(address, caller="alice", retries=0) as alice, \
+            AcquisitionClient(address, caller="bob", retries=0) as bob:
+        job = wait_finished(alice, alice.submit_queue([path], model="tiny", patch_size=64).name)
+        first = next(alice.queue(job))[0]
+        for call in (lambda: bob.job(job.name), lambda: bob.cancel(job.name), lambda: next(bob.queue(job)),
+                     lambda: bob.mark_done(job, [first.id])):
+            with pytest.raises(NotFound):
+                call()
+        assert alice.mark_done(job, [first.id]) == 1  # bob's attempt marked nothing
+        assert alice.job(job.name).state == "SUCCEEDED"
+
+
+def test_a_caller_with_too_many_live_jobs_is_told_to_wait(tiny_repo, raster_root):
+    from dial_services.acquisition.main import AcquisitionConfig, start
+
+    path = str(write_raster(raster_root, "r.tif", scene_image()))
+    running = start(AcquisitionConfig(host="127.0.0.1", port=0, model_repo=tiny_repo, raster_roots=(raster_root,),
+                                      provider="cpu", job_store=raster_root.parent / "jobs",
+                                      max_live_jobs_per_caller=1, session_store=raster_root.parent / "none"))
+    try:
+        with AcquisitionClient(f"127.0.0.1:{running.port}", caller="alice", retries=0) as alice:
+            # Ten rasters keep the first job live while the second is asked for.
+            first = alice.submit_queue([path] * 10, model="tiny", patch_size=64)
+            with pytest.raises(ResourceExhausted) as error:
+                alice.submit_queue([path], model="tiny", patch_size=64)
+            assert "cancel one" in error.value.message
+            alice.cancel(first.name)
+            assert wait_finished(alice, first.name).state == "CANCELLED"
+            assert wait_finished(alice, alice.submit_queue([path], model="tiny").name).state == "SUCCEEDED"
+    finally:
+        running.stop(0)
 
 
 def test_a_failed_job_reports_why_and_lists_nothing(acquisition, raster_root):
@@ -306,46 +346,6 @@ def test_strategy_time_is_exported_per_strategy(acquisition):
     client.rank(scene_image(), model="tiny", strategy="margin", patch_size=64)
     text = running.metrics.exposition().decode()
     assert 'dial_acquisition_strategy_seconds_count{strategy="margin"} 1.0' in text
-
-
-def test_cancelling_a_running_job_stops_it_between_rasters():
-    manager = JobManager(workers=1)
-    started, release = threading.Event(), threading.Event()
-    ranked = []
-
-    def rank(uri, should_stop):
-        ranked.append(uri)
-        started.set()
-        release.wait(10)
-        should_stop()
-        return [RankedPatch(1, 1.0, (0, 0, 8, 8), 1.0, ())]
-
-    job = manager.create(spec=None, rasters=["a", "b", "c"], budget=0, rank=rank)
-    assert started.wait(10)
-    assert job.snapshot().state == JobState.RUNNING
-    manager.cancel(job)
-    release.set()
-    deadline = time.monotonic() + 10
-    while job.snapshot().state == JobState.RUNNING and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert job.snapshot().state == JobState.CANCELLED
-    assert ranked == ["a"] and job.snapshot().patches == []
-    manager.close()
-
-
-def test_a_pending_job_cancels_before_it_starts():
-    manager = JobManager(workers=1)
-    release = threading.Event()
-    blocker = manager.create(None, ["a"], 0, lambda uri, stop: release.wait(10) and [])
-    waiting = manager.create(None, ["b"], 0, lambda uri, stop: pytest.fail("a cancelled job must not run"))
-    manager.cancel(waiting)
-    assert waiting.snapshot().state == JobState.CANCELLED
-    release.set()
-    deadline = time.monotonic() + 10
-    while blocker.snapshot().state != JobState.SUCCEEDED and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert blocker.snapshot().state == JobState.SUCCEEDED
-    manager.close()
 
 
 def test_dial_serve_and_up_find_the_service():

@@ -371,3 +371,19 @@ def test_dockerignore_keeps_secrets_and_state_out_of_the_context():
     ignored = (REPO / ".dockerignore").read_text().split()
     for entry in (".git", ".venv", "runs", "**/__pycache__"):
         assert entry in ignored
+
+
+def test_acquisition_replicas_share_the_queue_job_store():
+    """Queue jobs outlive the replica that took them, and any replica the HPA adds can answer for them."""
+    objects = render_module.render(K8S / "overlays" / "cpu")
+    acquisition = of_kind(objects, "Deployment")["acquisition"]
+    assert of_kind(objects, "HorizontalPodAutoscaler")["acquisition"]["spec"]["maxReplicas"] > 1
+    claim = of_kind(objects, "PersistentVolumeClaim")["dial-queues"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    spec = pod_spec(acquisition)
+    volume = next(v for v in spec["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == "dial-queues")
+    container = spec["containers"][0]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+    assert not mount.get("readOnly") and not volume["persistentVolumeClaim"].get("readOnly")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["DIAL_JOB_STORE"] == mount["mountPath"]

@@ -118,7 +118,9 @@ def test_fast_variant_changes_only_the_decoder(tiny_model, scene):
 @pytest.mark.parametrize("variant", ["full", "fast"])
 def test_every_click_keeps_teaching_when_there_are_more_crops_than_a_step_takes(tiny_model, scene, variant):
     model, manifest = tiny_model
-    adapter = DiscaAdapter(model, manifest, DiscaSettings(variant=variant, steps=40, learning_rate=1e-2,
+    # lr 2e-2: at 1e-2 one corner of the fast variant rose only 0.17 -> 0.21 on some CPUs (the tiny model
+    # is trained per test session, so its weights differ with the machine's float arithmetic).
+    adapter = DiscaAdapter(model, manifest, DiscaSettings(variant=variant, steps=40, learning_rate=2e-2,
                                                           recall_weight=0.3, crop_px=32, max_crops=2))
     p0 = adapter.start(scene).astype(np.float32)
     # One click per corner, each wanting another class than p0's: four crops of 32 px, two per step.

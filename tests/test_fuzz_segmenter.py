@@ -7,20 +7,17 @@ INTERNAL or UNKNOWN, and never a dead or unhealthy server.
 """
 from __future__ import annotations
 
-import math
-
 import grpc
 import numpy as np
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from hypothesis import HealthCheck, event, given, settings
+from grpc_health.v1 import health_pb2_grpc
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from dial_client._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
+from tests.hostile_requests import CLIENT_ERRORS, FUZZ, assert_healthy, clicks, images, mostly
 
-CLIENT_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED}
 MAX_CLICKS = 64
-FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
@@ -39,76 +36,11 @@ def fuzz_target(tiny_repo, tiny_manifest, tmp_path_factory):
     running.stop(0)
 
 
-SIDES = st.one_of(st.sampled_from([0, 1, 2, 31, 64, 257, 65535, 2**31, 2**32 - 1]), st.integers(0, 96))
-DTYPES = st.sampled_from([common_pb2.DATA_TYPE_UNSPECIFIED, common_pb2.DATA_TYPE_UINT8, common_pb2.DATA_TYPE_UINT16,
-                          3, 17, 2**31 - 1])
-FLOATS = st.floats(allow_nan=True, allow_infinity=True)
-PIXELS = st.one_of(st.integers(0, 60), SIDES)
-
-
-def mostly(usual, unusual: st.SearchStrategy) -> st.SearchStrategy:
-    """``usual`` three times in four, so hostile values elsewhere still reach deep code."""
-    return st.tuples(st.integers(0, 3), unusual).map(lambda pair: pair[1] if pair[0] == 3 else usual)
-
-
-@st.composite
-def images(draw, manifest) -> common_pb2.Image:
-    if draw(st.integers(0, 2)) != 2:
-        # Well-formed for the model, so most requests reach click handling and inference.
-        height, width, bands = draw(st.integers(1, 48)), draw(st.integers(1, 48)), manifest.n_bands
-        dtype = {"uint8": common_pb2.DATA_TYPE_UINT8, "uint16": common_pb2.DATA_TYPE_UINT16}[manifest.input_dtype]
-        size = height * width * bands * (2 if dtype == common_pb2.DATA_TYPE_UINT16 else 1)
-        data = draw(st.binary(min_size=size, max_size=size))
-    else:
-        height, width = draw(SIDES), draw(SIDES)
-        bands = draw(st.sampled_from([0, 1, 3, 4, 9, 2**32 - 1]))
-        dtype = draw(DTYPES)
-        data = draw(st.binary(max_size=512))
-    image = common_pb2.Image(data=data, dtype=dtype, height=height, width=width, bands=bands)
-    geo = draw(st.sampled_from(["none", "valid", "hostile"]))
-    if geo == "valid":
-        image.geo.crs = "EPSG:32631"
-        image.geo.transform.extend([0.5, 0.0, 500000.0, 0.0, -0.5, 5000000.0])
-    elif geo == "hostile":
-        image.geo.crs = draw(st.sampled_from(["", "EPSG:32631", "EPSG:4326", "EPSG:999999", "not a crs"]))
-        image.geo.transform.extend(draw(st.lists(FLOATS, max_size=7)))
-    return image
-
-
-@st.composite
-def clicks(draw) -> list[common_pb2.Click]:
-    count = draw(st.one_of(st.integers(0, 6), st.sampled_from([MAX_CLICKS, MAX_CLICKS + 1, 5000])))
-    kind = draw(st.sampled_from(["pixel", "map", "none", "mixed"]))
-    out = []
-    for i in range(count):
-        # Past the first few, clicks repeat cheaply: huge lists test the limit, not hypothesis.
-        drawn = i < 8
-        click = common_pb2.Click(class_id=draw(st.sampled_from([0, 1, 5, 6, 255, 2**32 - 1])) if drawn else 1)
-        chosen = kind if kind != "mixed" else ("pixel", "map", "none")[i % 3]
-        if chosen == "pixel":
-            click.pixel.row, click.pixel.col = (draw(PIXELS), draw(PIXELS)) if drawn else (i % 7, i % 5)
-        elif chosen == "map":
-            if drawn and draw(st.booleans()):
-                # Inside the "valid" georeference of images(): 0.5 m pixels from (500000, 5000000).
-                x, y = 500000.0 + draw(st.floats(-5, 30)), 5000000.0 - draw(st.floats(-5, 30))
-            else:
-                x, y = (draw(FLOATS), draw(FLOATS)) if drawn else (float(i), math.nan)
-            click.map.x, click.map.y = x, y
-            click.map.crs = draw(st.sampled_from(["", "", "EPSG:32631", "EPSG:4326", "garbage"])) if drawn else ""
-        out.append(click)
-    return out
-
-
-def assert_healthy(health) -> None:
-    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=10)
-    assert reply.status == health_pb2.HealthCheckResponse.SERVING
-
-
 def test_hostile_predict_requests_get_client_errors(fuzz_target):
     stub, health, manifest, _ = fuzz_target
 
     @FUZZ
-    @given(image=images(manifest), click_list=clicks(),
+    @given(image=images(manifest), click_list=clicks(MAX_CLICKS),
            model=mostly("tiny", st.sampled_from(["", "missing", "../etc", "tiny\x00"])),
            version=mostly("", st.sampled_from(["1", "999", "latest", "-1"])),
            probabilities=st.booleans())

@@ -1,160 +1,289 @@
-"""Queue jobs: rank patches over many rasters in background threads.
+"""Queue jobs: rank patches over many rasters in background workers, on whichever replica is free.
 
-A job owns its state behind a lock; workers only move it forward
-(PENDING -> RUNNING -> SUCCEEDED | FAILED | CANCELLED). Cancellation is
-cooperative: it is noticed between rasters and between the stages of one,
-so a cancelled job stops within one raster's ranking time. Ranks are final
-only once every raster is done, because a later raster may hold better
-patches; hence patches are listed only from SUCCEEDED jobs.
+Jobs live in the shared :class:`JobStore`, so every replica answers for every
+job. Each replica runs a few worker threads that take PENDING jobs from the
+store, oldest first. The replica running a job holds a lease on it and renews
+it while it works; a replica that stops hands its jobs back (PENDING), and the
+leases of one that dies lapse, so another replica starts those jobs again and
+a rolling update or a lost pod loses no job. Cancellation is a flag on the job
+that its replica notices between rasters and between the stages of one. Ranks
+are final only once every raster is done, because a later raster may hold
+better patches; hence patches are listed only from SUCCEEDED jobs.
 """
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from enum import Enum
+from collections import OrderedDict
+from dataclasses import replace
 from typing import Callable, Sequence
 
 from dial.acquisition.ranking import RankedPatch
+from dial_services.acquisition.job_store import FINAL, JobRecord, JobStore, StoredPatch, new_job_id, with_changes
 
 log = logging.getLogger(__name__)
 
-
-class JobState(Enum):
-    PENDING = 1
-    RUNNING = 2
-    SUCCEEDED = 3
-    FAILED = 4
-    CANCELLED = 5
-
-
-FINAL = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+# rank(raster_uri, should_stop) -> (that raster's ranked patches, best first; its georeference, JSON-able)
+RankRaster = Callable[[str, Callable[[], None]], tuple[Sequence[RankedPatch], object]]
+# plan(stored spec) -> how to rank the job's rasters; called on the replica that runs the job
+Plan = Callable[[bytes], RankRaster]
 
 
 class JobCancelled(Exception):
     """Raised inside a worker when its job has been asked to stop."""
 
 
-@dataclass(frozen=True)
-class QueuedPatch:
-    id: str
-    raster_uri: str
-    patch: RankedPatch
+class JobLost(Exception):
+    """Raised inside a worker when its replica no longer holds the job (it is stopping, or its lease lapsed)."""
 
 
-@dataclass
-class Job:
-    id: str
-    spec: object
-    rasters: tuple[str, ...]
-    budget: int
-    state: JobState = JobState.PENDING
-    rasters_done: int = 0
-    error_message: str = ""
-    create_time: float = field(default_factory=time.time)
-    update_time: float = field(default_factory=time.time)
-    patches: list[QueuedPatch] = field(default_factory=list)
-    done: set[str] = field(default_factory=set)
-    cancel: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def name(self) -> str:
-        return f"queueJobs/{self.id}"
-
-    def snapshot(self) -> "Job":
-        with self.lock:
-            return replace(self, patches=list(self.patches), done=set(self.done))
-
-    def _set(self, **changes) -> None:
-        with self.lock:
-            for key, value in changes.items():
-                setattr(self, key, value)
-            self.update_time = time.time()
-
-
-# rank(raster_uri, should_stop) -> ranked patches of that raster, best first
-RankRaster = Callable[[str, Callable[[], None]], Sequence[RankedPatch]]
+class TooManyJobs(Exception):
+    def __init__(self, live: int):
+        super().__init__(live)
+        self.live = live
 
 
 class JobManager:
-    def __init__(self, workers: int = 1):
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="queue-job")
-        self._jobs: dict[str, Job] = {}
+    def __init__(self, store: JobStore, plan: Plan, *, workers: int = 1, ttl_seconds: float = 24 * 3600.0,
+                 max_live_per_owner: int = 16, lease_seconds: float = 60.0, poll_seconds: float = 2.0,
+                 clock: Callable[[], float] = time.time, replica: str | None = None):
+        self.store = store
+        self.plan = plan
+        self.ttl_seconds = ttl_seconds
+        self.max_live_per_owner = max_live_per_owner
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.clock = clock
+        self.replica = replica or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._running: set[str] = set()
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._queues: OrderedDict[str, tuple[list[StoredPatch], dict]] = OrderedDict()
+        self._threads = [threading.Thread(target=self._work, name=f"queue-job-{i}", daemon=True)
+                         for i in range(workers)]
+        self._threads.append(threading.Thread(target=self._keep_leases, name="queue-job-leases", daemon=True))
+        for thread in self._threads:
+            thread.start()
 
-    def create(self, spec: object, rasters: Sequence[str], budget: int, rank: RankRaster) -> Job:
-        job = Job(uuid.uuid4().hex[:16], spec, tuple(rasters), budget)
-        with self._lock:
-            self._jobs[job.id] = job
-        self._executor.submit(self._run, job, rank)
-        return job
+    # -- what callers ask --------------------------------------------------
+    def create(self, owner: str, spec: bytes, rasters: Sequence[str], budget: int) -> JobRecord:
+        """A new PENDING job; TooManyJobs when ``owner`` already has the most live jobs allowed."""
+        with self._lock:  # exact on one replica; replicas racing may admit one or two over
+            live = sum(1 for r in self._live_records() if r.owner == owner)
+            if live >= self.max_live_per_owner:
+                raise TooManyJobs(live)
+            now = self.clock()
+            record = JobRecord(new_job_id(), owner, spec, tuple(rasters), budget, now, now)
+            self.store.create(record)
+        self._wake.set()
+        return record
 
-    def get(self, job_id: str) -> Job | None:
-        with self._lock:
-            return self._jobs.get(job_id)
+    def get(self, job_id: str, owner: str) -> JobRecord | None:
+        """The job, or None when there is none that ``owner`` may see (another caller's job looks missing)."""
+        record = self.store.read(job_id)
+        if record is None or record.owner != owner or self._expired(record, self.clock()):
+            return None
+        return record
 
-    def cancel(self, job: Job) -> None:
-        job.cancel.set()
-        with job.lock:
-            if job.state == JobState.PENDING:
-                job.state, job.update_time = JobState.CANCELLED, time.time()
+    def cancel(self, record: JobRecord) -> JobRecord:
+        """Cancel a PENDING job at once; ask a RUNNING one to stop (its replica notices within one stage)."""
+        def change(r: JobRecord) -> JobRecord | None:
+            if r.state in FINAL or r.cancel_requested:
+                return None
+            if r.state == "PENDING":
+                return with_changes(r, self.clock(), state="CANCELLED", cancel_requested=True)
+            return with_changes(r, self.clock(), cancel_requested=True)
 
-    def _run(self, job: Job, rank: RankRaster) -> None:
-        def should_stop() -> None:
-            if job.cancel.is_set():
-                raise JobCancelled()
+        return self.store.update(record.id, change) or record
 
-        with job.lock:
-            if job.state != JobState.PENDING:
-                return
-            job.state, job.update_time = JobState.RUNNING, time.time()
-        try:
-            found: list[QueuedPatch] = []
-            for index, uri in enumerate(job.rasters):
-                should_stop()
-                for patch in rank(uri, should_stop):
-                    r, c, _, _ = patch.window
-                    found.append(QueuedPatch(f"{index}-{r}-{c}", uri, patch))
-                job._set(rasters_done=index + 1)
-            should_stop()
-            found.sort(key=lambda q: -q.patch.score)
-            if job.budget:
-                found = found[: job.budget]
-            ranked = [replace(q, patch=replace(q.patch, rank=i + 1)) for i, q in enumerate(found)]
-            job._set(patches=ranked, state=JobState.SUCCEEDED)
-        except JobCancelled:
-            job._set(state=JobState.CANCELLED)
-        except Exception as error:  # noqa: BLE001 - a job's failure is reported on the job, not raised
-            log.exception("queue job %s failed", job.id)
-            job._set(state=JobState.FAILED, error_message=f"{type(error).__name__}: {error}")
-
-    def page(self, job: Job, page_size: int, after_rank: int) -> tuple[list[QueuedPatch], int | None]:
-        """Patches not yet done with rank > ``after_rank``; the rank to continue after, or None at the end."""
-        with job.lock:
-            remaining = [q for q in job.patches if q.patch.rank > after_rank and q.id not in job.done]
+    def page(self, record: JobRecord, page_size: int, after_rank: int
+             ) -> tuple[list[StoredPatch], dict, int | None]:
+        """Patches not yet done with rank > ``after_rank``, the rasters' georeferences, and the rank to
+        continue after (None at the end). Call only for a SUCCEEDED job."""
+        patches, geos = self._queue(record.id)
+        done = self.store.read_done(record.id)
+        remaining = [q for q in patches if q.patch.rank > after_rank and q.id not in done]
         page = remaining[:page_size]
         more = len(remaining) > page_size
-        return page, (page[-1].patch.rank if more and page else None)
+        return page, geos, (page[-1].patch.rank if more and page else None)
 
-    def mark_done(self, job: Job, ids: Sequence[str]) -> tuple[int, list[str]]:
+    def mark_done(self, record: JobRecord, ids: Sequence[str]) -> tuple[int, list[str]]:
         """(newly marked, unknown ids); nothing is marked when any id is unknown."""
-        with job.lock:
-            known = {q.id for q in job.patches}
-            unknown = [i for i in ids if i not in known]
-            if unknown:
-                return 0, unknown
-            new = set(ids) - job.done
-            job.done |= new
-            job.update_time = time.time()
+        known = {q.id for q in self._queue(record.id)[0]}
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            return 0, unknown
+        with self.store.locked(record.id) as current:
+            if current is None:
+                return 0, list(ids)
+            done = self.store.read_done(record.id)
+            new = set(ids) - done
+            if new:
+                self.store.write_done(record.id, done | new)
+                # Marking is use: a queue being worked through does not expire.
+                self.store.commit(with_changes(current, self.clock()))
             return len(new), []
 
     def close(self) -> None:
+        """Stop taking jobs and hand the ones running here back, so another replica takes them at once."""
+        self._stop.set()
+        self._wake.set()
         with self._lock:
-            jobs = list(self._jobs.values())
-        for job in jobs:
-            job.cancel.set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+            running = list(self._running)
+        for job_id in running:
+            self.store.update(job_id, lambda r: with_changes(r, self.clock(), state="PENDING", holder="",
+                                                             lease_until=0.0, rasters_done=0)
+                              if r.state == "RUNNING" and r.holder == self.replica else None)
+
+    # -- the store ---------------------------------------------------------
+    def _expired(self, record: JobRecord, now: float) -> bool:
+        return self.ttl_seconds > 0 and record.state in FINAL and now - record.update_time > self.ttl_seconds
+
+    def _live_records(self) -> list[JobRecord]:
+        records = [self.store.read(job_id) for job_id in self.store.live_ids()]
+        return sorted((r for r in records if r is not None), key=lambda r: r.create_time)
+
+    def _queue(self, job_id: str) -> tuple[list[StoredPatch], dict]:
+        # A SUCCEEDED job's queue never changes, so pages of it are served from memory.
+        with self._lock:
+            if job_id in self._queues:
+                self._queues.move_to_end(job_id)
+                return self._queues[job_id]
+        queue = self.store.read_patches(job_id)
+        with self._lock:
+            self._queues[job_id] = queue
+            while len(self._queues) > 8:
+                self._queues.popitem(last=False)
+        return queue
+
+    # -- the workers -------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                record = self._claim()
+            except Exception:  # noqa: BLE001 - a store hiccup must not kill the worker
+                log.exception("taking a queue job failed")
+                record = None
+            if record is None:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+                continue
+            self._run(record)
+
+    def _claim(self) -> JobRecord | None:
+        for candidate in self._live_records():
+            now = self.clock()
+            claimed: list[JobRecord] = []
+
+            def change(r: JobRecord) -> JobRecord | None:
+                if r.state in FINAL:
+                    return r  # committing again clears a live mark left by a crash
+                if r.state == "RUNNING" and r.lease_until >= now:
+                    return None
+                if r.cancel_requested:
+                    return with_changes(r, now, state="CANCELLED", holder="", lease_until=0.0)
+                claimed.append(with_changes(r, now, state="RUNNING", holder=self.replica,
+                                            lease_until=now + self.lease_seconds, rasters_done=0))
+                return claimed[0]
+
+            if self._stop.is_set():
+                return None
+            self.store.update(candidate.id, change)
+            if claimed:
+                with self._lock:
+                    self._running.add(candidate.id)
+                return claimed[0]
+        return None
+
+    def _held(self, job_id: str, **changes) -> None:
+        """Commit ``changes`` if this replica still holds the job; JobLost otherwise."""
+        committed: list[JobRecord] = []
+
+        def change(r: JobRecord) -> JobRecord | None:
+            if r.state != "RUNNING" or r.holder != self.replica:
+                return None
+            committed.append(with_changes(r, self.clock(), **changes))
+            return committed[0]
+
+        if self._stop.is_set():
+            raise JobLost()
+        self.store.update(job_id, change)
+        if not committed:
+            raise JobLost()
+
+    def _run(self, record: JobRecord) -> None:
+        job_id = record.id
+
+        def should_stop() -> None:
+            current = self.store.read(job_id)
+            if self._stop.is_set() or current is None or current.holder != self.replica:
+                raise JobLost()
+            if current.cancel_requested:
+                raise JobCancelled()
+
+        try:
+            rank = self.plan(record.spec)
+            found: list[StoredPatch] = []
+            geos: dict[str, object] = {}
+            for index, uri in enumerate(record.rasters):
+                should_stop()
+                patches, geos[uri] = rank(uri, should_stop)
+                found += [StoredPatch(f"{index}-{p.window[0]}-{p.window[1]}", uri, p) for p in patches]
+                self._held(job_id, rasters_done=index + 1)
+            should_stop()
+            found.sort(key=lambda q: -q.patch.score)
+            if record.budget:
+                found = found[: record.budget]
+            ranked = [replace(q, patch=replace(q.patch, rank=i + 1)) for i, q in enumerate(found)]
+            # The queue is written before the state that announces it, so SUCCEEDED always has one.
+            self.store.write_patches(job_id, ranked, geos)
+            self._held(job_id, state="SUCCEEDED", holder="", lease_until=0.0)
+        except JobCancelled:
+            self._end(job_id, state="CANCELLED")
+        except JobLost:
+            log.info("queue job %s left this replica", job_id)
+        except Exception as error:  # noqa: BLE001 - a job's failure is reported on the job, not raised
+            log.exception("queue job %s failed", job_id)
+            self._end(job_id, state="FAILED", error_message=f"{type(error).__name__}: {error}")
+        finally:
+            with self._lock:
+                self._running.discard(job_id)
+
+    def _end(self, job_id: str, **changes) -> None:
+        with_holder_cleared = dict(changes, holder="", lease_until=0.0)
+        self.store.update(job_id, lambda r: with_changes(r, self.clock(), **with_holder_cleared)
+                          if r.state == "RUNNING" and r.holder == self.replica else None)
+
+    def _keep_leases(self) -> None:
+        last_purge = 0.0
+        while not self._stop.wait(self.lease_seconds / 4):
+            now = self.clock()
+            with self._lock:
+                running = list(self._running)
+            for job_id in running:
+                try:
+                    self.store.update(job_id, lambda r: replace(r, lease_until=now + self.lease_seconds)
+                                      if r.state == "RUNNING" and r.holder == self.replica else None)
+                except Exception:  # noqa: BLE001 - retried at the next renewal, well within the lease
+                    log.exception("renewing the lease of queue job %s failed", job_id)
+            if now - last_purge > min(60.0, self.ttl_seconds or 60.0):
+                last_purge = now
+                self.forget_expired()
+
+    def forget_expired(self) -> int:
+        """Delete finished jobs idle for longer than the TTL; how many were deleted."""
+        deleted = 0
+        for job_id in self.store.ids():
+            with self.store.locked(job_id) as record:
+                if record is None or not self._expired(record, self.clock()):
+                    continue
+                self.store.delete(job_id)
+            deleted += 1
+            with self._lock:
+                self._queues.pop(job_id, None)
+        return deleted

@@ -17,13 +17,15 @@ from dial.imagery.readers import GeoInfo
 from dial.inference.predictors import OnnxPredictor
 from dial.model.repository import ModelRef, ModelRepository
 from dial_client._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc, common_pb2
-from dial_services.acquisition.jobs import FINAL, Job, JobManager, JobState
+from dial_services.acquisition.job_store import JobRecord, JobStore, is_job_id
+from dial_services.acquisition.jobs import JobManager, TooManyJobs
 from dial_services.acquisition.sessions import SessionReader
 from dial_services.adapter.store import session_id_of
 from dial_services.common.auth import caller_identity
 from dial_services.common.config import ModelServingConfig
 from dial_services.common.convert import geo_to_proto
-from dial_services.common.errors import Violations, failed_precondition, invalid_argument, not_found
+from dial_services.common.errors import (
+    Violations, failed_precondition, invalid_argument, not_found, resource_exhausted)
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.uri_policy import UriPolicy
 from dial_services.common.validation import (
@@ -99,25 +101,26 @@ def timestamp(seconds: float) -> Timestamp:
     return ts
 
 
-def job_to_proto(job: Job) -> acquisition_pb2.QueueJob:
-    job = job.snapshot()
+def job_to_proto(job: JobRecord) -> acquisition_pb2.QueueJob:
     return acquisition_pb2.QueueJob(
-        name=job.name, spec=job.spec, state=job.state.value,
+        name=f"queueJobs/{job.id}", spec=acquisition_pb2.QueueJobSpec.FromString(job.spec),
+        state=acquisition_pb2.QueueJob.State.Value(job.state),
         progress=acquisition_pb2.QueueJobProgress(rasters_done=job.rasters_done, rasters_total=len(job.rasters)),
         error_message=job.error_message, create_time=timestamp(job.create_time),
         update_time=timestamp(job.update_time))
 
 
 class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
-    def __init__(self, config, models: AcquisitionModels, jobs: JobManager, metrics: ServiceMetrics):
+    def __init__(self, config, models: AcquisitionModels, metrics: ServiceMetrics):
         self.config = config
         self.models = models
-        self.jobs = jobs
+        self.jobs = JobManager(JobStore(config.job_store), self._plan_queue_job, workers=config.queue_workers,
+                               ttl_seconds=config.job_ttl_seconds, max_live_per_owner=config.max_live_jobs_per_caller,
+                               lease_seconds=config.job_lease_seconds)
         self.sessions = SessionReader(config.session_store, config.session_ttl_seconds)
         self.policy = UriPolicy(config.raster_roots, config.raster_schemes)
         self.strategy_seconds = metrics.histogram(
             "dial_acquisition_strategy_seconds", "time to compute one strategy's map over one image", ["strategy"])
-        self._geos: dict[str, dict] = {}
         self.patches_ranked = metrics.counter("dial_acquisition_patches_ranked", "patches returned", ["strategy"])
 
     # -- sources -----------------------------------------------------------
@@ -252,53 +255,65 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
     def CreateQueueJob(self, request, context) -> acquisition_pb2.QueueJob:
         spec = request.spec
         v = Violations()
-        v.check(len(spec.rasters) > 0, "spec.rasters", "at least one raster is required")
+        v.check(0 < len(spec.rasters) <= self.config.max_rasters_per_job, "spec.rasters",
+                f"between 1 and {self.config.max_rasters_per_job} rasters per job; split larger sets into jobs")
         check_strategy(v, spec.strategy, "spec.strategy")
         check_options(v, "spec.", spec.patch_size_px, spec.reduction, spec.hint_quantile)
         v.raise_if_any()
         model = self.models.get(model_ref(spec.model, "spec.model"))
         for i, raster in enumerate(spec.rasters):
             self.policy.readable(raster.uri, f"spec.rasters[{i}].uri")
+        stored = acquisition_pb2.QueueJobSpec()
+        stored.CopyFrom(spec)
+        # Pinned, so a replica that takes the job over ranks with the model it was submitted for.
+        stored.model.version = model.manifest.version
+        caller = caller_identity(context)
+        try:
+            job = self.jobs.create(caller, stored.SerializeToString(), [r.uri for r in spec.rasters],
+                                   spec.max_patches)
+        except TooManyJobs as error:
+            raise resource_exhausted(
+                f"{caller} has {error.live} queue jobs pending or running, the most one caller may have "
+                f"({self.config.max_live_jobs_per_caller}); wait for one to finish or cancel one") from None
+        return job_to_proto(job)
+
+    def _plan_queue_job(self, stored: bytes):
+        """How to rank a stored job's rasters, on whichever replica runs it."""
+        spec = acquisition_pb2.QueueJobSpec.FromString(stored)
+        model = self.models.get(ModelRef(spec.model.name, spec.model.version or None))
         options = dict(patch_px=spec.patch_size_px or model.manifest.tile_px, reduction=REDUCTIONS[spec.reduction],
                        max_patches=spec.max_patches, cost_weighting=spec.cost_weighting,
                        hint_quantile=spec.hint_quantile or DEFAULT_HINT_QUANTILE)
-        geos: dict[str, Geo | None] = {}
 
         def rank(uri: str, should_stop: Callable[[], None]):
-            image, geos[uri] = self._read_raster(uri, "raster", model.manifest)
+            image, geo = self._read_raster(uri, "raster", model.manifest)
             should_stop()
             strategy, result = self._compute(spec.strategy, model, image)
             should_stop()
-            return list(iter_ranked_patches(strategy, result, **options))
+            return list(iter_ranked_patches(strategy, result, **options)), geo
 
-        copied = acquisition_pb2.QueueJobSpec()
-        copied.CopyFrom(spec)
-        job = self.jobs.create(copied, [r.uri for r in spec.rasters], spec.max_patches, rank)
-        self._geos[job.id] = geos
-        return job_to_proto(job)
+        return rank
 
-    def _job(self, name: str, field: str) -> Job:
+    def _job(self, name: str, field: str, context) -> JobRecord:
         prefix = "queueJobs/"
-        if not name.startswith(prefix) or len(name) == len(prefix):
-            raise invalid_argument([(field, "must be a job name 'queueJobs/{id}'")])
-        job = self.jobs.get(name[len(prefix):])
+        if not name.startswith(prefix) or not is_job_id(name[len(prefix):]):
+            raise invalid_argument([(field, f"must be a job name 'queueJobs/{{id}}', got {name[:80]!r}")])
+        # Another caller's job is reported as missing, so job names reveal nothing.
+        job = self.jobs.get(name[len(prefix):], caller_identity(context))
         if job is None:
             raise not_found(f"no queue job {name}")
         return job
 
     def GetQueueJob(self, request, context) -> acquisition_pb2.QueueJob:
-        return job_to_proto(self._job(request.name, "name"))
+        return job_to_proto(self._job(request.name, "name", context))
 
     def CancelQueueJob(self, request, context) -> acquisition_pb2.QueueJob:
-        job = self._job(request.name, "name")
-        if job.state not in FINAL:
-            self.jobs.cancel(job)
-        return job_to_proto(job)
+        return job_to_proto(self.jobs.cancel(self._job(request.name, "name", context)))
 
     def ListQueuePatches(self, request, context) -> acquisition_pb2.ListQueuePatchesResponse:
         if request.page_size < 0:
             raise invalid_argument([("page_size", "must be >= 0")])
-        job = self._job(request.parent, "parent")
+        job = self._job(request.parent, "parent", context)
         after = 0
         if request.page_token:
             try:
@@ -307,11 +322,10 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
                 raise invalid_argument([("page_token", "not a token this server issued")]) from None
             if after < 0:
                 raise invalid_argument([("page_token", "not a token this server issued")])
-        if job.state != JobState.SUCCEEDED:
-            raise failed_precondition(f"{job.name} is {job.state.name}; patches are listed once it has SUCCEEDED")
+        if job.state != "SUCCEEDED":
+            raise failed_precondition(f"queueJobs/{job.id} is {job.state}; patches are listed once it has SUCCEEDED")
         size = min(request.page_size or self.config.default_page_size, self.config.max_page_size)
-        page, next_after = self.jobs.page(job, size, after)
-        geos = self._geos.get(job.id, {})
+        page, geos, next_after = self.jobs.page(job, size, after)
         return acquisition_pb2.ListQueuePatchesResponse(
             patches=[acquisition_pb2.QueuedPatch(id=q.id, raster_uri=q.raster_uri,
                                                  patch=patch_to_proto(q.patch, geos.get(q.raster_uri)))
@@ -319,7 +333,9 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
             next_page_token="" if next_after is None else str(next_after))
 
     def MarkPatchesDone(self, request, context) -> acquisition_pb2.MarkPatchesDoneResponse:
-        job = self._job(request.name, "name")
+        job = self._job(request.name, "name", context)
+        if job.state != "SUCCEEDED":
+            raise failed_precondition(f"queueJobs/{job.id} is {job.state}; only a SUCCEEDED job has patches to mark")
         marked, unknown = self.jobs.mark_done(job, list(request.patch_ids))
         if unknown:
             raise invalid_argument([("patch_ids", f"unknown patch ids {unknown[:5]}; nothing was marked")])

@@ -19,7 +19,6 @@ renaming a complete staging folder.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import io
 import json
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dial_services.common.durable import fsync_dir, open_lock, write_atomic
 from dial_services.common.errors import invalid_argument
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
@@ -90,44 +90,10 @@ def session_id_of(name: str, field: str = "name") -> str:
     return session_id
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old or the new file, whole, even after a crash."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
 def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
-
-
-def _open_lock(path: Path) -> int:
-    try:
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as error:
-        if error.errno != errno.EROFS:
-            raise
-    # On a store remounted read-only, sessions must stay readable: flock works on a read-only descriptor.
-    return os.open(path, os.O_RDONLY)
 
 
 class SessionStore:
@@ -145,7 +111,7 @@ class SessionStore:
         (or, with ``blocking=False``, when another holder has it)."""
         path = self.folder(session_id) / "lock"
         try:
-            fd = _open_lock(path)
+            fd = open_lock(path)
         except FileNotFoundError:
             yield False
             return
@@ -217,7 +183,7 @@ class SessionStore:
             write_atomic(staging / "meta.json", record.to_json().encode())
             (staging / "lock").touch()
             os.replace(staging, self.folder(record.id))
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

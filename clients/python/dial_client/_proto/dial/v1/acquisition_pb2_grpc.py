@@ -30,6 +30,13 @@ class AcquisitionStub:
     the model's per-pixel uncertainty, and keeps annotation queues over many
     rasters as long-running jobs.
 
+    A queue job belongs to the caller that created it: another caller's job is
+    NOT_FOUND, as is a finished job the server no longer keeps (it keeps one
+    for a configured time after its last change; marking patches done is a
+    change). Jobs are stored where every replica of the service can read them,
+    so any replica answers for any job, and a job whose replica stops is taken
+    over and started again by another.
+
     Strategies (the `strategy` fields): "random", "entropy", "margin",
     "mc_dropout", "odin", "confidnet", "metaseg" and "metabox". An unknown
     name is INVALID_ARGUMENT.
@@ -83,6 +90,13 @@ class AcquisitionServicer:
     the model's per-pixel uncertainty, and keeps annotation queues over many
     rasters as long-running jobs.
 
+    A queue job belongs to the caller that created it: another caller's job is
+    NOT_FOUND, as is a finished job the server no longer keeps (it keeps one
+    for a configured time after its last change; marking patches done is a
+    change). Jobs are stored where every replica of the service can read them,
+    so any replica answers for any job, and a job whose replica stops is taken
+    over and started again by another.
+
     Strategies (the `strategy` fields): "random", "entropy", "margin",
     "mc_dropout", "odin", "confidnet", "metaseg" and "metabox". An unknown
     name is INVALID_ARGUMENT.
@@ -106,7 +120,8 @@ class AcquisitionServicer:
 
     def CreateQueueJob(self, request, context):
         """Starts ranking patches over many rasters in the background and returns
-        the job at once, in state PENDING or RUNNING.
+        the job at once, in state PENDING or RUNNING. RESOURCE_EXHAUSTED when the
+        caller already has the most jobs pending or running that one caller may.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -120,8 +135,9 @@ class AcquisitionServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelQueueJob(self, request, context):
-        """Asks a running job to stop. A job that has already finished is returned
-        unchanged.
+        """Cancels a PENDING job at once and asks a RUNNING one to stop, which it
+        does between rasters (it is returned still RUNNING until then). A job
+        that has already finished is returned unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -137,7 +153,8 @@ class AcquisitionServicer:
         raise NotImplementedError('Method not implemented!')
 
     def MarkPatchesDone(self, request, context):
-        """Marks patches as annotated so that they leave the queue.
+        """Marks patches of a SUCCEEDED job as annotated so that they leave the
+        queue; FAILED_PRECONDITION before the job has SUCCEEDED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -193,6 +210,13 @@ class Acquisition:
     """Ranks image patches by how much annotating them is expected to help, from
     the model's per-pixel uncertainty, and keeps annotation queues over many
     rasters as long-running jobs.
+
+    A queue job belongs to the caller that created it: another caller's job is
+    NOT_FOUND, as is a finished job the server no longer keeps (it keeps one
+    for a configured time after its last change; marking patches done is a
+    change). Jobs are stored where every replica of the service can read them,
+    so any replica answers for any job, and a job whose replica stops is taken
+    over and started again by another.
 
     Strategies (the `strategy` fields): "random", "entropy", "margin",
     "mc_dropout", "odin", "confidnet", "metaseg" and "metabox". An unknown

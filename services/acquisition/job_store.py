@@ -1,0 +1,188 @@
+"""Queue jobs on a folder that every Acquisition replica shares, so any replica answers for any job.
+
+Layout of ``<root>/<id>/``:
+
+* ``job.json`` -- the commit point: owner, spec, rasters, budget, state,
+  progress, error, timestamps, a cancel request, and the lease (which replica
+  runs the job, and until when);
+* ``patches.json`` -- the ranked queue, written before ``job.json`` says
+  SUCCEEDED and never changed after;
+* ``done.json`` -- the ids of the patches marked done;
+* ``lock`` -- the file ``fcntl.flock`` serialises changes on, across replicas.
+
+``<root>/live/<id>`` marks a job that is PENDING or RUNNING, so that finding
+work does not read every finished job the store still keeps.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+from dial.acquisition.ranking import RankedPatch
+from dial_services.common.durable import fsync_dir, open_lock, write_atomic
+
+_ID = re.compile(r"^[0-9a-f]{16}$")
+LIVE = ("PENDING", "RUNNING")
+FINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def is_job_id(text: str) -> bool:
+    return bool(_ID.match(text))
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A queue job's durable state; ``spec`` is opaque bytes (the service's serialised request)."""
+
+    id: str
+    owner: str
+    spec: bytes
+    rasters: tuple[str, ...]
+    budget: int
+    create_time: float
+    update_time: float
+    state: str = "PENDING"
+    rasters_done: int = 0
+    error_message: str = ""
+    cancel_requested: bool = False
+    holder: str = ""
+    lease_until: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self) | {"spec": base64.b64encode(self.spec).decode()}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "JobRecord":
+        data = json.loads(text)
+        return cls(**data | {"spec": base64.b64decode(data["spec"]), "rasters": tuple(data["rasters"])})
+
+
+@dataclass(frozen=True)
+class StoredPatch:
+    id: str
+    raster_uri: str
+    patch: RankedPatch
+
+
+def _patch_to_json(q: StoredPatch) -> dict:
+    p = q.patch
+    return {"id": q.id, "uri": q.raster_uri, "rank": p.rank, "score": p.score, "window": list(p.window),
+            "cost": p.estimated_click_cost, "hints": [list(h) for h in p.hints]}
+
+
+def _patch_from_json(d: dict) -> StoredPatch:
+    return StoredPatch(d["id"], d["uri"], RankedPatch(d["rank"], d["score"], tuple(d["window"]), d["cost"],
+                                                      tuple(tuple(h) for h in d["hints"])))
+
+
+class JobStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        (self.root / "live").mkdir(parents=True, exist_ok=True)
+
+    def folder(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    @contextlib.contextmanager
+    def locked(self, job_id: str) -> Iterator[JobRecord | None]:
+        """Hold the job's cross-replica lock; yields its record, or None when there is no such job."""
+        try:
+            fd = open_lock(self.folder(job_id) / "lock")
+        except FileNotFoundError:
+            yield None
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield self.read(job_id)
+        finally:
+            os.close(fd)
+
+    def read(self, job_id: str) -> JobRecord | None:
+        if not is_job_id(job_id):
+            return None
+        try:
+            return JobRecord.from_json((self.folder(job_id) / "job.json").read_text())
+        except FileNotFoundError:
+            return None
+
+    def create(self, record: JobRecord) -> None:
+        """Write a whole job into a staging folder, then rename it into place and mark it live."""
+        staging = self.root / f".staging-{record.id}"
+        try:
+            staging.mkdir()
+            write_atomic(staging / "job.json", record.to_json().encode())
+            (staging / "lock").touch()
+            os.replace(staging, self.folder(record.id))
+            (self.root / "live" / record.id).touch()
+            fsync_dir(self.root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def commit(self, record: JobRecord) -> JobRecord:
+        """Make ``record`` the job's state; call with its lock held."""
+        write_atomic(self.folder(record.id) / "job.json", record.to_json().encode())
+        if record.state in FINAL:
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / "live" / record.id).unlink()
+        return record
+
+    def update(self, job_id: str, change: Callable[[JobRecord], JobRecord | None]) -> JobRecord | None:
+        """Apply ``change`` under the lock; it returns the new record, or None to leave the job as it is."""
+        with self.locked(job_id) as record:
+            if record is None:
+                return None
+            changed = change(record)
+            return record if changed is None else self.commit(changed)
+
+    def live_ids(self) -> list[str]:
+        return sorted(name for name in os.listdir(self.root / "live") if is_job_id(name))
+
+    def ids(self) -> list[str]:
+        return [name for name in os.listdir(self.root) if is_job_id(name)]
+
+    # -- the queue ---------------------------------------------------------
+    def write_patches(self, job_id: str, patches: list[StoredPatch], geos: dict) -> None:
+        body = {"geos": geos, "patches": [_patch_to_json(q) for q in patches]}
+        write_atomic(self.folder(job_id) / "patches.json", json.dumps(body).encode())
+
+    def read_patches(self, job_id: str) -> tuple[list[StoredPatch], dict]:
+        body = json.loads((self.folder(job_id) / "patches.json").read_text())
+        return [_patch_from_json(d) for d in body["patches"]], body["geos"]
+
+    def read_done(self, job_id: str) -> set[str]:
+        try:
+            return set(json.loads((self.folder(job_id) / "done.json").read_text()))
+        except FileNotFoundError:
+            return set()
+
+    def write_done(self, job_id: str, done: set[str]) -> None:
+        """Call with the job's lock held."""
+        write_atomic(self.folder(job_id) / "done.json", json.dumps(sorted(done)).encode())
+
+    def delete(self, job_id: str) -> None:
+        """Remove a job; the rename makes the removal atomic for readers on other replicas."""
+        trash = self.root / f".deleted-{job_id}-{uuid.uuid4().hex[:8]}"
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / "live" / job_id).unlink()
+        try:
+            os.replace(self.folder(job_id), trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def with_changes(record: JobRecord, now: float, **changes) -> JobRecord:
+    return replace(record, update_time=now, **changes)

@@ -1,0 +1,214 @@
+"""Queue jobs in the shared job store: any replica answers for any job, and no job is lost with a replica."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+from dial.acquisition.ranking import RankedPatch
+from dial_services.acquisition.job_store import JobRecord, JobStore, StoredPatch
+from dial_services.acquisition.jobs import JobManager, TooManyJobs
+
+
+def patch(score: float, row: int = 0) -> RankedPatch:
+    return RankedPatch(1, score, (row, 0, 8, 8), 2.0, ((row + 1, 1),))
+
+
+def plan_of(rank):
+    return lambda spec: rank
+
+
+def scores_by_uri(uri, should_stop):
+    return [patch(float(len(uri)), 0), patch(float(len(uri)) / 10, 8)], ("EPSG:32633", [0.5, 0, 0, 0, -0.5, 0])
+
+
+def wait_state(manager: JobManager, job_id: str, states, seconds=10.0) -> JobRecord:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        record = manager.store.read(job_id)
+        if record is not None and record.state in states:
+            return record
+        time.sleep(0.01)
+    raise AssertionError(f"{job_id} is {manager.store.read(job_id)}, not in {states}")
+
+
+@pytest.fixture()
+def managers(tmp_path):
+    made = []
+
+    def make(plan, **options):
+        options = {"poll_seconds": 0.05, "lease_seconds": 5.0} | options
+        manager = JobManager(JobStore(tmp_path / "jobs"), plan, **options)
+        made.append(manager)
+        return manager
+
+    yield make
+    for manager in made:
+        manager.close()
+
+
+def test_a_job_ranks_across_rasters_and_pages_from_another_replica(managers):
+    a = managers(plan_of(scores_by_uri))
+    b = managers(plan_of(lambda uri, stop: pytest.fail("only one replica runs a job")), workers=1)
+    b.close()  # b only answers; it takes no work
+    job = a.create("alice", b"spec", ["r", "rrr", "rr"], budget=4)
+    done = wait_state(a, job.id, {"SUCCEEDED"})
+    assert done.rasters_done == 3 and done.holder == ""
+    seen = b.get(job.id, "alice")
+    assert seen.state == "SUCCEEDED"
+    page, geos, after = b.page(seen, 3, 0)
+    assert [(q.raster_uri, q.patch.rank, q.patch.score) for q in page] == [("rrr", 1, 3.0), ("rr", 2, 2.0),
+                                                                          ("r", 3, 1.0)]
+    assert geos["rrr"] == ["EPSG:32633", [0.5, 0, 0, 0, -0.5, 0]]
+    rest, _, end = b.page(seen, 3, after)
+    assert [q.patch.score for q in rest] == [pytest.approx(0.3)] and end is None  # the budget kept 4
+    assert b.mark_done(seen, [page[0].id, "nope"]) == (0, ["nope"])
+    assert b.mark_done(seen, [page[0].id]) == (1, [])
+    assert [q.id for q in a.page(a.get(job.id, "alice"), 10, 0)[0]] == [q.id for q in page[1:] + rest]
+
+
+def test_another_callers_job_looks_missing(managers):
+    a = managers(plan_of(scores_by_uri))
+    job = a.create("alice", b"spec", ["r"], budget=0)
+    assert a.get(job.id, "alice") is not None
+    assert a.get(job.id, "bob") is None
+    assert a.get("0123456789abcdef", "alice") is None
+    assert a.get("../../etc/passwd", "alice") is None
+
+
+def test_cancelling_a_running_job_stops_it_between_rasters_even_from_another_replica(managers):
+    started, release = threading.Event(), threading.Event()
+    ranked = []
+
+    def rank(uri, should_stop):
+        ranked.append(uri)
+        started.set()
+        release.wait(10)
+        should_stop()
+        return [patch(1.0)], None
+
+    a = managers(plan_of(rank))
+    b = managers(plan_of(rank))
+    b.close()
+    job = a.create("alice", b"spec", ["a", "b", "c"], budget=0)
+    assert started.wait(10)
+    assert b.get(job.id, "alice").state == "RUNNING"
+    assert b.cancel(b.get(job.id, "alice")).cancel_requested
+    release.set()
+    cancelled = wait_state(a, job.id, {"CANCELLED"})
+    assert ranked == ["a"] and cancelled.holder == ""
+    assert a.store.live_ids() == []
+
+
+def test_a_pending_job_cancels_before_it_starts(managers):
+    release = threading.Event()
+    a = managers(plan_of(lambda uri, stop: (release.wait(10), ([], None))[1]), workers=1)
+    blocker = a.create("alice", b"spec", ["a"], budget=0)
+    wait_state(a, blocker.id, {"RUNNING"})
+    a.plan = plan_of(lambda uri, stop: pytest.fail("a cancelled job must not run"))
+    waiting = a.create("alice", b"spec", ["b"], budget=0)
+    assert a.cancel(a.get(waiting.id, "alice")).state == "CANCELLED"
+    release.set()
+    assert wait_state(a, blocker.id, {"SUCCEEDED"}).state == "SUCCEEDED"
+    assert a.get(waiting.id, "alice").state == "CANCELLED"
+
+
+def test_a_stopping_replica_hands_its_job_to_another(managers):
+    started, release = threading.Event(), threading.Event()
+
+    def slow(uri, should_stop):
+        started.set()
+        release.wait(10)
+        should_stop()
+        return [patch(1.0)], None
+
+    a = managers(plan_of(slow))
+    job = a.create("alice", b"spec", ["a", "b"], budget=0)
+    assert started.wait(10)
+    a.close()  # a rolling update: the job goes back to PENDING at once
+    assert a.store.read(job.id).state == "PENDING"
+    b = managers(plan_of(scores_by_uri))
+    release.set()
+    done = wait_state(b, job.id, {"SUCCEEDED"})
+    assert done.rasters_done == 2 and len(b.page(done, 10, 0)[0]) == 4  # b's ranking, not a's
+
+
+def test_a_dead_replicas_job_is_taken_over_once_its_lease_lapses(managers, tmp_path):
+    store = JobStore(tmp_path / "jobs")
+    now = time.time()
+    # What a replica killed mid-job leaves behind: RUNNING, held, its lease running out.
+    orphan = JobRecord("00000000000000aa", "alice", b"spec", ("r",), 0, now, now, state="RUNNING",
+                       rasters_done=0, holder="gone", lease_until=now + 0.5)
+    store.create(orphan)
+    b = managers(plan_of(scores_by_uri))
+    time.sleep(0.2)
+    assert store.read(orphan.id).holder == "gone"  # not before the lease lapses
+    done = wait_state(b, orphan.id, {"SUCCEEDED"})
+    assert done.rasters_done == 1
+
+
+def test_a_running_replica_renews_its_lease(managers):
+    release = threading.Event()
+    a = managers(plan_of(lambda uri, stop: (release.wait(10), ([patch(1.0)], None))[1]), lease_seconds=0.4)
+    # Another replica, polling all along: it must find nothing to take over.
+    managers(plan_of(lambda uri, stop: pytest.fail("a live replica's job must not be taken over")), lease_seconds=0.4)
+    job = a.create("alice", b"spec", ["a"], budget=0)
+    wait_state(a, job.id, {"RUNNING"})
+    time.sleep(1.2)  # three leases
+    assert a.store.read(job.id).holder == a.replica
+    release.set()
+    assert wait_state(a, job.id, {"SUCCEEDED"}).state == "SUCCEEDED"
+
+
+def test_a_failing_raster_fails_the_job_with_its_reason(managers):
+    def rank(uri, should_stop):
+        raise ValueError(f"{uri} is not a GeoTIFF")
+
+    a = managers(plan_of(rank))
+    job = a.create("alice", b"spec", ["bad.png"], budget=0)
+    failed = wait_state(a, job.id, {"FAILED"})
+    assert "bad.png is not a GeoTIFF" in failed.error_message
+
+
+def test_one_caller_may_hold_only_so_many_live_jobs(managers):
+    release = threading.Event()
+    a = managers(plan_of(lambda uri, stop: (release.wait(10), ([], None))[1]), max_live_per_owner=2)
+    first = a.create("alice", b"spec", ["a"], budget=0)
+    a.create("alice", b"spec", ["b"], budget=0)
+    with pytest.raises(TooManyJobs) as error:
+        a.create("alice", b"spec", ["c"], budget=0)
+    assert error.value.live == 2
+    a.create("bob", b"spec", ["d"], budget=0)  # another caller is not held back
+    a.cancel(a.get(first.id, "alice"))
+    release.set()
+    wait_state(a, first.id, {"CANCELLED"})
+    a.create("alice", b"spec", ["e"], budget=0)
+
+
+def test_finished_jobs_are_forgotten_after_the_ttl_and_marking_keeps_them(managers):
+    clock = [time.time()]
+    # A long lease keeps the background purge out of the way of the one this test calls.
+    a = managers(plan_of(scores_by_uri), ttl_seconds=100, lease_seconds=1000, clock=lambda: clock[0])
+    kept, dropped = (a.create("alice", b"spec", [uri], budget=0) for uri in ("r", "rr"))
+    for job in (kept, dropped):
+        wait_state(a, job.id, {"SUCCEEDED"})
+    clock[0] += 60
+    a.mark_done(a.get(kept.id, "alice"), [a.page(a.get(kept.id, "alice"), 1, 0)[0][0].id])
+    clock[0] += 60  # dropped: idle 120 s; kept: 60 s since its patch was marked
+    assert a.get(dropped.id, "alice") is None and a.get(kept.id, "alice") is not None
+    assert a.forget_expired() == 1
+    assert a.store.read(dropped.id) is None and sorted(a.store.ids()) == [kept.id]
+
+
+def test_a_stored_job_round_trips(tmp_path):
+    store = JobStore(tmp_path)
+    record = JobRecord("0123456789abcdef", "alice", b"\x00\xffspec", ("a.tif", "b.tif"), 7, 1.0, 2.0)
+    store.create(record)
+    assert store.read(record.id) == record and store.live_ids() == [record.id]
+    queue = [StoredPatch("0-0-0", "a.tif", RankedPatch(1, 0.5, (0, 0, 8, 8), 3.0, ((1, 2),)))]
+    store.write_patches(record.id, queue, {"a.tif": None})
+    assert store.read_patches(record.id) == (queue, {"a.tif": None})
+    store.update(record.id, lambda r: replace(r, state="SUCCEEDED"))
+    assert store.live_ids() == []
