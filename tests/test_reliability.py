@@ -21,6 +21,16 @@ def test_killing_one_of_two_adapter_replicas_loses_no_acknowledged_click(tiny_re
     assert result["codes"].get("UNAVAILABLE", 0) >= 1, result["codes"]
 
 
+def test_killing_the_acquisition_replica_running_a_queue_job_loses_no_job(tiny_repo, tmp_path):
+    result = faults.acquisition_replica_killed(tiny_repo, "tiny", tmp_path, rasters=6, image_px=384,
+                                               lease_seconds=1.0)
+    assert 1 <= result["rasters_done_at_kill"] < result["rasters"], "the replica must be killed mid-job"
+    assert result["state"] == "SUCCEEDED" and result["jobs_lost"] == 0
+    assert result["taken_over_after_s"] is not None  # by the survivor, not by a restart of the victim
+    assert result["same_queue_as_a_fresh_job"] and result["patches"] == 6 * 16
+    assert result["survivor_serving"]
+
+
 def test_a_raster_job_survives_a_segmenter_restart_through_client_retries(tiny_repo, tmp_path):
     result = faults.segmenter_restarted_mid_raster(tiny_repo, "tiny", tmp_path, size_px=1200)
     done, total = result["tiles_done_at_kill"]
@@ -57,6 +67,8 @@ def test_malformed_requests_get_client_errors_and_leave_other_sessions_alone(tin
      "faults/adapter"),
     ({"fuzz": {"f": {"unexpected_count": 1, "segmenter_serving_after": True, "adapter_serving_after": True,
                      "bystander_session_unharmed": True}}}, "fuzz"),
+    ({"faults": {"acquisition_replica_killed": {"jobs_lost": 1, "state": "RUNNING", "survivor_serving": True,
+                                                "same_queue_as_a_fresh_job": False}}}, "faults/acquisition"),
     ({"faults": {"corrupt_model": {"harness_error": "Traceback\nRuntimeError: boom"}}}, "harness failed"),
 ])
 def test_the_verdict_names_every_failure(broken, expected):

@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                  min(args.seconds, 10.0), args.image_px)
         if "faults" in parts:
             step("faults.adapter_replica_killed", faults.adapter_replica_killed, *common, clients=args.clients)
+            step("faults.acquisition_replica_killed", faults.acquisition_replica_killed, *common)
             step("faults.segmenter_restarted_mid_raster", faults.segmenter_restarted_mid_raster, *common)
             step("faults.corrupt_model", faults.corrupt_model, *common)
             step("faults.session_store", faults.store_full_or_read_only, *common)

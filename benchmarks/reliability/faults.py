@@ -1,4 +1,5 @@
-"""Faults: a killed adapter replica, a segmenter restarted mid-raster, a corrupt model, a full or read-only store.
+"""Faults: a killed adapter or acquisition replica, a segmenter restarted mid-raster, a corrupt model, a full or
+read-only store.
 
 Each fault returns what a user would ask after it: how many requests were
 sent, which codes came back, and what was lost (sessions, clicks: must be 0).
@@ -121,6 +122,87 @@ def adapter_replica_killed(repo: Path, model: str, scratch: Path, clients: int =
             "call_ms_after_the_kill": percentiles(recoveries),
             "survivor_serving": survivor.serving(),
         }
+    finally:
+        for replica in replicas:
+            replica.stop()
+
+
+def acquisition_replica_killed(repo: Path, model: str, scratch: Path, rasters: int = 8, image_px: int = 512,
+                               lease_seconds: float = 3.0, strategy: str = "mc_dropout") -> dict:
+    """Two replicas share one job store; the one running a queue job gets kill -9 mid-job.
+
+    The job must still finish, on the survivor, once the dead replica's lease
+    lapses, and its queue must be the one a fresh job over the same rasters
+    gives. Which replica holds the job is read from the store, as an operator
+    would.
+    """
+    from dial_client import AcquisitionClient
+    from dial_services.acquisition.job_store import JobStore
+    from dial.imagery.raster import GeoTiffWriter
+
+    folder = scratch / "queue-rasters"
+    folder.mkdir(exist_ok=True)
+    uris = []
+    for i in range(rasters):
+        image = make_scene(image_px, image_px, seed=40 + i).image
+        path = folder / f"scene-{i}.tif"
+        with GeoTiffWriter(path, height=image_px, width=image_px, bands=image.shape[2], dtype=str(image.dtype),
+                           geo=None) as writer:
+            writer.write(image, 0, 0)
+        uris.append(str(path))
+    store = scratch / "queue-jobs-shared"
+    args = [*model_args(repo, scratch / "cache-acq"), "--raster-roots", str(folder), "--job-store", str(store),
+            "--intra-op-threads", "1"]
+    env = {"DIAL_JOB_LEASE_SECONDS": str(lease_seconds), "OMP_NUM_THREADS": "1"}
+    replicas = [ServiceProcess("acquisition", args, env=env) for _ in range(2)]
+    for replica in replicas:
+        replica.wait_serving()
+    first, second = replicas
+    options = dict(model=model, strategy=strategy, patch_size=image_px // 4)
+    try:
+        with AcquisitionClient(first.address, timeout=120, caller="pipeline") as client:
+            job = client.submit_queue(uris, **options)
+        job_id = job.name.split("/")[1]
+        holder = ""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            record = JobStore(store).read(job_id)
+            if record.state == "RUNNING" and record.rasters_done >= 1:
+                holder = record.holder
+                break
+            if record.state not in ("PENDING", "RUNNING"):
+                raise RuntimeError(f"the job was {record.state} before it could be killed mid-job; "
+                                   "give it more or larger rasters")
+            time.sleep(0.02)
+        victim = next(r for r in replicas if f"-{r.process.pid}-" in holder)
+        survivor = second if victim is first else first
+        done_at_kill = JobStore(store).read(job_id).rasters_done
+        victim.kill9()
+        killed = time.monotonic()
+        with AcquisitionClient(survivor.address, timeout=120, caller="pipeline") as client:
+            taken_over = None
+            while time.monotonic() - killed < 300:
+                state = client.job(job.name)
+                if taken_over is None and JobStore(store).read(job_id).holder not in ("", holder):
+                    taken_over = time.monotonic() - killed
+                if state.finished:
+                    break
+                time.sleep(0.05)
+            finished = time.monotonic() - killed
+            queue = [q for page in client.queue(state) for q in page]
+            fresh = client.submit_queue(uris, **options)
+            while not (fresh := client.job(fresh.name)).finished:
+                time.sleep(0.05)
+            reference = [q for page in client.queue(fresh) for q in page]
+        same = [(q.raster_uri, q.patch.window, round(q.patch.score, 6)) for q in queue] == \
+            [(q.raster_uri, q.patch.window, round(q.patch.score, 6)) for q in reference]
+        return {"fault": f"kill -9 of the acquisition replica running a queue job ({rasters} rasters of "
+                         f"{image_px}² px, {strategy}), lease {lease_seconds} s",
+                "rasters": rasters, "rasters_done_at_kill": done_at_kill, "state": state.state,
+                "taken_over_after_s": None if taken_over is None else round(taken_over, 2),
+                "finished_after_s": round(finished, 2), "patches": len(queue),
+                "same_queue_as_a_fresh_job": same, "jobs_lost": 0 if state.state == "SUCCEEDED" else 1,
+                "survivor_serving": survivor.serving()}
     finally:
         for replica in replicas:
             replica.stop()

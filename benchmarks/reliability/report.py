@@ -41,6 +41,11 @@ def verdict(results: dict) -> list[str]:
         r = f["adapter_replica_killed"]
         if r["sessions_lost"] or r["clicks_lost"] or not r["survivor_serving"]:
             problems.append(f"faults/adapter: lost {r['sessions_lost']} sessions and {r['clicks_lost']} clicks")
+    if "acquisition_replica_killed" in f:
+        r = f["acquisition_replica_killed"]
+        if r["jobs_lost"] or not (r["same_queue_as_a_fresh_job"] and r["survivor_serving"]):
+            problems.append(f"faults/acquisition: job {r['state']}, same queue as a fresh job: "
+                            f"{r['same_queue_as_a_fresh_job']}")
     if "segmenter_restarted_mid_raster" in f:
         r = f["segmenter_restarted_mid_raster"]
         if r["client_outcome"] != "OK" or not (r["output_complete"] and r["georeference_kept"]):
@@ -125,6 +130,16 @@ def render(results: dict, command: str) -> str:
                   f"- **sessions lost: {r['sessions_lost']}; acknowledged clicks lost: {r['clicks_lost']}**",
                   f"- calls made after the kill took p50 {r['call_ms_after_the_kill']['p50']} ms, p99 "
                   f"{r['call_ms_after_the_kill']['p99']} ms (retries included)", ""]
+    if "acquisition_replica_killed" in f:
+        r = f["acquisition_replica_killed"]
+        lines += ["### kill -9 of the acquisition replica running a queue job", "",
+                  f"{r['fault']}. Two replicas share one job store; the job was submitted to one and the replica "
+                  f"holding it (read from the store) was killed with {r['rasters_done_at_kill']} of {r['rasters']} "
+                  "rasters ranked.", "",
+                  f"- another replica took the job over {r['taken_over_after_s']} s after the kill and finished it "
+                  f"{r['finished_after_s']} s after the kill: **{r['state']}**, jobs lost: {r['jobs_lost']}",
+                  f"- its queue ({r['patches']} patches) is the queue of a fresh job over the same rasters: "
+                  f"{r['same_queue_as_a_fresh_job']}", ""]
     if "segmenter_restarted_mid_raster" in f:
         r = f["segmenter_restarted_mid_raster"]
         lines += ["### Segmenter restarted during a whole-raster job", "",
