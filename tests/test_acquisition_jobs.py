@@ -142,11 +142,13 @@ def test_a_dead_replicas_job_is_taken_over_once_its_lease_lapses(managers, tmp_p
     orphan = JobRecord("00000000000000aa", "alice", b"spec", ("r",), 0, now, now, state="RUNNING",
                        rasters_done=0, holder="gone", lease_until=now + 0.5)
     store.create(orphan)
-    b = managers(plan_of(scores_by_uri))
+    events = []
+    b = managers(plan_of(scores_by_uri), on_take_over=lambda: events.append("taken over"), on_end=events.append)
     time.sleep(0.2)
     assert store.read(orphan.id).holder == "gone"  # not before the lease lapses
     done = wait_state(b, orphan.id, {"SUCCEEDED"})
     assert done.rasters_done == 1
+    assert events == ["taken over", "SUCCEEDED"]
 
 
 def test_a_running_replica_renews_its_lease(managers):
@@ -166,10 +168,12 @@ def test_a_failing_raster_fails_the_job_with_its_reason(managers):
     def rank(uri, should_stop):
         raise ValueError(f"{uri} is not a GeoTIFF")
 
-    a = managers(plan_of(rank))
+    ended = []
+    a = managers(plan_of(rank), on_end=ended.append)
     job = a.create("alice", b"spec", ["bad.png"], budget=0)
     failed = wait_state(a, job.id, {"FAILED"})
     assert "bad.png is not a GeoTIFF" in failed.error_message
+    assert ended == ["FAILED"] and a.running_count() == 0
 
 
 def test_one_caller_may_hold_only_so_many_live_jobs(managers):

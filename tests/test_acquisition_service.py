@@ -245,7 +245,7 @@ def test_uncertainty_map_inline_and_as_geotiff(acquisition, raster_root):
 
 
 def test_queue_pages_ranks_across_rasters_and_forgets_done_patches(acquisition, raster_root):
-    client, _ = acquisition
+    client, running = acquisition
     paths = [str(write_raster(raster_root, f"r{i}.tif", scene_image(seed=i))) for i in range(2)]
     job = client.submit_queue(paths, model="tiny", strategy="entropy", patch_size=64, budget=7)
     assert job.state in ("PENDING", "RUNNING", "SUCCEEDED") and job.rasters_total == 2
@@ -266,6 +266,9 @@ def test_queue_pages_ranks_across_rasters_and_forgets_done_patches(acquisition, 
     assert client.mark_done(job, [queued[0].id]) == 0
     remaining = [q.id for page in client.queue(job, page_size=100) for q in page]
     assert remaining == [q.id for q in queued if q.id not in (queued[0].id, queued[3].id)]
+    text = running.metrics.exposition().decode()
+    assert 'dial_acquisition_queue_jobs_finished_total{state="SUCCEEDED"} 1.0' in text
+    assert "dial_acquisition_queue_jobs_running 0.0" in text
 
 
 def test_queue_requests_are_validated(acquisition, raster_root):

@@ -50,7 +50,10 @@ class TooManyJobs(Exception):
 class JobManager:
     def __init__(self, store: JobStore, plan: Plan, *, workers: int = 1, ttl_seconds: float = 24 * 3600.0,
                  max_live_per_owner: int = 16, lease_seconds: float = 60.0, poll_seconds: float = 2.0,
-                 clock: Callable[[], float] = time.time, replica: str | None = None):
+                 clock: Callable[[], float] = time.time, replica: str | None = None,
+                 on_end: Callable[[str], None] = lambda state: None, on_take_over: Callable[[], None] = lambda: None):
+        """``on_end(state)`` is told of each job this replica ends, ``on_take_over()`` of each job it takes
+        over from a replica whose lease lapsed (both for metrics)."""
         self.store = store
         self.plan = plan
         self.ttl_seconds = ttl_seconds
@@ -58,6 +61,8 @@ class JobManager:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.clock = clock
+        self.on_end = on_end
+        self.on_take_over = on_take_over
         self.replica = replica or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._running: set[str] = set()
         self._lock = threading.Lock()
@@ -140,6 +145,11 @@ class JobManager:
                                                              lease_until=0.0, rasters_done=0)
                               if r.state == "RUNNING" and r.holder == self.replica else None)
 
+    def running_count(self) -> int:
+        """Jobs this replica is running now."""
+        with self._lock:
+            return len(self._running)
+
     # -- the store ---------------------------------------------------------
     def _expired(self, record: JobRecord, now: float) -> bool:
         return self.ttl_seconds > 0 and record.state in FINAL and now - record.update_time > self.ttl_seconds
@@ -197,6 +207,9 @@ class JobManager:
             if claimed:
                 with self._lock:
                     self._running.add(candidate.id)
+                if candidate.state == "RUNNING":
+                    log.warning("queue job %s taken over from %s, whose lease lapsed", candidate.id, candidate.holder)
+                    self.on_take_over()
                 return claimed[0]
         return None
 
@@ -243,6 +256,7 @@ class JobManager:
             # The queue is written before the state that announces it, so SUCCEEDED always has one.
             self.store.write_patches(job_id, ranked, geos)
             self._held(job_id, state="SUCCEEDED", holder="", lease_until=0.0)
+            self.on_end("SUCCEEDED")
         except JobCancelled:
             self._end(job_id, state="CANCELLED")
         except JobLost:
@@ -254,10 +268,18 @@ class JobManager:
             with self._lock:
                 self._running.discard(job_id)
 
-    def _end(self, job_id: str, **changes) -> None:
-        with_holder_cleared = dict(changes, holder="", lease_until=0.0)
-        self.store.update(job_id, lambda r: with_changes(r, self.clock(), **with_holder_cleared)
-                          if r.state == "RUNNING" and r.holder == self.replica else None)
+    def _end(self, job_id: str, state: str, **changes) -> None:
+        ended: list[JobRecord] = []
+
+        def change(r: JobRecord) -> JobRecord | None:
+            if r.state != "RUNNING" or r.holder != self.replica:
+                return None
+            ended.append(with_changes(r, self.clock(), state=state, holder="", lease_until=0.0, **changes))
+            return ended[0]
+
+        self.store.update(job_id, change)
+        if ended:
+            self.on_end(state)
 
     def _keep_leases(self) -> None:
         last_purge = 0.0

@@ -114,9 +114,16 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
     def __init__(self, config, models: AcquisitionModels, metrics: ServiceMetrics):
         self.config = config
         self.models = models
+        ended = metrics.counter("dial_acquisition_queue_jobs_finished", "queue jobs this replica ended, by state",
+                                ["state"])
+        taken_over = metrics.counter("dial_acquisition_queue_jobs_taken_over",
+                                     "queue jobs this replica took over from a replica whose lease lapsed")
         self.jobs = JobManager(JobStore(config.job_store), self._plan_queue_job, workers=config.queue_workers,
                                ttl_seconds=config.job_ttl_seconds, max_live_per_owner=config.max_live_jobs_per_caller,
-                               lease_seconds=config.job_lease_seconds)
+                               lease_seconds=config.job_lease_seconds,
+                               on_end=lambda state: ended.labels(state).inc(), on_take_over=taken_over.inc)
+        metrics.gauge("dial_acquisition_queue_jobs_running", "queue jobs this replica is running").set_function(
+            self.jobs.running_count)
         self.sessions = SessionReader(config.session_store, config.session_ttl_seconds)
         self.policy = UriPolicy(config.raster_roots, config.raster_schemes)
         self.strategy_seconds = metrics.histogram(
