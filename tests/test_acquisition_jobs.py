@@ -140,11 +140,11 @@ def test_a_dead_replicas_job_is_taken_over_once_its_lease_lapses(managers, tmp_p
     now = time.time()
     # What a replica killed mid-job leaves behind: RUNNING, held, its lease running out.
     orphan = JobRecord("00000000000000aa", "alice", b"spec", ("r",), 0, now, now, state="RUNNING",
-                       rasters_done=0, holder="gone", lease_until=now + 0.5)
+                       rasters_done=0, holder="gone", lease_until=now + 2.0)
     store.create(orphan)
     events = []
     b = managers(plan_of(scores_by_uri), on_take_over=lambda: events.append("taken over"), on_end=events.append)
-    time.sleep(0.2)
+    time.sleep(0.5)
     assert store.read(orphan.id).holder == "gone"  # not before the lease lapses
     done = wait_state(b, orphan.id, {"SUCCEEDED"})
     assert done.rasters_done == 1
@@ -153,12 +153,12 @@ def test_a_dead_replicas_job_is_taken_over_once_its_lease_lapses(managers, tmp_p
 
 def test_a_running_replica_renews_its_lease(managers):
     release = threading.Event()
-    a = managers(plan_of(lambda uri, stop: (release.wait(10), ([patch(1.0)], None))[1]), lease_seconds=0.4)
+    a = managers(plan_of(lambda uri, stop: (release.wait(10), ([patch(1.0)], None))[1]), lease_seconds=1.0)
     # Another replica, polling all along: it must find nothing to take over.
-    managers(plan_of(lambda uri, stop: pytest.fail("a live replica's job must not be taken over")), lease_seconds=0.4)
+    managers(plan_of(lambda uri, stop: pytest.fail("a live replica's job must not be taken over")), lease_seconds=1.0)
     job = a.create("alice", b"spec", ["a"], budget=0)
     wait_state(a, job.id, {"RUNNING"})
-    time.sleep(1.2)  # three leases
+    time.sleep(2.5)  # two and a half leases
     assert a.store.read(job.id).holder == a.replica
     release.set()
     assert wait_state(a, job.id, {"SUCCEEDED"}).state == "SUCCEEDED"
