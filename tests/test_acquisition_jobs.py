@@ -104,15 +104,22 @@ def test_cancelling_a_running_job_stops_it_between_rasters_even_from_another_rep
 
 def test_a_pending_job_cancels_before_it_starts(managers):
     release = threading.Event()
-    a = managers(plan_of(lambda uri, stop: (release.wait(10), ([], None))[1]), workers=1)
-    blocker = a.create("alice", b"spec", ["a"], budget=0)
-    wait_state(a, blocker.id, {"RUNNING"})
-    a.plan = plan_of(lambda uri, stop: pytest.fail("a cancelled job must not run"))
-    waiting = a.create("alice", b"spec", ["b"], budget=0)
+    ranked = []
+
+    def rank(uri, should_stop):
+        ranked.append(uri)
+        release.wait(10)
+        return [], None
+
+    a = managers(plan_of(rank), workers=1)
+    blocker = a.create("alice", b"spec", ["blocker"], budget=0)
+    wait_state(a, blocker.id, {"RUNNING"})  # the one worker is busy, so the next job waits
+    waiting = a.create("alice", b"spec", ["waiting"], budget=0)
     assert a.cancel(a.get(waiting.id, "alice")).state == "CANCELLED"
     release.set()
     assert wait_state(a, blocker.id, {"SUCCEEDED"}).state == "SUCCEEDED"
-    assert a.get(waiting.id, "alice").state == "CANCELLED"
+    time.sleep(0.2)  # a few polls of the now idle worker
+    assert a.get(waiting.id, "alice").state == "CANCELLED" and ranked == ["blocker"]
 
 
 def test_a_stopping_replica_hands_its_job_to_another(managers):

@@ -12,6 +12,7 @@ better patches; hence patches are listed only from SUCCEEDED jobs.
 """
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import socket
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 RankRaster = Callable[[str, Callable[[], None]], tuple[Sequence[RankedPatch], object]]
 # plan(stored spec) -> how to rank the job's rasters; called on the replica that runs the job
 Plan = Callable[[bytes], RankRaster]
+
+
+def _score(q: StoredPatch) -> float:
+    return q.patch.score
 
 
 class JobCancelled(Exception):
@@ -247,11 +252,12 @@ class JobManager:
                 should_stop()
                 patches, geos[uri] = rank(uri, should_stop)
                 found += [StoredPatch(f"{index}-{p.window[0]}-{p.window[1]}", uri, p) for p in patches]
+                if record.budget and len(found) > record.budget:
+                    # Over thousands of rasters only the budget's best need be held (ties keep raster order).
+                    found = heapq.nlargest(record.budget, found, key=_score)
                 self._held(job_id, rasters_done=index + 1)
             should_stop()
-            found.sort(key=lambda q: -q.patch.score)
-            if record.budget:
-                found = found[: record.budget]
+            found.sort(key=_score, reverse=True)
             ranked = [replace(q, patch=replace(q.patch, rank=i + 1)) for i, q in enumerate(found)]
             # The queue is written before the state that announces it, so SUCCEEDED always has one.
             self.store.write_patches(job_id, ranked, geos)
