@@ -223,3 +223,8 @@ def test_a_stored_job_round_trips(tmp_path):
     assert store.read_patches(record.id) == (queue, {"a.tif": None})
     store.update(record.id, lambda r: replace(r, state="SUCCEEDED"))
     assert store.live_ids() == []
+    # What a crash inside create() can leave: a live mark and no job. Dropped once old, not before.
+    (tmp_path / "live" / "00000000000000ff").touch()
+    assert store.drop_stray_live_marks(older_than=time.time() - 60) == 0
+    assert store.drop_stray_live_marks(older_than=time.time() + 1) == 1 and store.live_ids() == []
+    assert store.update("../../etc", lambda r: pytest.fail("never a path outside the store")) is None

@@ -31,7 +31,6 @@ from dial.acquisition.ranking import RankedPatch
 from dial_services.common.durable import fsync_dir, open_lock, write_atomic
 
 _ID = re.compile(r"^[0-9a-f]{16}$")
-LIVE = ("PENDING", "RUNNING")
 FINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 
@@ -99,6 +98,9 @@ class JobStore:
     @contextlib.contextmanager
     def locked(self, job_id: str) -> Iterator[JobRecord | None]:
         """Hold the job's cross-replica lock; yields its record, or None when there is no such job."""
+        if not is_job_id(job_id):  # never a path outside the store
+            yield None
+            return
         try:
             fd = open_lock(self.folder(job_id) / "lock")
         except FileNotFoundError:
@@ -125,8 +127,10 @@ class JobStore:
             staging.mkdir()
             write_atomic(staging / "job.json", record.to_json().encode())
             (staging / "lock").touch()
-            os.replace(staging, self.folder(record.id))
+            # Live mark first: a crash before the rename leaves a mark without a job, which finding work
+            # skips, never a job that no replica would ever start.
             (self.root / "live" / record.id).touch()
+            os.replace(staging, self.folder(record.id))
             fsync_dir(self.root)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -149,6 +153,18 @@ class JobStore:
 
     def live_ids(self) -> list[str]:
         return sorted(name for name in os.listdir(self.root / "live") if is_job_id(name))
+
+    def drop_stray_live_marks(self, older_than: float) -> int:
+        """Remove live marks of jobs that never came to be (a crash inside ``create``), once older than
+        ``older_than`` (a time), so that no create still in progress on another replica loses its mark."""
+        dropped = 0
+        for job_id in self.live_ids():
+            mark = self.root / "live" / job_id
+            with contextlib.suppress(FileNotFoundError):
+                if not self.folder(job_id).exists() and mark.stat().st_mtime < older_than:
+                    mark.unlink()
+                    dropped += 1
+        return dropped
 
     def ids(self) -> list[str]:
         return [name for name in os.listdir(self.root) if is_job_id(name)]

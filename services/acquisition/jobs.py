@@ -305,6 +305,7 @@ class JobManager:
 
     def forget_expired(self) -> int:
         """Delete finished jobs idle for longer than the TTL; how many were deleted."""
+        self.store.drop_stray_live_marks(older_than=time.time() - 60.0)
         deleted = 0
         for job_id in self.store.ids():
             with self.store.locked(job_id) as record:
