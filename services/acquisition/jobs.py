@@ -301,7 +301,10 @@ class JobManager:
                     log.exception("renewing the lease of queue job %s failed", job_id)
             if now - last_purge > min(60.0, self.ttl_seconds or 60.0):
                 last_purge = now
-                self.forget_expired()
+                try:
+                    self.forget_expired()
+                except Exception:  # noqa: BLE001 - this thread also renews leases: it must live on
+                    log.exception("forgetting expired queue jobs failed")
 
     def forget_expired(self) -> int:
         """Delete finished jobs idle for longer than the TTL; how many were deleted."""
