@@ -351,6 +351,16 @@ def test_strategy_time_is_exported_per_strategy(acquisition):
     assert 'dial_acquisition_strategy_seconds_count{strategy="margin"} 1.0' in text
 
 
+def test_an_unusable_job_store_stops_start_up_with_the_setting_named(tiny_repo, tmp_path):
+    from dial_services.acquisition.main import AcquisitionConfig, start
+    from dial_services.common.config import ConfigError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="DIAL_JOB_STORE"):
+        start(AcquisitionConfig(host="127.0.0.1", port=0, model_repo=tiny_repo, job_store=blocker / "jobs"))
+
+
 def test_dial_serve_and_up_find_the_service():
     from dial_services.cli import build_parser
     from dial_services.commands import available_services

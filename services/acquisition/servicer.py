@@ -22,7 +22,7 @@ from dial_services.acquisition.jobs import JobManager, TooManyJobs
 from dial_services.acquisition.sessions import SessionReader
 from dial_services.adapter.store import session_id_of
 from dial_services.common.auth import caller_identity
-from dial_services.common.config import ModelServingConfig
+from dial_services.common.config import ConfigError, ModelServingConfig
 from dial_services.common.convert import geo_to_proto
 from dial_services.common.errors import (
     Violations, failed_precondition, invalid_argument, not_found, resource_exhausted)
@@ -118,7 +118,11 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
                                 ["state"])
         taken_over = metrics.counter("dial_acquisition_queue_jobs_taken_over",
                                      "queue jobs this replica took over from a replica whose lease lapsed")
-        self.jobs = JobManager(JobStore(config.job_store), self._plan_queue_job, workers=config.queue_workers,
+        try:
+            store = JobStore(config.job_store)
+        except OSError as error:
+            raise ConfigError(f"job_store (DIAL_JOB_STORE): cannot use {config.job_store}: {error.strerror}") from None
+        self.jobs = JobManager(store, self._plan_queue_job, workers=config.queue_workers,
                                ttl_seconds=config.job_ttl_seconds, max_live_per_owner=config.max_live_jobs_per_caller,
                                lease_seconds=config.job_lease_seconds,
                                on_end=lambda state: ended.labels(state).inc(), on_take_over=taken_over.inc)
