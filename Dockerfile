@@ -87,7 +87,8 @@ FROM runtime-cpu AS cpu
 # A fixed numeric uid, so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
 RUN groupadd --gid 10001 dial && useradd --uid 10001 --gid 10001 --no-create-home \
     --home-dir /tmp --shell /usr/sbin/nologin dial \
- && mkdir -p /var/cache/dial /var/lib/dial/sessions /data && chown 10001:10001 /var/cache/dial /var/lib/dial/sessions
+ && mkdir -p /var/cache/dial /var/lib/dial/sessions /var/lib/dial/queues /data \
+ && chown 10001:10001 /var/cache/dial /var/lib/dial/sessions /var/lib/dial/queues
 COPY --from=models --chown=0:0 /models/ /models/
 # The malloc tunables double torch CPU throughput (see the engineering notes);
 # set here so the CLI does not have to re-exec itself to apply them.
@@ -95,6 +96,7 @@ ENV PATH=/opt/dial/bin:$PATH \
     GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000:glibc.malloc.arena_max=2 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp XDG_CACHE_HOME=/tmp/.cache MPLCONFIGDIR=/tmp/matplotlib \
     DIAL_MODEL_REPO=/models DIAL_MODEL_CACHE=/var/cache/dial DIAL_SESSION_STORE=/var/lib/dial/sessions \
+    DIAL_JOB_STORE=/var/lib/dial/queues \
     DIAL_PROVIDER=cpu
 USER 10001:10001
 WORKDIR /tmp
@@ -106,12 +108,14 @@ FROM runtime-gpu AS gpu
 # A fixed numeric uid, so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
 RUN groupadd --gid 10001 dial && useradd --uid 10001 --gid 10001 --no-create-home \
     --home-dir /tmp --shell /usr/sbin/nologin dial \
- && mkdir -p /var/cache/dial /var/lib/dial/sessions /data && chown 10001:10001 /var/cache/dial /var/lib/dial/sessions
+ && mkdir -p /var/cache/dial /var/lib/dial/sessions /var/lib/dial/queues /data \
+ && chown 10001:10001 /var/cache/dial /var/lib/dial/sessions /var/lib/dial/queues
 COPY --from=models --chown=0:0 /models/ /models/
 ENV PATH=/opt/dial/bin:$PATH \
     GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000:glibc.malloc.arena_max=2 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp XDG_CACHE_HOME=/tmp/.cache MPLCONFIGDIR=/tmp/matplotlib \
     DIAL_MODEL_REPO=/models DIAL_MODEL_CACHE=/var/cache/dial DIAL_SESSION_STORE=/var/lib/dial/sessions \
+    DIAL_JOB_STORE=/var/lib/dial/queues \
     DIAL_PROVIDER=auto \
     NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER 10001:10001
