@@ -323,8 +323,8 @@ def test_a_caller_with_too_many_live_jobs_is_told_to_wait(tiny_repo, raster_root
                                       max_live_jobs_per_caller=1, session_store=raster_root.parent / "none"))
     try:
         with AcquisitionClient(f"127.0.0.1:{running.port}", caller="alice", retries=0) as alice:
-            # Ten rasters keep the first job live while the second is asked for.
-            first = alice.submit_queue([path] * 10, model="tiny", patch_size=64)
+            # Two hundred rasters (seconds of work) keep the first job live until it is cancelled.
+            first = alice.submit_queue([path] * 200, model="tiny", patch_size=64)
             with pytest.raises(ResourceExhausted) as error:
                 alice.submit_queue([path], model="tiny", patch_size=64)
             assert "cancel one" in error.value.message
