@@ -24,14 +24,22 @@ def scores_by_uri(uri, should_stop):
     return [patch(float(len(uri)), 0), patch(float(len(uri)) / 10, 8)], ("EPSG:32633", [0.5, 0, 0, 0, -0.5, 0])
 
 
-def wait_state(manager: JobManager, job_id: str, states, seconds=10.0) -> JobRecord:
+def eventually(condition, seconds=10.0) -> bool:
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        record = manager.store.read(job_id)
-        if record is not None and record.state in states:
-            return record
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.01)
-    raise AssertionError(f"{job_id} is {manager.store.read(job_id)}, not in {states}")
+    return True
+
+
+def wait_state(manager: JobManager, job_id: str, states, seconds=10.0) -> JobRecord:
+    def reached():
+        record = manager.store.read(job_id)
+        return record is not None and record.state in states
+
+    assert eventually(reached, seconds), f"{job_id} is {manager.store.read(job_id)}, not in {states}"
+    return manager.store.read(job_id)
 
 
 @pytest.fixture()
@@ -40,7 +48,7 @@ def managers(tmp_path):
 
     def make(plan, **options):
         options = {"poll_seconds": 0.05, "lease_seconds": 5.0} | options
-        manager = JobManager(JobStore(tmp_path / "jobs"), plan, **options)
+        manager = JobManager(JobStore(tmp_path / "jobs"), plan, **options).start()
         made.append(manager)
         return manager
 
@@ -155,7 +163,8 @@ def test_a_dead_replicas_job_is_taken_over_once_its_lease_lapses(managers, tmp_p
     assert store.read(orphan.id).holder == "gone"  # not before the lease lapses
     done = wait_state(b, orphan.id, {"SUCCEEDED"})
     assert done.rasters_done == 1
-    assert events == ["taken over", "SUCCEEDED"]
+    # The worker reports the end just after committing it.
+    assert eventually(lambda: events == ["taken over", "SUCCEEDED"]), events
 
 
 def test_a_running_replica_renews_its_lease(managers):
@@ -180,7 +189,7 @@ def test_a_failing_raster_fails_the_job_with_its_reason(managers):
     job = a.create("alice", b"spec", ["bad.png"], budget=0)
     failed = wait_state(a, job.id, {"FAILED"})
     assert "bad.png is not a GeoTIFF" in failed.error_message
-    assert ended == ["FAILED"] and a.running_count() == 0
+    assert eventually(lambda: ended == ["FAILED"] and a.running_count() == 0), ended
 
 
 def test_one_caller_may_hold_only_so_many_live_jobs(managers):

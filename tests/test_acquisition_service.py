@@ -266,8 +266,12 @@ def test_queue_pages_ranks_across_rasters_and_forgets_done_patches(acquisition, 
     assert client.mark_done(job, [queued[0].id]) == 0
     remaining = [q.id for page in client.queue(job, page_size=100) for q in page]
     assert remaining == [q.id for q in queued if q.id not in (queued[0].id, queued[3].id)]
-    text = running.metrics.exposition().decode()
-    assert 'dial_acquisition_queue_jobs_finished_total{state="SUCCEEDED"} 1.0' in text
+    # The worker counts the job just after committing SUCCEEDED, so allow it a moment.
+    deadline = time.monotonic() + 10
+    while 'dial_acquisition_queue_jobs_finished_total{state="SUCCEEDED"} 1.0' not in (
+            text := running.metrics.exposition().decode()):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.01)
     assert "dial_acquisition_queue_jobs_running 0.0" in text
 
 

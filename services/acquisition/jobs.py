@@ -74,11 +74,16 @@ class JobManager:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._queues: OrderedDict[str, tuple[list[StoredPatch], dict]] = OrderedDict()
-        self._threads = [threading.Thread(target=self._work, name=f"queue-job-{i}", daemon=True)
-                         for i in range(workers)]
-        self._threads.append(threading.Thread(target=self._keep_leases, name="queue-job-leases", daemon=True))
-        for thread in self._threads:
+        self._workers = workers
+
+    def start(self) -> "JobManager":
+        """Start taking jobs from the store: once this replica serves, not before."""
+        threads = [threading.Thread(target=self._work, name=f"queue-job-{i}", daemon=True)
+                   for i in range(self._workers)]
+        threads.append(threading.Thread(target=self._keep_leases, name="queue-job-leases", daemon=True))
+        for thread in threads:
             thread.start()
+        return self
 
     # -- what callers ask --------------------------------------------------
     def create(self, owner: str, spec: bytes, rasters: Sequence[str], budget: int) -> JobRecord:
@@ -146,9 +151,7 @@ class JobManager:
         with self._lock:
             running = list(self._running)
         for job_id in running:
-            self.store.update(job_id, lambda r: with_changes(r, self.clock(), state="PENDING", holder="",
-                                                             lease_until=0.0, rasters_done=0)
-                              if r.state == "RUNNING" and r.holder == self.replica else None)
+            self._change_if_held(job_id, state="PENDING", holder="", lease_until=0.0, rasters_done=0)
 
     def running_count(self) -> int:
         """Jobs this replica is running now."""
@@ -218,21 +221,27 @@ class JobManager:
                 return claimed[0]
         return None
 
-    def _held(self, job_id: str, **changes) -> None:
-        """Commit ``changes`` if this replica still holds the job; JobLost otherwise."""
-        committed: list[JobRecord] = []
+    def _change_if_held(self, job_id: str, **changes) -> bool:
+        """Commit ``changes`` if this replica still runs the job; whether it did."""
+        changed: list[JobRecord] = []
 
         def change(r: JobRecord) -> JobRecord | None:
             if r.state != "RUNNING" or r.holder != self.replica:
                 return None
-            committed.append(with_changes(r, self.clock(), **changes))
-            return committed[0]
+            changed.append(with_changes(r, self.clock(), **changes))
+            return changed[0]
 
-        if self._stop.is_set():
-            raise JobLost()
         self.store.update(job_id, change)
-        if not committed:
+        return bool(changed)
+
+    def _held(self, job_id: str, **changes) -> None:
+        """Commit progress if this replica still runs the job and is not stopping; JobLost otherwise."""
+        if self._stop.is_set() or not self._change_if_held(job_id, **changes):
             raise JobLost()
+
+    def _end(self, job_id: str, state: str, **changes) -> None:
+        if self._change_if_held(job_id, state=state, holder="", lease_until=0.0, **changes):
+            self.on_end(state)
 
     def _run(self, record: JobRecord) -> None:
         job_id = record.id
@@ -261,8 +270,7 @@ class JobManager:
             ranked = [replace(q, patch=replace(q.patch, rank=i + 1)) for i, q in enumerate(found)]
             # The queue is written before the state that announces it, so SUCCEEDED always has one.
             self.store.write_patches(job_id, ranked, geos)
-            self._held(job_id, state="SUCCEEDED", holder="", lease_until=0.0)
-            self.on_end("SUCCEEDED")
+            self._end(job_id, state="SUCCEEDED")
         except JobCancelled:
             self._end(job_id, state="CANCELLED")
         except JobLost:
@@ -273,19 +281,6 @@ class JobManager:
         finally:
             with self._lock:
                 self._running.discard(job_id)
-
-    def _end(self, job_id: str, state: str, **changes) -> None:
-        ended: list[JobRecord] = []
-
-        def change(r: JobRecord) -> JobRecord | None:
-            if r.state != "RUNNING" or r.holder != self.replica:
-                return None
-            ended.append(with_changes(r, self.clock(), state=state, holder="", lease_until=0.0, **changes))
-            return ended[0]
-
-        self.store.update(job_id, change)
-        if ended:
-            self.on_end(state)
 
     def _keep_leases(self) -> None:
         last_purge = 0.0

@@ -42,6 +42,7 @@ def start(config: AcquisitionConfig, extra_interceptors: tuple = ()) -> RunningS
         return (SERVICE_NAME,)
 
     running = start_server(config, metrics, register, extra_interceptors)
+    servicer.jobs.start()
     running.on_stop(servicer.jobs.close)
     return running
 
