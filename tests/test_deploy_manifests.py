@@ -1,15 +1,17 @@
 """The Kubernetes manifests and the Dockerfile, checked offline.
 
-Every overlay is rendered with deploy/render.py and each object validated
+Every overlay is rendered with the real ``kubectl kustomize`` (what ``kubectl
+apply -k`` runs; it renders offline, with no API server) and each object validated
 with kubernetes-validate --strict against Kubernetes 1.33. ServiceMonitor is
 a Prometheus Operator CRD that kubernetes-validate has no schema for, so its
 structure is checked here by hand, against the Services it must select.
 """
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,14 +25,31 @@ KUBERNETES_VERSION = "1.33"
 CRD_GROUPS = ("monitoring.coreos.com/",)
 SERVICES = {"segmenter": (50051, 9101), "adapter": (50052, 9102), "acquisition": (50053, 9103)}
 
-_spec = importlib.util.spec_from_file_location("dial_deploy_render", REPO / "deploy" / "render.py")
-render_module = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(render_module)
+
+
+def kustomize(overlay: str) -> list[dict]:
+    """The objects ``kubectl apply -k deploy/k8s/overlays/<overlay>`` would send."""
+    import yaml
+
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl (with its built-in kustomize) must be on PATH to render the manifests"
+    out = subprocess.run([kubectl, "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    return [o for o in yaml.safe_load_all(out) if o]
+
+
+def split_image(reference: str) -> tuple[str, str | None, str | None]:
+    """(name, tag, digest) of an image reference; a registry port is not a tag."""
+    name, _, digest = reference.partition("@")
+    slash, colon = name.rfind("/"), name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1:], digest or None
+    return name, None, digest or None
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
 def rendered(request) -> tuple[str, list[dict]]:
-    return request.param, render_module.render(K8S / "overlays" / request.param)
+    return request.param, kustomize(request.param)
 
 
 def of_kind(objects: list[dict], kind: str) -> dict[str, dict]:
@@ -62,7 +81,7 @@ def test_every_object_passes_strict_schema_validation(rendered):
 
 
 def test_strict_validation_rejects_a_misplaced_field():
-    deployment = of_kind(render_module.render(K8S / "overlays" / "cpu"), "Deployment")["segmenter"]
+    deployment = of_kind(kustomize("cpu"), "Deployment")["segmenter"]
     deployment["spec"]["annotations"] = {"misplaced": "yes"}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
@@ -185,7 +204,7 @@ def test_config_keys_name_real_settings():
         fields |= set(module.CONFIG.model_fields)
     # Settings of services whose code may not be installed alongside.
     fields |= {"session_store"}
-    objects = render_module.render(K8S / "overlays" / "cpu")
+    objects = kustomize("cpu")
     keys = set(of_kind(objects, "ConfigMap")["dial-config"]["data"])
     for deployment in of_kind(objects, "Deployment").values():
         keys |= {e["name"] for e in pod_spec(deployment)["containers"][0]["env"] if e["name"].startswith("DIAL_")}
@@ -195,7 +214,7 @@ def test_config_keys_name_real_settings():
 
 def test_adapter_sessions_survive_replica_loss():
     """Several adapter replicas share one ReadWriteMany session store."""
-    objects = render_module.render(K8S / "overlays" / "cpu")
+    objects = kustomize("cpu")
     adapter = of_kind(objects, "Deployment")["adapter"]
     assert adapter["spec"]["replicas"] > 1
     assert "dial.io/session-store" in adapter["metadata"]["annotations"]
@@ -212,7 +231,7 @@ def test_adapter_sessions_survive_replica_loss():
 
 def test_acquisition_reads_the_session_store_read_only():
     """Ranking an Adapter session reads the store the Adapter writes, at the path the shared config names."""
-    objects = render_module.render(K8S / "overlays" / "cpu")
+    objects = kustomize("cpu")
     spec = pod_spec(of_kind(objects, "Deployment")["acquisition"])
     volume = next(v for v in spec["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == "dial-sessions")
     assert volume["persistentVolumeClaim"]["readOnly"]
@@ -222,7 +241,7 @@ def test_acquisition_reads_the_session_store_read_only():
 
 
 def test_network_policy_denies_by_default_and_opens_service_ports():
-    objects = render_module.render(K8S / "overlays" / "cpu")
+    objects = kustomize("cpu")
     policies = of_kind(objects, "NetworkPolicy")
     deny = policies["dial-default-deny"]["spec"]
     assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
@@ -237,12 +256,12 @@ def test_network_policy_denies_by_default_and_opens_service_ports():
 
 def test_overlays_differ_in_image_and_gpu_scheduling():
     for overlay in OVERLAYS:
-        objects = render_module.render(K8S / "overlays" / overlay)
+        objects = kustomize(overlay)
         config = of_kind(objects, "ConfigMap")["dial-config"]["data"]
         for deployment in of_kind(objects, "Deployment").values():
             spec = pod_spec(deployment)
             container = spec["containers"][0]
-            name, tag, digest = render_module.split_image(container["image"])
+            name, tag, digest = split_image(container["image"])
             assert tag and tag != "latest" and name != "dial"
             assert tag.endswith(f"-{overlay}")
             gpus = container["resources"]["limits"].get("nvidia.com/gpu")
@@ -255,7 +274,7 @@ def test_overlays_differ_in_image_and_gpu_scheduling():
             else:
                 assert gpus is None and "tolerations" not in spec
         assert config["DIAL_PROVIDER"] == ("cpu" if overlay == "cpu" else "auto")
-    gpu = render_module.render(K8S / "overlays" / "gpu")
+    gpu = kustomize("gpu")
     assert of_kind(gpu, "HorizontalPodAutoscaler")["segmenter"]["spec"]["maxReplicas"] == 4
 
 
@@ -264,43 +283,6 @@ def test_everything_lands_in_one_namespace(rendered):
     assert of_kind(objects, "Namespace")["dial"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] \
         == "restricted"
     assert {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"} == {"dial"}
-
-
-# ---- the renderer ---------------------------------------------------------------------------------------------
-
-def test_strategic_merge_follows_kubernetes_merge_keys():
-    base = {"spec": {"containers": [{"name": "a", "image": "x", "env": [{"name": "A", "value": "1"}],
-                                     "ports": [{"containerPort": 1, "name": "p"}]},
-                                    {"name": "b", "image": "y"}],
-                     "tolerations": [{"key": "old"}], "keep": 1, "drop": 2}}
-    patch = {"spec": {"containers": [{"name": "a", "env": [{"name": "B", "value": "2"}]},
-                                     {"name": "b", "$patch": "delete"}],
-                      "tolerations": [{"key": "new"}], "drop": None}}
-    merged = render_module.strategic_merge(base, patch)
-    assert merged["spec"]["containers"] == [{"name": "a", "image": "x", "env": [{"name": "A", "value": "1"},
-                                                                                 {"name": "B", "value": "2"}],
-                                             "ports": [{"containerPort": 1, "name": "p"}]}]
-    assert merged["spec"]["tolerations"] == [{"key": "new"}]
-    assert merged["spec"]["keep"] == 1 and "drop" not in merged["spec"]
-    assert base["spec"]["containers"][1]["name"] == "b", "the base must not be modified"
-
-
-def test_json6902_and_image_references():
-    obj = {"spec": {"maxReplicas": 8, "list": [1, 2]}}
-    render_module.json6902(obj, [{"op": "replace", "path": "/spec/maxReplicas", "value": 4},
-                                 {"op": "add", "path": "/spec/list/-", "value": 3},
-                                 {"op": "remove", "path": "/spec/list/0"}])
-    assert obj == {"spec": {"maxReplicas": 4, "list": [2, 3]}}
-    with pytest.raises(render_module.KustomizeError):
-        render_module.json6902(obj, [{"op": "replace", "path": "/spec/missing", "value": 1}])
-    assert render_module.split_image("registry:5000/dial:1.0") == ("registry:5000/dial", "1.0", None)
-    assert render_module.split_image("dial@sha256:ab") == ("dial", None, "sha256:ab")
-
-
-def test_unsupported_kustomize_features_are_refused(tmp_path):
-    (tmp_path / "kustomization.yaml").write_text("resources: []\nconfigMapGenerator: []\n")
-    with pytest.raises(render_module.KustomizeError, match="configMapGenerator"):
-        render_module.render(tmp_path)
 
 
 # ---- the Dockerfile -------------------------------------------------------------------------------------------
@@ -347,7 +329,7 @@ def test_dockerfile_is_safe_to_run_read_only_as_non_root():
             image = args.get(image.strip("${}"), image) if image.startswith("$") else image
             if image == "scratch" or image in by_stage or image.lower() in by_stage:
                 continue
-            _, tag, digest = render_module.split_image(image)
+            _, tag, digest = split_image(image)
             assert (tag and tag != "latest") or digest, f"base image {image} must be pinned"
         if kw == "RUN":
             for command in re.split(r"&&|;", rest):
@@ -375,7 +357,7 @@ def test_dockerignore_keeps_secrets_and_state_out_of_the_context():
 
 def test_acquisition_replicas_share_the_queue_job_store():
     """Queue jobs outlive the replica that took them, and any replica the HPA adds can answer for them."""
-    objects = render_module.render(K8S / "overlays" / "cpu")
+    objects = kustomize("cpu")
     acquisition = of_kind(objects, "Deployment")["acquisition"]
     assert of_kind(objects, "HorizontalPodAutoscaler")["acquisition"]["spec"]["maxReplicas"] > 1
     claim = of_kind(objects, "PersistentVolumeClaim")["dial-queues"]
