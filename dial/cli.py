@@ -131,7 +131,14 @@ def _run_eval(args) -> int:
         seed=args.seed, runtime=args.runtime, limit=args.limit, disca=disca, sequential=args.sequential,
         min_region_px=args.min_region_px,
     )
-    report = run_evaluation(config, log=lambda m: print(m, file=sys.stderr))
+    from dial.model.manifest import ManifestError
+
+    try:
+        report = run_evaluation(config, log=lambda m: print(m, file=sys.stderr))
+    except ManifestError as error:
+        # A model that cannot be used as asked is the user's to fix: say how, without a traceback.
+        print(f"dial eval: error: {error}", file=sys.stderr)
+        return 2
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
     if args.plot:

@@ -67,3 +67,29 @@ def test_clicks_help_on_a_model_that_learned_them(tiny_repo, synthetic_dataset):
     clicks = [Click(r, c, 5) for r in range(8, 128, 16) for c in range(8, 128, 16)]
     after = predict_labels(predictor, image, clicks)
     assert (after != before).any()
+
+
+def test_a_folder_sharing_the_training_name_without_its_val_images_says_use_split_all(
+        tiny_repo, synthetic_dataset, tmp_path):
+    """Other images under the training dataset's name have no validation split to take."""
+    import shutil
+
+    val = json.loads((tiny_repo / "tiny/1/manifest.json").read_text())["training"]["split"]["val"]
+    other = tmp_path / synthetic_dataset.name
+    for sub in ("images", "masks"):
+        (other / sub).mkdir(parents=True)
+        for path in (synthetic_dataset / sub).iterdir():
+            if path.stem not in val:
+                shutil.copy(path, other / sub / path.name)
+    for path in synthetic_dataset.iterdir():
+        if path.is_file():
+            shutil.copy(path, other / path.name)
+    out = tmp_path / "r.json"
+    base = [sys.executable, "-m", "dial_services.cli", "eval", "--model", "tiny:1", "--data", str(other),
+            "--model-repo", str(tiny_repo), "--clicks", "1", "--json", str(out)]
+    proc = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "--split all" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run(base + ["--split", "all"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(out.read_text())["split"].startswith("all")

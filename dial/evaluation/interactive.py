@@ -62,7 +62,19 @@ def select_images(dataset: Dataset, manifest: Manifest, split: str, binary: str 
             return dataset, "all (includes the model's training images)"
         return dataset, "all (the model was not trained on this dataset)"
     if trained_here:
-        return dataset.subset(training["split"]["val"]), "val (recorded in the model manifest)"
+        val = training["split"]["val"]
+        present = {s.name for s in dataset.samples}
+        missing = [name for name in val if name not in present]
+        if missing:
+            # A folder can share the training dataset's name without holding its images
+            # (other tiles of the same survey, a copy with a subset): there is no
+            # validation split to take from it, and guessing one would be wrong.
+            raise ManifestError(
+                f"{dataset.name} has the name of {manifest.name}:{manifest.version}'s training dataset but "
+                f"lacks {len(missing)} of its {len(val)} validation images (e.g. {missing[0]!r}); "
+                "use --split all to evaluate on every image in --data"
+            )
+        return dataset.subset(val), "val (recorded in the model manifest)"
     return dataset, "all (the model was not trained on this dataset)"
 
 
