@@ -141,7 +141,7 @@ def run_evaluation(config: EvalConfig, log: Callable[[str], None] = lambda m: No
         "seconds_per_click": float(np.mean(click_seconds)) if click_seconds else 0.0,
         "runtime": getattr(refiner, "provider", getattr(predictor, "provider", config.runtime)),
     }
-    if config.mode != "ac":
+    if config.mode in ("disca", "both"):
         report["adaptation"] = disca.to_dict() | {"sequential": config.sequential}
         if config.mode == "both":
             report["adaptation"]["min_region_px"] = config.min_region_px

@@ -21,6 +21,7 @@ from dial.adaptation.disca import DiscaAdapter, DiscaSettings
 from dial.clicks import Click
 from dial.inference.classwise import class_argmax
 from dial.inference.predictors import Predictor
+from dial.inference.superpixels import relabel_clicked_superpixels, slic_segments
 from dial.inference.tiling import predict_labels
 from dial.model.repository import ModelRepository
 
@@ -120,6 +121,35 @@ class AdaptOnLargeErrors(ContinualAdaptation):
         return wrong_region_px(self.labels, click) >= self.context.min_region_px
 
 
+class SuperpixelBaseline:
+    """No learning: each click relabels its SLIC superpixel where the map agrees with the clicked pixel.
+
+    It starts from the model's click-free map and never runs the network
+    again, so it is the yardstick a click-aware network has to beat on the
+    same images.
+    """
+
+    def __init__(self, predictor: Predictor, context: RefinerContext | None = None):
+        self.predictor = predictor
+        self.clicks: list[Click] = []
+        self.labels: np.ndarray | None = None
+        self.segments: np.ndarray | None = None
+
+    def start(self, image: np.ndarray) -> np.ndarray:
+        self.clicks = []
+        self.segments = slic_segments(image)
+        self.labels = predict_labels(self.predictor, image)
+        return self.labels
+
+    def add_click(self, click: Click) -> np.ndarray:
+        self.clicks.append(click)
+        self.labels = relabel_clicked_superpixels(self.labels, self.segments, [click])
+        return self.labels
+
+    def acquisition_model(self, base: AcquisitionModel) -> AcquisitionModel:
+        return base  # the network is never changed nor given the clicks
+
+
 def wrong_region_px(labels: np.ndarray, click: Click) -> int:
     """Size of the connected region of the label under ``click``, or 0 when the click agrees with it."""
     current = labels[click.row, click.col]
@@ -133,4 +163,5 @@ REFINERS: dict[str, Callable[..., Refiner]] = {
     "ac": AnnotationsAsChannels,
     "disca": ContinualAdaptation,
     "both": AdaptOnLargeErrors,
+    "superpixel": SuperpixelBaseline,
 }
