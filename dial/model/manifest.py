@@ -114,15 +114,17 @@ class Manifest:
         return manifest
 
     @classmethod
-    def load(cls, directory: Path) -> "Manifest":
+    def load(cls, directory: Path, source: str | None = None) -> "Manifest":
+        """``source`` names the manifest in messages; a server passes the model's name, never its path."""
         path = Path(directory) / "manifest.json"
+        source = source or str(path)
         if not path.exists():
-            raise ManifestError(f"{directory}: no manifest.json")
+            raise ManifestError(f"{source}: no manifest.json")
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as error:
-            raise ManifestError(f"{path}: not valid JSON ({error})") from None
-        return cls.from_dict(data, source=str(path))
+            raise ManifestError(f"{source}: not valid JSON ({error})") from None
+        return cls.from_dict(data, source=source)
 
     def validate(self, source: str = "manifest", declared_in_channels=None) -> None:
         problems = []
@@ -149,6 +151,8 @@ class Manifest:
         for c in self.classes:
             if not (len(c.colour) == 7 and c.colour.startswith("#")):
                 problems.append(f"class {c.name!r} colour {c.colour!r} is not #RRGGBB")
+        for field_name in ("weights_file", "onnx_file"):
+            problems.extend(_file_name_problems(field_name, getattr(self, field_name)))
         problems.extend(_adaptation_problems(self.adaptation))
         if problems:
             raise ManifestError(f"{source}: " + "; ".join(problems))
@@ -156,6 +160,15 @@ class Manifest:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _file_name_problems(field_name: str, value: str) -> list[str]:
+    # A manifest names files of its own version folder, never a path: whoever
+    # can write a manifest must not steer reads or ONNX writes elsewhere.
+    if (not value or value in (".", "..") or "/" in value or "\\" in value or "\0" in value
+            or len(value.encode("utf-8", "surrogatepass")) > 200):
+        return [f"{field_name} {value[:40]!r} must be a plain file name inside the version folder"]
+    return []
 
 
 def _adaptation_problems(adaptation: dict) -> list[str]:
