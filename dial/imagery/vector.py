@@ -1,0 +1,188 @@
+"""Polygons from a class map: one feature per connected region, as GeoPackage or GeoJSON.
+
+A class map (``(H, W)`` class ids, or band 1 of a class-map GeoTIFF) and its
+georeferencing go in; features with ``class_id`` and ``class_name`` come out.
+Regions are 4-connected (pixels sharing an edge), so every region is one
+simple polygon with its holes and neighbouring classes share their edges
+exactly. Ignored pixels (``ignore_index``) and the raster's nodata make no
+feature.
+
+Memory stays bounded on large maps: GDAL's polygonizer reads the class map
+line by line (from the file, when a path is given), and features are
+streamed to the writer in batches, never gathered in Python.
+
+Formats:
+- GeoPackage keeps the class map's own CRS and map units.
+- GeoJSON follows RFC 7946: coordinates are WGS 84 longitude, latitude
+  (reprojected from the class map's CRS by GDAL), exterior rings
+  counter-clockwise and holes clockwise, so a class map needs a CRS.
+"""
+from __future__ import annotations
+
+import warnings
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.features
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.transform import Affine
+
+from dial.imagery.legend import IGNORE_INDEX
+from dial.imagery.readers import GeoInfo, geo_info
+
+FORMATS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}
+# Records per write: large enough that GeoPackage's per-transaction cost
+# vanishes, small enough that a batch is a few MB at most.
+BATCH_FEATURES = 2000
+SCHEMA = {"geometry": "Polygon", "properties": {"class_id": "int", "class_name": "str"}}
+
+
+class VectorError(ValueError):
+    """The class map cannot be written as asked; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One connected region: its polygon in map units (GeoJSON-like mapping) and its class."""
+
+    geometry: dict
+    class_id: int
+    class_name: str
+
+
+def class_name_for(class_names: Sequence[str], class_id: int) -> str:
+    return class_names[class_id] if 0 <= class_id < len(class_names) else f"class_{class_id}"
+
+
+def _simplified(geometry: dict, tolerance: float) -> dict | None:
+    """Douglas-Peucker in map units, keeping each polygon valid (holes stay inside).
+
+    Each polygon is simplified on its own, so an edge two classes share may
+    move by up to ``tolerance`` differently on each side.
+    """
+    from shapely.geometry import mapping, shape
+
+    simple = shape(geometry).simplify(tolerance, preserve_topology=True)
+    return None if simple.is_empty else mapping(simple)
+
+
+def features(source, geo: GeoInfo | None, class_names: Sequence[str] = (), *, simplify: float = 0.0,
+             nodata: int | None = None, ignore_index: int = IGNORE_INDEX) -> Iterator[Feature]:
+    """The connected regions of ``source``, an ``(H, W)`` integer array or a ``rasterio.band``.
+
+    ``simplify`` is a tolerance in map units (0: the exact pixel outlines).
+    """
+    if simplify < 0:
+        raise VectorError(f"simplify must be a distance in map units >= 0, not {simplify}")
+    if isinstance(source, np.ndarray):
+        if source.ndim != 2:
+            raise VectorError(f"a class map is (H, W); got shape {source.shape}")
+        if source.dtype not in (np.uint8, np.uint16, np.int16, np.int32):
+            source = source.astype(np.int32)
+    transform = Affine(*geo.transform) if geo is not None else Affine.identity()
+    skip = {ignore_index} | ({int(nodata)} if nodata is not None else set())
+    for geometry, value in rasterio.features.shapes(source, connectivity=4, transform=transform):
+        class_id = int(value)
+        if class_id in skip:
+            continue
+        if simplify > 0:
+            geometry = _simplified(geometry, simplify)
+            if geometry is None:
+                continue
+        yield Feature(geometry, class_id, class_name_for(class_names, class_id))
+
+
+def _batches(items: Iterable[Feature]) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for f in items:
+        batch.append({"geometry": f.geometry, "properties": {"class_id": f.class_id, "class_name": f.class_name}})
+        if len(batch) == BATCH_FEATURES:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def output_driver(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise VectorError(f"{Path(path).name}: unknown vector format {suffix!r}; use .gpkg or .geojson")
+    return FORMATS[suffix]
+
+
+def write_features(items: Iterable[Feature], path: str | Path, crs: str | None, *, layer: str | None = None) -> int:
+    """Stream ``items`` (in the class map's ``crs``) to a .gpkg or .geojson file; returns the feature count."""
+    import fiona
+    from fiona.crs import CRS
+
+    path = Path(path)
+    driver = output_driver(path)
+    options: dict = {}
+    if driver == "GeoJSON":
+        if not crs:
+            raise VectorError("the class map has no CRS, and GeoJSON (RFC 7946) is WGS 84 longitude/latitude; "
+                              "write a GeoPackage (.gpkg) instead, which keeps pixel coordinates")
+        # GDAL's RFC 7946 mode reprojects to WGS 84 and orders rings by the
+        # right-hand rule; the layer is declared in the class map's CRS.
+        options = {"RFC7946": "YES", "WRITE_BBOX": "YES"}
+    else:
+        options = {"layer": layer or path.stem}
+    if path.exists():
+        path.unlink()  # GDAL would append a layer to an existing GeoPackage
+    count = 0
+    with fiona.open(path, "w", driver=driver, schema=SCHEMA, crs=CRS.from_user_input(crs) if crs else None,
+                    **options) as sink:
+        for batch in _batches(items):
+            sink.writerecords(batch)
+            count += len(batch)
+    return count
+
+
+def vectorize(class_map: np.ndarray, geo: GeoInfo | None, path: str | Path, class_names: Sequence[str] = (), *,
+              simplify: float = 0.0, nodata: int | None = None) -> int:
+    """Polygonise an in-memory class map into ``path`` (.gpkg or .geojson); returns the feature count."""
+    output_driver(path)
+    return write_features(features(class_map, geo, class_names, simplify=simplify, nodata=nodata), path,
+                          geo.crs if geo is not None else None)
+
+
+def category_names(path: str | Path) -> tuple[str, ...]:
+    """Band 1's GDAL category names (kept in the GeoTIFF's ``.aux.xml``), or () when it has none."""
+    aux = Path(f"{path}.aux.xml")
+    if not aux.is_file():
+        return ()
+    try:
+        root = ElementTree.parse(aux).getroot()
+    except ElementTree.ParseError:
+        return ()
+    for band in root.iter("PAMRasterBand"):
+        if band.get("band", "1") == "1":
+            names = band.find("CategoryNames")
+            if names is not None:
+                return tuple((c.text or "").strip() for c in names.iter("Category"))
+    return ()
+
+
+def vectorize_file(class_map_path: str | Path, path: str | Path, class_names: Sequence[str] | None = None, *,
+                   simplify: float = 0.0) -> int:
+    """Polygonise band 1 of a class-map GeoTIFF, read line by line, into ``path``; returns the feature count.
+
+    Class names default to the GeoTIFF's category names.
+    """
+    output_driver(path)
+    names = tuple(class_names) if class_names else category_names(class_map_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        ds = rasterio.open(class_map_path)
+    with ds:
+        if ds.count < 1 or not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
+            raise VectorError(f"{Path(class_map_path).name}: a class map has integer class ids in band 1, "
+                              f"not {ds.dtypes[0]}")
+        geo = geo_info(ds) if (ds.crs or not ds.transform.is_identity) else None
+        nodata = int(ds.nodata) if ds.nodata is not None else None
+        items = features(rasterio.band(ds, 1), geo, names, simplify=simplify, nodata=nodata)
+        return write_features(items, path, geo.crs if geo is not None else None)
