@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from dial.acquisition.commands import COMMANDS as ACQUISITION_COMMANDS
@@ -31,7 +32,9 @@ def _add_train(sub) -> None:
     p.add_argument("--iterations", type=int, default=2000)
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--max-clicks", type=int, default=20)
-    p.add_argument("--radius-px", type=float, default=10.0)
+    p.add_argument("--radius-px", type=float,
+                   help="click cone radius (default: the --init-from model's, else 10); serving and "
+                        "evaluation read it from the manifest")
     p.add_argument("--val-fraction", type=float, default=0.25)
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
@@ -40,9 +43,15 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --workdir")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--max-train-images", type=int)
-    p.add_argument("--init-from", help="NAME[:VERSION] to fine-tune (keeps its normalisation and click encoding)")
+    p.add_argument("--init-from", help="NAME[:VERSION] to fine-tune (keeps its normalisation, and its click "
+                                       "encoding unless --radius-px is given)")
     p.add_argument("--error-clicks", type=float, default=0.0, dest="error_click_fraction",
                    help="share of clicked samples that also get 1..3 clicks in the model's own errors")
+    p.add_argument("--label-swaps", type=float, default=0.0, dest="label_swap_fraction",
+                   help="share of samples (at most 0.7: 30 %% stay click-free) whose target has 1-2 segments "
+                        "relabelled to another class, with 1-3 clicks of the new class in each: clicks "
+                        "that the image cannot replace")
+    p.add_argument("--bfloat16", action="store_true", help="bfloat16 autocast for the forward pass")
     p.set_defaults(handler=_run_train)
 
 
@@ -60,14 +69,23 @@ def _run_train(args) -> int:
         split_seed=args.split_seed, seed=args.seed, workdir=args.workdir,
         checkpoint_every=args.checkpoint_every, resume=args.resume, threads=args.threads,
         max_train_images=args.max_train_images, init_from=args.init_from,
-        error_click_fraction=args.error_click_fraction,
+        error_click_fraction=args.error_click_fraction, label_swap_fraction=args.label_swap_fraction,
+        bfloat16=args.bfloat16,
     )
     bar = tqdm(total=config.iterations, unit="it", disable=None)
+    first: list[tuple[int, float]] = []
 
     def progress(done: int, total: int, loss: float) -> None:
         bar.n = done
         bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
         bar.refresh()
+        if not first:
+            first.append((done, time.perf_counter()))
+        if bar.disable and done % 10 == 0 and done > first[0][0]:
+            # A background run's log has no progress bar; a line every ten iterations gives its speed,
+            # measured from the first iteration of this process (a resume starts its own clock).
+            rate = (time.perf_counter() - first[0][1]) / (done - first[0][0])
+            print(f"iteration {done}/{total} loss {loss:.3f} {rate:.2f} s/it", file=sys.stderr, flush=True)
 
     result = train(config, progress=progress, command="dial " + " ".join(sys.argv[1:]))
     bar.close()

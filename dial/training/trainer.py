@@ -31,13 +31,18 @@ from dial.inference.tiling import predict_labels
 from dial.model.manifest import BandNorm, Manifest, ModelClass
 from dial.model.network import build_network
 from dial.model.repository import ModelRepository, check_name
+from dial.inference.superpixels import slic_segments
 from dial.training.click_sampling import sample_training_clicks
+from dial.training.label_swaps import swap_labels
 
 log = logging.getLogger(__name__)
 
 # Flags that may differ when resuming: they change how long or how fast
 # training runs, not what it learns from.
-RESUMABLE_CHANGES = {"resume", "iterations", "checkpoint_every", "threads"}
+RESUMABLE_CHANGES = {"resume", "iterations", "checkpoint_every", "threads", "bfloat16"}
+# Superpixels for label swaps are larger than the baseline's: a swap should
+# cover a field-sized part of the crop, not a 50 px patch.
+SWAP_SUPERPIXEL_PX = 10_000
 DEFAULT_BAND_NAMES = {1: ("grey",), 3: ("red", "green", "blue"), 4: ("red", "green", "blue", "nir")}
 
 
@@ -58,7 +63,8 @@ class TrainConfig:
     dice_weight: float = 0.5
     max_clicks: int = 20
     p_no_clicks: float = 0.3
-    radius_px: float = 10.0
+    # None: the base model's click encoding when fine-tuning, else a 10 px cone.
+    radius_px: float | None = None
     val_fraction: float = 0.25
     split_seed: int = 0
     seed: int = 0
@@ -72,6 +78,8 @@ class TrainConfig:
     init_from: str | None = None
     error_click_fraction: float = 0.0
     error_click_rounds: int = 3
+    label_swap_fraction: float = 0.0
+    bfloat16: bool = False
 
     def validate(self) -> None:
         check_name(self.name)
@@ -81,6 +89,14 @@ class TrainConfig:
             raise ValueError("val_fraction must be in (0, 1)")
         if self.iterations < 1 or self.batch_size < 1 or self.max_clicks < 1:
             raise ValueError("iterations, batch_size and max_clicks must be >= 1")
+        if self.radius_px is not None and not self.radius_px > 0:
+            raise ValueError(f"radius_px must be > 0, got {self.radius_px}")
+        for name in ("label_swap_fraction", "error_click_fraction", "p_no_clicks"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.p_no_clicks + self.label_swap_fraction > 1:
+            raise ValueError(f"p_no_clicks {self.p_no_clicks} and label_swap_fraction "
+                             f"{self.label_swap_fraction} must add up to at most 1")
 
 
 @dataclass
@@ -138,9 +154,16 @@ class CropSampler:
         for _ in range(self.config.batch_size):
             i = int(self.rng.choice(len(self.images), p=self.p))
             image, mask = self._crop(self.images[i], self.masks[i])
-            sampled = sample_training_clicks(mask, self.rng, self.manifest.n_classes,
-                                             max_clicks=self.config.max_clicks,
-                                             p_no_clicks=self.config.p_no_clicks)
+            # Swaps come out of the clicked share: the click-free share, with the
+            # true target, is what keeps the click-free map as good as before.
+            draw = self.rng.random()
+            if draw < self.config.p_no_clicks:
+                sampled = []
+            elif draw < self.config.p_no_clicks + self.config.label_swap_fraction:
+                mask, sampled = self._swap(image, mask)
+            else:
+                sampled = sample_training_clicks(mask, self.rng, self.manifest.n_classes,
+                                                 max_clicks=self.config.max_clicks, p_no_clicks=0.0)
             crops.append(image)
             masks.append(mask)
             clicks.append(sampled)
@@ -149,6 +172,18 @@ class CropSampler:
             self._add_error_clicks(model, crops, masks, clicks, corrected)
         xs = [network_input(image, c, self.manifest) for image, c in zip(crops, clicks)]
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(masks).astype(np.int64))
+
+    def _swap(self, image: np.ndarray, mask: np.ndarray):
+        """A label swap over ground-truth components or, half the time, superpixels of one class.
+
+        Components teach a click to take a whole field; superpixels, to take
+        the part of a region that the image delimits, as a field in a larger
+        component of one class would be.
+        """
+        segments = None
+        if self.rng.random() < 0.5:
+            segments = slic_segments(image, region_px=SWAP_SUPERPIXEL_PX)
+        return swap_labels(mask, self.rng, self.manifest.n_classes, segments=segments)
 
     def _add_error_clicks(self, model, crops, masks, clicks, corrected) -> None:
         """RITM's iterative sampling: clicks where the model's own map is wrong.
@@ -167,7 +202,7 @@ class CropSampler:
         try:
             for _ in range(rounds):
                 x = np.stack([network_input(crops[k], clicks[k], self.manifest) for k in chosen])
-                with torch.no_grad():
+                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bfloat16):
                     predictions = model(torch.from_numpy(x)).argmax(dim=1).numpy().astype(np.uint8)
                 for k, prediction in zip(chosen, predictions):
                     annotator = SimulatedAnnotator(self.manifest.n_classes, random_top_k=3,
@@ -228,7 +263,8 @@ def train(config: TrainConfig, progress: Callable | None = None, command: str | 
     base = None
     if config.init_from:
         base_model, base = ModelRepository(config.repo).load_torch(config.init_from)
-        # Fine-tuning keeps the base's input contract: its normalisation and click encoding.
+        # Fine-tuning keeps the base's input contract: its normalisation (and its click encoding
+        # unless radius_px asks for a new footprint, which the manifest then records).
         mean = np.array([b.mean for b in base.bands])
         std = np.array([b.std for b in base.bands])
         if base.n_bands != n_bands or base.n_classes != dataset.n_classes:
@@ -252,7 +288,8 @@ def train(config: TrainConfig, progress: Callable | None = None, command: str | 
         bands=tuple(BandNorm(n, float(m), float(s)) for n, m, s in
                     zip(DEFAULT_BAND_NAMES[n_bands], mean, std)),
         input_dtype=dtypes.pop(),
-        click_encoding=base.click_encoding if base else ClickEncoding(radius_px=config.radius_px),
+        click_encoding=(ClickEncoding(radius_px=config.radius_px) if config.radius_px is not None
+                        else base.click_encoding if base else ClickEncoding()),
         tile_px=config.tile_px,
         overlap_px=config.overlap_px,
     )
@@ -299,7 +336,9 @@ def train(config: TrainConfig, progress: Callable | None = None, command: str | 
     losses: list[float] = []
     for iteration in range(first, config.iterations):
         x, y = sampler.batch(model if config.error_click_fraction > 0 else None)
-        logits = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bfloat16):
+            logits = model(x)
+        logits = logits.float()
         loss = F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX)
         if config.dice_weight:
             loss = loss + config.dice_weight * dice_loss(logits, y, manifest.n_classes)
