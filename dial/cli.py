@@ -107,7 +107,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--mode", choices=sorted(REFINERS), default="ac",
                    help="how clicks are used: ac (clicks as channels), disca (adapt after every click), "
                         "both (adapt only when a click lands in a large wrong region), superpixel (no learning: a "
-                        "click relabels its SLIC superpixel where the map agrees with the clicked pixel)")
+                        "click relabels its SLIC superpixel where the map agrees with the clicked pixel), ac-superpixel "
+                        "(ac, then that rule on the ac map for every click)")
     p.add_argument("--variant", choices=VARIANTS, default="full", help="disca/both: which parameters adapt")
     p.add_argument("--steps", type=int, default=10, help="disca/both: optimiser steps per click")
     p.add_argument("--learning-rate", type=float,

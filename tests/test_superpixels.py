@@ -90,3 +90,17 @@ def test_superpixel_mode_in_dial_eval_starts_from_the_click_free_map(tiny_repo, 
     assert report["mode"] == "superpixel" and "adaptation" not in report
     assert report["miou"][0] == pytest.approx(ac["miou"][0])
     assert report["clicks_made"] > 0 and report["miou"][1] != report["miou"][0]
+
+
+def test_ac_superpixel_carries_a_click_the_network_ignored_over_its_superpixel(tiny_manifest):
+    from dial.evaluation.refiners import REFINERS
+
+    image = two_fields(128)
+    refiner = REFINERS["ac-superpixel"](AllZeroPredictor(tiny_manifest), None)
+    assert (refiner.start(image) == 0).all()
+    segments = slic_segments(image)
+    after = refiner.add_click(Click(64, 100, 3))
+    assert np.array_equal(after == 3, segments == segments[64, 100])
+    after = refiner.add_click(Click(64, 20, 2))
+    assert np.array_equal(after == 2, segments == segments[64, 20])
+    assert (after == 3).sum() == (segments == segments[64, 100]).sum()  # the earlier click still holds

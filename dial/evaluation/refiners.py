@@ -72,6 +72,24 @@ class AnnotationsAsChannels:
         return base  # the weights never change; the clicks are the only new input
 
 
+class ClicksWithSuperpixels(AnnotationsAsChannels):
+    """AC, then each click's SLIC superpixel takes its class where the AC map agrees with the clicked pixel.
+
+    The learned response and the superpixel rule together: the network
+    decides first with the clicks as input, and the rule then carries a
+    click as far as its superpixel wherever the network did not, so the
+    clicked pixels always end in their click's class.
+    """
+
+    def start(self, image: np.ndarray) -> np.ndarray:
+        self.segments = slic_segments(image)
+        return super().start(image)
+
+    def add_click(self, click: Click) -> np.ndarray:
+        labels = super().add_click(click)
+        return relabel_clicked_superpixels(labels, self.segments, self.clicks)
+
+
 class ContinualAdaptation:
     """DISCA: after each click, adapt the weights on every click so far, then predict with AC."""
 
@@ -164,4 +182,5 @@ REFINERS: dict[str, Callable[..., Refiner]] = {
     "disca": ContinualAdaptation,
     "both": AdaptOnLargeErrors,
     "superpixel": SuperpixelBaseline,
+    "ac-superpixel": ClicksWithSuperpixels,
 }

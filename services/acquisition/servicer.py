@@ -29,7 +29,7 @@ from dial_services.common.errors import (
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.uri_policy import UriPolicy
 from dial_services.common.validation import (
-    check_model_input, check_shape, clicks_from_proto, geo_from_proto, image_from_proto)
+    check_model_input, check_shape, clicks_from_proto, geo_from_proto, image_from_proto, model_ref_from_proto)
 
 SERVICE_NAME = acquisition_pb2.DESCRIPTOR.services_by_name["Acquisition"].full_name
 REDUCTIONS = {acquisition_pb2.REDUCTION_UNSPECIFIED: "mean", acquisition_pb2.REDUCTION_MEAN: "mean",
@@ -60,9 +60,7 @@ class AcquisitionModels:
 
 
 def model_ref(proto: common_pb2.ModelRef, field: str) -> ModelRef:
-    if not proto.name:
-        raise invalid_argument([(f"{field}.name", "a model name is required")])
-    return ModelRef(proto.name, proto.version or None)
+    return model_ref_from_proto(proto, field)
 
 
 def check_strategy(v: Violations, name: str, field: str) -> None:
@@ -204,6 +202,8 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
     def RankPatches(self, request, context):
         v = Violations()
         check_strategy(v, request.strategy, "strategy")
+        if asked.name:
+            model_ref_from_proto(asked, "model")
         check_options(v, "", request.patch_size_px, request.reduction, request.hint_quantile)
         exclude = []
         for i, w in enumerate(request.exclude):

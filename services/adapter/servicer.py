@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import grpc
@@ -12,7 +13,6 @@ from dial.clicks import Click
 from dial.imagery.raster import RasterReader
 from dial.inference.classwise import class_argmax
 from dial.model.manifest import Manifest
-from dial.model.repository import check_name
 from dial_client._proto.dial.v1 import adapter_pb2, adapter_pb2_grpc, common_pb2, segmenter_pb2
 from dial_services.adapter.config import AdapterConfig
 from dial_services.adapter.identity import caller_of
@@ -23,7 +23,8 @@ from dial_services.common.errors import ApiError, Violations, failed_preconditio
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.uri_policy import UriPolicy
 from dial_services.common.validation import (
-    check_model_input, check_shape, clicks_from_proto, geo_from_proto, image_from_proto, page_bounds,
+    check_model_input, check_shape, clicks_from_proto, geo_from_proto, image_from_proto, model_ref_from_proto,
+    page_bounds,
 )
 
 SERVICE_NAME = adapter_pb2.DESCRIPTOR.services_by_name["Adapter"].full_name
@@ -143,11 +144,10 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
     def CreateSession(self, request, context) -> adapter_pb2.Session:
         caller = caller_of(context)
         v = Violations()
-        if not request.model.name:
-            v.add("model.name", "a model name is required")
+        ref = model_ref_from_proto(request.model, "model", v)
         settings = self._settings(request.config, v)
         v.raise_if_any()
-        _, manifest = self.sessions.base_model(request.model.name, request.model.version or None)
+        _, manifest = self.sessions.base_model(ref.name, ref.version)
         image, geo = self._image(request, manifest, v)
         v.raise_if_any()
         live = self.sessions.create(caller, (manifest.name, manifest.version), image, settings, geo)
@@ -226,14 +226,9 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
             return response
 
     def ExportSessionModel(self, request, context) -> common_pb2.Model:
-        v = Violations()
-        try:
-            check_name(request.model.name)
-        except ValueError as error:
-            v.add("model.name", str(error))
-        v.check(request.model.version.isdigit(), "model.version", "a version is a non-empty string of digits")
-        v.raise_if_any()
-        with self.sessions.session(caller_of(context), session_id_of(request.name)) as live:
+        caller = caller_of(context)
+        model_ref_from_proto(request.model, "model", version_required=True)
+        with self.sessions.session(caller, session_id_of(request.name)) as live:
             record = live.record
             base = live.adapter.manifest
             training = dict(base.training or {})
@@ -248,7 +243,10 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
                                            "version": request.model.version, "weights_sha256": "",
                                            "training": training})
             try:
-                saved = self.sessions.repo.save(live.adapter.model, manifest)
+                # Marked as an export: pinned requests reach it, but "latest" of this name
+                # stays the operator's choice (see ModelRepository.promote).
+                saved = self.sessions.repo.save(live.adapter.model, manifest, exported_by={
+                    "caller": caller, "session": f"sessions/{record.id}"})
             except FileExistsError:
                 raise ApiError(grpc.StatusCode.ALREADY_EXISTS,
                                f"model {request.model.name}:{request.model.version} already exists") from None
@@ -256,5 +254,7 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
                 mapped = store_error(error)
                 if mapped is None:
                     raise
-                raise ApiError(mapped.code, "the model repository cannot take the export: " + str(error)) from None
+                # strerror, not str(error): the latter names the server's path.
+                raise ApiError(mapped.code, "the model repository cannot take the export: "
+                               + os.strerror(error.errno)) from None
             return model_to_proto(saved, "", ready=False)

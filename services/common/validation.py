@@ -12,6 +12,7 @@ import numpy as np
 
 from dial.clicks import Click
 from dial.model.manifest import Manifest
+from dial.model.repository import ModelRef, check_name, check_version
 from dial_client._proto.dial.v1 import common_pb2
 from dial_services.common.errors import Violations, invalid_argument
 
@@ -137,8 +138,40 @@ def geo_from_proto(geo: common_pb2.GeoReference, field: str, v: Violations) -> t
     return (geo.crs or None, tuple(geo.transform))
 
 
+def model_ref_from_proto(proto: common_pb2.ModelRef, field: str, v: Violations | None = None, *,
+                         version_required: bool = False) -> ModelRef | None:
+    """The model a request names, checked by the repository's one rule for names and versions.
+
+    Names and versions become folder names, so nothing else may reach the
+    repository; messages quote only what the caller sent, never a server path.
+    """
+    own = v is None
+    v = v or Violations()
+    ok = True
+    if not proto.name:
+        v.add(f"{field}.name", "a model name is required (Segmenter.ListModels shows what is served)")
+        ok = False
+    else:
+        try:
+            check_name(proto.name)
+        except ValueError as error:
+            v.add(f"{field}.name", str(error))
+            ok = False
+    if proto.version or version_required:
+        try:
+            check_version(proto.version)
+        except ValueError as error:
+            v.add(f"{field}.version", str(error))
+            ok = False
+    if own:
+        v.raise_if_any()
+    return ModelRef(proto.name, proto.version or None) if ok else None
+
+
 def page_bounds(page_size: int, page_token: str, total: int, default: int = 50, maximum: int = 1000) -> tuple[int, int]:
     """AIP-158 paging over an ordered list: (start, stop)."""
+    if page_size < 0:
+        raise invalid_argument([("page_size", "must be >= 0 (0 lets the server choose)")])
     size = default if page_size <= 0 else min(page_size, maximum)
     try:
         start = int(page_token) if page_token else 0

@@ -10,7 +10,7 @@ import numpy as np
 
 from dial.inference.predictors import OnnxPredictor
 from dial.model.manifest import Manifest
-from dial.model.repository import ModelRef, ModelRepository
+from dial.model.repository import ModelNotFound, ModelRef, ModelRepository
 from dial_services.common.errors import resource_exhausted
 from dial_services.common.call_guard import DeadlineExpired
 from dial_services.common.config import SegmenterConfig
@@ -75,8 +75,21 @@ class ModelRegistry:
             "dial_models_loaded", "models loaded and ready, by execution provider", ["model", "version", "provider"])
 
     def load_latest(self) -> list[LoadedModel]:
-        """Load the newest version of every model; any failure stops start-up."""
-        return [self.get(ModelRef(name)) for name in self.repo.names()]
+        """Load what an unpinned request of each model gets; a failure to load it stops start-up.
+
+        The repository has already skipped (and logged) entries it cannot
+        parse, and a name holding only exports has no "latest" to load:
+        its versions load when a request pins one.
+        """
+        loaded = []
+        for name in self.repo.names():
+            try:
+                ref = ModelRef(*self.repo.resolve(ModelRef(name)))
+            except ModelNotFound as error:
+                log.info("not loading %s at start-up: %s", name, error)
+                continue
+            loaded.append(self.get(ref))
+        return loaded
 
     def get(self, ref: ModelRef) -> LoadedModel:
         # A pinned version already loaded needs no look at the repository;

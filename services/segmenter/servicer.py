@@ -18,7 +18,8 @@ from dial_services.common.errors import Violations, invalid_argument
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.uri_policy import UriPolicy
 from dial_services.common.validation import (
-    DTYPE_NAMES, check_model_input, check_shape, clicks_from_proto, geo_from_proto, image_from_proto, page_bounds,
+    DTYPE_NAMES, check_model_input, check_shape, clicks_from_proto, geo_from_proto, image_from_proto,
+    model_ref_from_proto, page_bounds,
 )
 from dial_services.segmenter.models import ModelRegistry
 from dial_services.segmenter.raster_job import open_reference, run_raster, spool_tiles
@@ -27,9 +28,7 @@ SERVICE_NAME = segmenter_pb2.DESCRIPTOR.services_by_name["Segmenter"].full_name
 
 
 def model_ref(proto: common_pb2.ModelRef, field: str = "model") -> ModelRef:
-    if not proto.name:
-        raise invalid_argument([(f"{field}.name", "a model name is required (ListModels shows what is served)")])
-    return ModelRef(proto.name, proto.version or None)
+    return model_ref_from_proto(proto, field)
 
 
 def deadline_of(context: grpc.ServicerContext) -> float | None:
