@@ -134,6 +134,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runtime", choices=["onnx", "torch"], default="onnx")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--threads", type=int, default=0, help="inference threads (default: every core)")
     p.add_argument("--json", required=True, dest="json_out")
     p.add_argument("--plot", help="write the IoU-per-click curve as a PNG")
     p.set_defaults(handler=_run_eval)
@@ -150,7 +151,7 @@ def _run_eval(args) -> int:
         model=args.model, data=args.data, repo=args.model_repo, binary=args.binary, clicks=args.clicks,
         mode=args.mode, split=args.split, clicker=args.clicker, random_top_k=args.random_top_k,
         seed=args.seed, runtime=args.runtime, limit=args.limit, disca=disca, sequential=args.sequential,
-        min_region_px=args.min_region_px,
+        min_region_px=args.min_region_px, threads=args.threads,
     )
     from dial.model.manifest import ManifestError
 

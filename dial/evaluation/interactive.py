@@ -43,12 +43,18 @@ class EvalConfig:
     disca: DiscaSettings = DiscaSettings()
     sequential: bool = False
     min_region_px: int = 4096
+    # 0: the runtime's default (every core); evaluations beside a training run take one.
+    threads: int = 0
 
 
-def load_predictor(repo: ModelRepository, model: str, runtime: str):
+def load_predictor(repo: ModelRepository, model: str, runtime: str, threads: int = 0):
     if runtime == "onnx":
         manifest = repo.manifest(model)
-        return OnnxPredictor(repo.onnx_path(model), manifest, provider="cpu")
+        return OnnxPredictor(repo.onnx_path(model), manifest, provider="cpu", intra_op_threads=threads)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     net, manifest = repo.load_torch(model)
     return TorchPredictor(net, manifest)
 
@@ -81,7 +87,7 @@ def select_images(dataset: Dataset, manifest: Manifest, split: str, binary: str 
 def run_evaluation(config: EvalConfig, log: Callable[[str], None] = lambda m: None,
                    refiner_factory: Callable[..., Refiner] | None = None) -> dict:
     repo = ModelRepository(config.repo)
-    predictor = load_predictor(repo, config.model, config.runtime)
+    predictor = load_predictor(repo, config.model, config.runtime, config.threads)
     manifest = predictor.manifest
     dataset = Dataset.open(config.data, binary=config.binary)
     if dataset.n_classes != manifest.n_classes:
