@@ -182,6 +182,8 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         snapshot = self.sessions.read(caller_identity(context), session_id_of(request.session, "session"))
         record = snapshot.record
         asked = request.model
+        if asked.name:
+            model_ref_from_proto(asked, "model")
         if asked.name and (asked.name, asked.version or record.model_version) != (record.model_name,
                                                                                   record.model_version):
             raise invalid_argument([("model", f"the session uses model {record.model_name}:{record.model_version}; "
@@ -202,8 +204,6 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
     def RankPatches(self, request, context):
         v = Violations()
         check_strategy(v, request.strategy, "strategy")
-        if asked.name:
-            model_ref_from_proto(asked, "model")
         check_options(v, "", request.patch_size_px, request.reduction, request.hint_quantile)
         exclude = []
         for i, w in enumerate(request.exclude):
