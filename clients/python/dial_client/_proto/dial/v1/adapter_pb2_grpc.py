@@ -160,8 +160,11 @@ class AdapterServicer:
 
     def ExportSessionModel(self, request, context):
         """Saves the session's adapted model to the model repository as a new
-        model version, which the Segmenter can then serve; ALREADY_EXISTS when
-        that name and version are taken.
+        model version, which the Segmenter then serves to requests that pin that
+        version. It never becomes the latest version of its name (what requests
+        with an empty version get) until an operator promotes it, so one
+        caller's export cannot change what other callers are served.
+        ALREADY_EXISTS when that name and version are taken.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
