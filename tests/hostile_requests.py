@@ -8,6 +8,7 @@ from grpc_health.v1 import health_pb2
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from benchmarks.reliability.fuzz import MODEL_NAMES_REFUSED, MODEL_VERSIONS_REFUSED
 from dial_client._proto.dial.v1 import common_pb2
 
 CLIENT_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED}
@@ -18,6 +19,9 @@ DTYPES = st.sampled_from([common_pb2.DATA_TYPE_UNSPECIFIED, common_pb2.DATA_TYPE
                           3, 17, 2**31 - 1])
 FLOATS = st.floats(allow_nan=True, allow_infinity=True)
 PIXELS = st.one_of(st.integers(0, 60), SIDES)
+# A model the "tiny" repository lacks (NOT_FOUND), or a name or version refused by the one rule (INVALID_ARGUMENT).
+MODEL_NAMES = st.sampled_from(["missing", "tiny\x00", *MODEL_NAMES_REFUSED])
+MODEL_VERSIONS = st.sampled_from(["1", "999", *MODEL_VERSIONS_REFUSED])
 
 
 def mostly(usual, unusual: st.SearchStrategy) -> st.SearchStrategy:

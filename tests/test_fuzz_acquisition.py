@@ -23,7 +23,7 @@ from dial.imagery.raster import GeoTiffWriter
 from dial.imagery.readers import GeoInfo
 from dial.synthetic import make_scene
 from dial_client._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc, common_pb2
-from tests.hostile_requests import CLIENT_ERRORS, FUZZ, SIDES, assert_healthy, clicks, images, mostly
+from tests.hostile_requests import CLIENT_ERRORS, FUZZ, MODEL_NAMES, SIDES, assert_healthy, clicks, images, mostly
 
 MAX_CLICKS = 64
 # FAILED_PRECONDITION: a strategy whose head the model has not been trained with, or a queue not yet ranked;
@@ -226,7 +226,7 @@ def test_hostile_queue_requests_leave_a_bystanders_queue_as_it_was(fuzz_target):
            token=st.one_of(st.sampled_from(["", "1", "2", "-1", "1e9", "9" * 5000, "abc", "\x00"]),
                            st.integers(0, 40).map(str)),
            ids=st.lists(st.one_of(st.sampled_from(own_ids), st.text(max_size=20)), max_size=5),
-           model=mostly("tiny", st.sampled_from(["", "missing", "../etc"])))
+           model=mostly("tiny", MODEL_NAMES))
     def check(kind, name, uris, strategy, patch, reduction, budget, quantile, page_size, token, ids, model):
         if kind == "create":
             spec = acquisition_pb2.QueueJobSpec(

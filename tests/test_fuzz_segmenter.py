@@ -15,7 +15,9 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from dial_client._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
-from tests.hostile_requests import CLIENT_ERRORS, FUZZ, assert_healthy, clicks, images, mostly
+from tests.hostile_requests import (
+    CLIENT_ERRORS, FUZZ, MODEL_NAMES, MODEL_VERSIONS, assert_healthy, clicks, images, mostly,
+)
 
 MAX_CLICKS = 64
 
@@ -41,8 +43,7 @@ def test_hostile_predict_requests_get_client_errors(fuzz_target):
 
     @FUZZ
     @given(image=images(manifest), click_list=clicks(MAX_CLICKS),
-           model=mostly("tiny", st.sampled_from(["", "missing", "../etc", "tiny\x00"])),
-           version=mostly("", st.sampled_from(["1", "999", "latest", "-1"])),
+           model=mostly("tiny", MODEL_NAMES), version=mostly("", MODEL_VERSIONS),
            probabilities=st.booleans())
     def check(image, click_list, model, version, probabilities):
         request = segmenter_pb2.PredictRequest(model=common_pb2.ModelRef(name=model, version=version), image=image,

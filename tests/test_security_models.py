@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from benchmarks.reliability.fuzz import MODEL_NAMES_REFUSED, MODEL_VERSIONS_REFUSED
 from dial_client._proto.dial.v1 import (
     acquisition_pb2, acquisition_pb2_grpc, adapter_pb2, adapter_pb2_grpc, common_pb2, segmenter_pb2,
     segmenter_pb2_grpc,
@@ -27,11 +28,12 @@ from dial_client._proto.dial.v1 import (
 ALICE = (("caller", "alice"),)
 BOB = (("caller", "bob"),)
 SIZE = 32
-UNICODE_DIGITS = ["²", "٣", "３", "१"]  # superscript two, Arabic-Indic three, fullwidth three, Devanagari one
 
 
 def hostile_versions() -> list[str]:
-    return [*UNICODE_DIGITS, "1" * 500, "..", "../1", "-1", "1/../1", "01", "1\n"]
+    # The fuzz corpus's refused versions ("²", "٣", "３", 500 digits, "..", ...) and a few more.
+    assert {"²", "٣", "３", "1" * 500, ".."} <= set(MODEL_VERSIONS_REFUSED)
+    return [*MODEL_VERSIONS_REFUSED, "१", "1/../1", "+1", " 1"]
 
 
 @pytest.fixture()
@@ -157,8 +159,8 @@ def test_a_segmenter_starts_on_a_repository_with_unparseable_and_planted_entries
 def test_model_names_that_are_paths_are_invalid_arguments(segmenter, tree, tiny_manifest):
     stub, channel = segmenter
     before = bystander_predict(stub, tiny_manifest)
-    names = ["../rasters/evil", "../../rasters/evil", str(tree["rasters"] / "evil"), str(tree["models"] / "tiny"),
-             "/etc/passwd", "tiny/../tiny", "tiny\x00", "tiny\n", "x" * 20_000]
+    names = [*MODEL_NAMES_REFUSED, "../../rasters/evil", str(tree["rasters"] / "evil"), str(tree["models"] / "tiny"),
+             "tiny\x00"]
     for name in names:
         ref = common_pb2.ModelRef(name=name)
         for method, request in ((stub.Predict, segmenter_pb2.PredictRequest(model=ref, image=image_proto(tiny_manifest))),

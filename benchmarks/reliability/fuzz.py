@@ -23,6 +23,11 @@ CLIENT_ERRORS = {"INVALID_ARGUMENT", "NOT_FOUND", "RESOURCE_EXHAUSTED", "FAILED_
 SIDES = [0, 1, 2, 31, 64, 257, 65535, 2**31, 2**32 - 1]
 DTYPES = [0, 1, 2, 3, 17, 2**31 - 1]
 FLOATS = [math.nan, math.inf, -math.inf, 0.0, -1.0, 1e300, -1e-300, 3.5]
+# Model names and versions that are paths, too long, or digits outside ASCII ("²".isdigit() is
+# True): each one is INVALID_ARGUMENT and never reaches the repository as a folder name.
+# tests/hostile_requests.py draws from the same lists.
+MODEL_NAMES_REFUSED = ["", "../etc", "../rasters/evil", "/etc/passwd", "tiny/../tiny", "TINY", "tiny\n", "x" * 20000]
+MODEL_VERSIONS_REFUSED = ["-1", "latest", "..", "../1", "²", "٣", "３", "1" * 500, "01", "1\n"]
 
 
 def _image(rng: np.random.Generator, bands: int):
@@ -64,8 +69,8 @@ def _model(rng: np.random.Generator, name: str):
 
     if rng.random() < 0.75:
         return common_pb2.ModelRef(name=name)
-    return common_pb2.ModelRef(name=str(rng.choice(["", "missing", "../etc", name + "\x00"])),
-                               version=str(rng.choice(["", "999", "-1", "latest"])))
+    return common_pb2.ModelRef(name=str(rng.choice(["missing", name + "\x00", *MODEL_NAMES_REFUSED])),
+                               version=str(rng.choice(["", "999", *MODEL_VERSIONS_REFUSED])))
 
 
 def _call(stub_method, request, codes: Counter, unexpected: list) -> None:
@@ -81,7 +86,7 @@ def _call(stub_method, request, codes: Counter, unexpected: list) -> None:
 
 def fuzz(repo: Path, model: str, scratch: Path, bands: int, requests: int = 300, seed: int = 0) -> dict:
     from dial_client import AdapterClient, Click
-    from dial_client._proto.dial.v1 import adapter_pb2, adapter_pb2_grpc, segmenter_pb2, segmenter_pb2_grpc
+    from dial_client._proto.dial.v1 import adapter_pb2, adapter_pb2_grpc, common_pb2, segmenter_pb2, segmenter_pb2_grpc
 
     rng = np.random.default_rng(seed)
     segmenter = ServiceProcess("segmenter", model_args(repo, scratch / "cache-fuzz-seg"))
@@ -105,7 +110,7 @@ def fuzz(repo: Path, model: str, scratch: Path, bands: int, requests: int = 300,
             unexpected: list[str] = []
             fuzzer = (("caller", "fuzzer"),)
             for index in range(requests):
-                kind = index % 4
+                kind = index % 5
                 if kind == 0:
                     request = segmenter_pb2.PredictRequest(model=_model(rng, model), image=_image(rng, bands),
                                                            clicks=_clicks(rng),
@@ -123,6 +128,14 @@ def fuzz(repo: Path, model: str, scratch: Path, bands: int, requests: int = 300,
                 elif kind == 2:
                     request = adapter_pb2.AddClicksRequest(name=str(rng.choice(targets)), clicks=_clicks(rng))
                     _call(lambda r, timeout: ada_stub.AddClicks(r, timeout=timeout, metadata=fuzzer),
+                          request, codes["adapter"], unexpected)
+                elif kind == 4:
+                    # Always a refused version, so no export is ever written into the repository.
+                    request = adapter_pb2.ExportSessionModelRequest(
+                        name=str(rng.choice(targets)), model=common_pb2.ModelRef(
+                            name=str(rng.choice([model, *MODEL_NAMES_REFUSED])),
+                            version=str(rng.choice(MODEL_VERSIONS_REFUSED))))
+                    _call(lambda r, timeout: ada_stub.ExportSessionModel(r, timeout=timeout, metadata=fuzzer),
                           request, codes["adapter"], unexpected)
                 else:
                     request = adapter_pb2.AdaptRequest(name=str(rng.choice(targets)))
