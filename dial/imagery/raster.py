@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.errors import NotGeoreferencedWarning
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from dial.imagery.readers import SUPPORTED_DTYPES, GeoInfo, ImageFormatError, geo_info, image_band_indexes
+from dial.imagery.opener import GEOTIFF, ImageFormatError, OpenPolicy, gdal_env, open_image
+from dial.imagery.readers import SUPPORTED_DTYPES, GeoInfo, geo_info, image_band_indexes
 
 
 @dataclass(frozen=True)
@@ -29,21 +30,35 @@ class RasterInfo:
 
 
 class RasterReader:
-    """Reads ``(H, W, B)`` windows from a raster, alpha dropped."""
+    """Reads ``(H, W, B)`` windows from a raster, alpha dropped.
 
-    def __init__(self, path: str | Path):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            self._ds = rasterio.open(path)
-        dtype = self._ds.dtypes[0]
-        if dtype not in SUPPORTED_DTYPES:
+    Opened through the guarded opener (GeoTIFF only unless ``policy`` says
+    otherwise); each read runs in its GDAL environment, on whichever thread
+    calls it (the tiler reads on its own thread).
+    """
+
+    def __init__(self, path: str | Path, policy: OpenPolicy = GEOTIFF):
+        self._path = path
+        self._ds = open_image(path, policy)
+        try:
+            dtype = self._ds.dtypes[0]
+            if dtype not in SUPPORTED_DTYPES:
+                raise ImageFormatError(f"dtype {dtype}; DIAL reads uint8 or uint16 rasters", path=path)
+            with gdal_env():
+                self._bands = image_band_indexes(self._ds)
+                self.info = RasterInfo(self._ds.height, self._ds.width, len(self._bands), dtype,
+                                       geo_info(self._ds))
+        except BaseException:
             self._ds.close()
-            raise ImageFormatError(f"{path}: dtype {dtype}; DIAL reads uint8 or uint16 rasters")
-        self._bands = image_band_indexes(self._ds)
-        self.info = RasterInfo(self._ds.height, self._ds.width, len(self._bands), dtype, geo_info(self._ds))
+            raise
 
     def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
-        data = self._ds.read(self._bands, window=Window(col_off, row_off, width, height))
+        try:
+            with gdal_env():
+                data = self._ds.read(self._bands, window=Window(col_off, row_off, width, height))
+        except RasterioError:
+            raise ImageFormatError("the raster's pixels cannot be read (damaged or truncated?)",
+                                   path=self._path) from None
         return np.ascontiguousarray(np.moveaxis(data, 0, -1))
 
     def close(self) -> None:

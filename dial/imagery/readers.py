@@ -1,32 +1,28 @@
 """Read images and label masks from GeoTIFF, TIFF, PNG and JPEG files.
 
 Everything goes through rasterio (GDAL), so one code path handles plain
-images and georeferenced rasters alike. Masks come in four encodings that
+images and georeferenced rasters alike, and through the one guarded opener
+(``dial.imagery.opener``), so a file can only ever be one of these formats
+and never pulls in another file or a URL. Masks come in four encodings that
 users really bring: value masks (class ids, or 0/255 for binary), RGB masks
 whose channels are equal ("RGB-grey"), colour masks looked up in a legend,
 and palette PNGs, which are expanded to colours before the lookup.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.enums import ColorInterp
-from rasterio.errors import NotGeoreferencedWarning
 
 from dial.imagery.legend import IGNORE_INDEX, Legend
+from dial.imagery.opener import IMAGES, ImageFormatError, reading
 
 SUPPORTED_DTYPES = ("uint8", "uint16")
 # A colour mask may carry a few stray colours (resampling, anti-aliasing). They
 # become "ignore"; more than this share means the legend is wrong, not the mask.
 MAX_UNKNOWN_COLOUR_SHARE = 0.01
-
-
-class ImageFormatError(ValueError):
-    """The file is readable but not an image or mask DIAL can use."""
 
 
 @dataclass(frozen=True)
@@ -35,12 +31,6 @@ class GeoInfo:
 
     crs: str | None
     transform: tuple[float, float, float, float, float, float]
-
-
-def _open(path: Path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        return rasterio.open(path)
 
 
 def geo_info(dataset) -> GeoInfo:
@@ -53,16 +43,16 @@ def image_band_indexes(dataset) -> list[int]:
     """1-based band indexes to use as image bands: alpha is dropped."""
     bands = [i + 1 for i, ci in enumerate(dataset.colorinterp) if ci != ColorInterp.alpha]
     if len(bands) not in (1, 3, 4):
-        raise ImageFormatError(f"{dataset.name}: {len(bands)} bands; DIAL reads 1, 3 or 4 band images")
+        raise ImageFormatError(f"{len(bands)} bands; DIAL reads 1, 3 or 4 band images", path=dataset.name)
     return bands
 
 
 def read_image(path: str | Path) -> tuple[np.ndarray, GeoInfo]:
     """Read an image as ``(H, W, B)`` in its native uint8/uint16 dtype."""
-    with _open(Path(path)) as ds:
+    with reading(path, IMAGES) as ds:
         dtype = ds.dtypes[0]
         if dtype not in SUPPORTED_DTYPES:
-            raise ImageFormatError(f"{path}: dtype {dtype}; DIAL reads uint8 or uint16 images")
+            raise ImageFormatError(f"dtype {dtype}; DIAL reads uint8 or uint16 images", path=path)
         bands = image_band_indexes(ds)
         array = ds.read(bands)
         return np.ascontiguousarray(np.moveaxis(array, 0, -1)), geo_info(ds)
@@ -133,7 +123,7 @@ def read_mask(
     path: str | Path, legend: Legend, ignore_value: int | None = None
 ) -> np.ndarray:
     """Read a label mask as ``(H, W)`` uint8 class ids with 255 = ignore."""
-    with _open(Path(path)) as ds:
+    with reading(path, IMAGES) as ds:
         data = _mask_as_rgb_or_values(ds)
     if data.ndim == 3:
         return colours_to_classes(data, legend, source=str(path))
