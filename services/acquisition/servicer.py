@@ -12,7 +12,7 @@ from dial.acquisition import STRATEGIES, AcquisitionModel, get_strategy
 from dial.acquisition.ranking import DEFAULT_HINT_QUANTILE, RankedPatch, iter_ranked_patches
 from dial.adaptation.disca import DiscaSettings, adapted_network
 from dial.clicks import Click
-from dial.imagery.raster import GeoTiffWriter, RasterReader
+from dial.imagery.raster import GeoTiffWriter
 from dial.imagery.readers import GeoInfo
 from dial.inference.predictors import OnnxPredictor
 from dial.model.repository import ModelRef, ModelRepository
@@ -134,12 +134,7 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
 
     # -- sources -----------------------------------------------------------
     def _read_raster(self, uri: str, field: str, manifest, window=None) -> tuple[np.ndarray, Geo | None]:
-        path = self.policy.readable(uri, field)
-        try:
-            reader = RasterReader(path)
-        except Exception as error:  # noqa: BLE001 - GDAL's many ways of saying "not a raster"
-            raise invalid_argument([(field, f"cannot read a raster there ({type(error).__name__})")]) from None
-        with reader:
+        with self.policy.open_raster(uri, field) as reader:
             info = reader.info
             v = Violations()
             r, c, h, w = window or (0, 0, info.height, info.width)
@@ -233,7 +228,8 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         v = Violations()
         check_strategy(v, request.strategy, "strategy")
         v.raise_if_any()
-        output = self.policy.writable(request.output_uri, "output_uri") if request.output_uri else None
+        output = self.policy.writable(request.output_uri, "output_uri", inputs=[
+            request.raster.uri, request.raster_window.raster.uri]) if request.output_uri else None
         if request.WhichOneof("source") == "session":
             model, image, geo, clicks = self._session_source(request, context)
             row_off, col_off = 0, 0
@@ -297,7 +293,9 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
                        hint_quantile=spec.hint_quantile or DEFAULT_HINT_QUANTILE)
 
         def rank(uri: str, should_stop: Callable[[], None]):
-            image, geo = self._read_raster(uri, "raster", model.manifest)
+            # The field as CreateQueueJob names it, so a failed job says which of its rasters is at fault.
+            field = f"spec.rasters[{[r.uri for r in spec.rasters].index(uri)}].uri"
+            image, geo = self._read_raster(uri, field, model.manifest)
             should_stop()
             strategy, result = self._compute(spec.strategy, model, image)
             should_stop()

@@ -10,7 +10,6 @@ from google.protobuf import empty_pb2, timestamp_pb2
 
 from dial.adaptation.disca import DiscaSettings
 from dial.clicks import Click
-from dial.imagery.raster import RasterReader
 from dial.inference.classwise import class_argmax
 from dial.model.manifest import Manifest
 from dial_client._proto.dial.v1 import adapter_pb2, adapter_pb2_grpc, common_pb2, segmenter_pb2
@@ -100,12 +99,7 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
         if which in ("raster", "raster_window"):
             field = "raster" if which == "raster" else "raster_window.raster"
             uri = request.raster.uri if which == "raster" else request.raster_window.raster.uri
-            path = self.policy.readable(uri, f"{field}.uri")
-            try:
-                reader = RasterReader(path)
-            except Exception as error:  # noqa: BLE001 - GDAL's many ways of saying "not a raster"
-                raise invalid_argument([(f"{field}.uri", f"cannot read a raster there ({error})")]) from None
-            with reader:
+            with self.policy.open_raster(uri, f"{field}.uri") as reader:
                 info = reader.info
                 row, col, height, width = 0, 0, info.height, info.width
                 if which == "raster_window":

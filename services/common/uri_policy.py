@@ -1,28 +1,45 @@
-"""Which raster URIs a server may read or write.
+"""Which raster URIs a server may read or write, and the one place rasters are opened for a request.
 
 A URI names a file under one of the configured roots, given as a plain path
 or a ``file://`` URI. Every other scheme (http, s3, gs, GDAL's /vsi
 prefixes) is refused, and paths are resolved (``..`` and symlinks) before the
 root check, so no request can make the server read arbitrary files or URLs.
+A readable raster must also be a regular file that starts like a GeoTIFF, and
+it is opened through the core's guarded opener, so a file inside a root
+cannot make GDAL read another file or a URL (see ``dial.imagery.opener``).
+An output must not be the input raster, nor anything but a regular file.
 """
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
+from typing import Iterable
 from urllib.parse import unquote, urlparse
 
-from dial_services.common.errors import invalid_argument, not_found, permission_denied
+from dial.imagery.opener import GEOTIFF, ImageFormatError, OpenPolicy
+from dial.imagery.raster import RasterReader
+from dial_services.common.errors import ApiError, invalid_argument, not_found, permission_denied
+
+# Linux's limits (NAME_MAX, PATH_MAX): longer names fail with ENAMETOOLONG, a client's error.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096
 
 
 class UriPolicy:
-    def __init__(self, roots: tuple[Path, ...] | list[Path], schemes: tuple[str, ...] = ("file",)):
+    def __init__(self, roots: tuple[Path, ...] | list[Path], schemes: tuple[str, ...] = ("file",),
+                 open_policy: OpenPolicy = GEOTIFF):
         self.roots = tuple(Path(r).resolve() for r in roots)
         self.schemes = tuple(s.lower() for s in schemes)
+        self.open_policy = open_policy
 
     def _path(self, uri: str, field_path: str) -> Path:
         if not uri:
             raise invalid_argument([(field_path, "a raster URI is required")])
         if "\x00" in uri:
             raise invalid_argument([(field_path, "URI contains a NUL byte")])
+        if len(uri.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+            raise invalid_argument([(field_path, f"URI is longer than {MAX_PATH_BYTES} bytes")])
         if uri.startswith("/vsi"):
             raise permission_denied(f"{field_path}: GDAL virtual file systems are not allowed")
         if "://" in uri or uri.lower().startswith("file:"):
@@ -37,24 +54,120 @@ class UriPolicy:
             raw = uri
         if not self.roots:
             raise permission_denied(f"{field_path}: this server reads no rasters (no allowed roots configured)")
-        return Path(raw).expanduser().resolve()
+        if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in raw.split("/")):
+            raise invalid_argument([(field_path, f"a file or folder name in the path is longer than "
+                                                 f"{MAX_NAME_BYTES} bytes")])
+        try:
+            return Path(raw).expanduser().resolve()
+        except (OSError, RuntimeError) as error:  # a symlink loop, or a name the file system refuses
+            raise invalid_argument([(field_path, f"the path cannot be resolved ({_reason(error)})")]) from None
 
     def _check_root(self, path: Path, field_path: str) -> None:
         if not any(path == root or path.is_relative_to(root) for root in self.roots):
             raise permission_denied(f"{field_path}: path is outside the allowed raster roots")
 
     def readable(self, uri: str, field_path: str = "uri") -> Path:
+        """The checked path of a raster to read: inside a root, a regular file, and of an allowed format."""
         path = self._path(uri, field_path)
         self._check_root(path, field_path)
-        if not path.is_file():
-            raise not_found(f"{field_path}: no raster at {uri}")
+        mode = _mode(path, field_path)
+        if mode is None:
+            raise not_found(f"{field_path}: no raster at that path")
+        if not stat.S_ISREG(mode):
+            raise invalid_argument([(field_path, f"not a regular file ({_kind(mode)}); name a GeoTIFF file")])
+        try:
+            self.open_policy.driver_for(path)
+        except ImageFormatError as error:
+            raise invalid_argument([(field_path, error.reason)]) from None
+        except FileNotFoundError:
+            raise not_found(f"{field_path}: no raster at that path") from None
         return path
 
-    def writable(self, uri: str, field_path: str = "output_uri") -> Path:
+    def open_raster(self, uri: str, field_path: str = "uri") -> RasterReader:
+        """A reader of the raster ``uri`` names, or the status that says why there is none."""
+        path = self.readable(uri, field_path)
+        try:
+            return _FieldRaster(path, self.open_policy, field_path)
+        except ImageFormatError as error:
+            raise invalid_argument([(field_path, error.reason)]) from None
+        except FileNotFoundError:  # removed since the check
+            raise not_found(f"{field_path}: no raster at that path") from None
+
+    def writable(self, uri: str, field_path: str = "output_uri", *, inputs: Iterable[str] = ()) -> Path:
+        """The checked path of an output GeoTIFF; ``inputs`` are the request's raster URIs, never overwritten."""
         path = self._path(uri, field_path)
         self._check_root(path, field_path)
-        if not path.parent.is_dir():
-            raise invalid_argument([(field_path, "the output folder does not exist")])
         if path.suffix.lower() not in (".tif", ".tiff"):
             raise invalid_argument([(field_path, "outputs are GeoTIFFs: use a .tif or .tiff name")])
+        parent = _mode(path.parent, field_path)
+        if parent is None or not stat.S_ISDIR(parent):
+            raise invalid_argument([(field_path, "the output folder does not exist")])
+        mode = _mode(path, field_path)
+        if mode is not None:
+            if not stat.S_ISREG(mode):
+                raise invalid_argument([(field_path, f"{_kind(mode)} is there; an output replaces only a "
+                                                     "regular file: choose another name")])
+            for source in inputs:
+                if source and self._same_file(source, path):
+                    raise invalid_argument([(field_path, "is the input raster; choose another output name, "
+                                                         "the input is never overwritten")])
         return path
+
+    def _same_file(self, uri: str, output: Path) -> bool:
+        try:
+            source = self._path(uri, "input")
+        except ApiError:
+            return False  # reported where the input itself is checked
+        try:
+            # samefile: a hard link to the input is the input too.
+            return source == output or os.path.samefile(source, output)
+        except OSError:
+            return False
+
+
+class _FieldRaster(RasterReader):
+    """A raster one request field named: pixels that fail to read are that field's INVALID_ARGUMENT too."""
+
+    def __init__(self, path: Path, policy: OpenPolicy, field_path: str):
+        super().__init__(path, policy)
+        self.field_path = field_path
+
+    def read(self, row_off: int, col_off: int, height: int, width: int):
+        try:
+            return super().read(row_off, col_off, height, width)
+        except ImageFormatError as error:
+            raise invalid_argument([(self.field_path, error.reason)]) from None
+
+
+def _mode(path: Path, field_path: str) -> int | None:
+    """``st_mode`` of ``path`` (symlinks followed), None when nothing is there."""
+    try:
+        return os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except PermissionError:
+        raise permission_denied(f"{field_path}: the server may not read that path") from None
+    except OSError as error:
+        raise invalid_argument([(field_path, f"the path cannot be used ({_reason(error)})")]) from None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "something other than a file"
+
+
+def _reason(error: BaseException) -> str:
+    """Why, in words, without the path (an OSError's str names it)."""
+    if isinstance(error, OSError) and error.errno:
+        return os.strerror(error.errno)
+    if isinstance(error, RuntimeError):
+        return "a symlink loop"
+    return "unusable path"
+

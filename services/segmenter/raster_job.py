@@ -18,7 +18,7 @@ from typing import Iterator
 
 from dial.clicks import Click
 from dial.imagery.raster import GeoTiffWriter, RasterReader
-from dial.imagery.readers import GeoInfo, ImageFormatError
+from dial.imagery.readers import GeoInfo
 from dial.inference.tiling import iter_blended_rows
 from dial_client._proto.dial.v1 import segmenter_pb2
 from dial_services.common.call_guard import DeadlineExpired
@@ -38,15 +38,6 @@ class RasterSource:
         self.reader.close()
         if self.spool is not None:
             self.spool.unlink(missing_ok=True)
-
-
-def open_reference(path: Path) -> RasterSource:
-    try:
-        return RasterSource(RasterReader(path))
-    except ImageFormatError as error:
-        raise invalid_argument([("header.raster.uri", str(error))]) from None
-    except Exception as error:  # noqa: BLE001 - GDAL's many ways of saying "not a raster"
-        raise invalid_argument([("header.raster.uri", f"cannot read a raster there ({type(error).__name__})")]) from None
 
 
 def spool_tiles(header: segmenter_pb2.TiledRasterHeader, requests: Iterator, scratch: Path,

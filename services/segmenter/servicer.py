@@ -22,7 +22,7 @@ from dial_services.common.validation import (
     model_ref_from_proto, page_bounds,
 )
 from dial_services.segmenter.models import ModelRegistry
-from dial_services.segmenter.raster_job import open_reference, run_raster, spool_tiles
+from dial_services.segmenter.raster_job import RasterSource, run_raster, spool_tiles
 
 SERVICE_NAME = segmenter_pb2.DESCRIPTOR.services_by_name["Segmenter"].full_name
 
@@ -88,12 +88,12 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
         manifest = model.manifest
         output = None
         if header.WhichOneof("output") == "output_uri":
-            output = self.policy.writable(header.output_uri, "header.output_uri")
+            output = self.policy.writable(header.output_uri, "header.output_uri", inputs=[header.raster.uri])
         elif not header.stream_tiles:
             raise invalid_argument([("header.output", "set output_uri or stream_tiles")])
         which = header.WhichOneof("source")
         if which == "raster":
-            source = open_reference(self.policy.readable(header.raster.uri, "header.raster.uri"))
+            source = RasterSource(self.policy.open_raster(header.raster.uri, "header.raster.uri"))
         elif which == "tiles":
             v = Violations()
             check_model_input(v, "header.tiles", header.tiles.bands, DTYPE_NAMES.get(header.tiles.dtype), manifest)
