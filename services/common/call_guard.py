@@ -9,13 +9,24 @@ While the server is not SERVING (loading models at start-up, or draining
 after SIGTERM) new calls get UNAVAILABLE: the one code clients retry, so a
 call that reaches a replica too early or too late goes round again instead of
 failing with NOT_FOUND for a model that is still loading.
+
+A handler holds one of the server's worker threads for as long as it runs,
+including while it waits for a client stream's next message. The guard reads
+client streams on a thread of their own and ends a stream that stays silent
+for ``stream_idle_timeout_seconds`` (or takes longer than
+``stream_read_timeout_seconds`` in all) with DEADLINE_EXCEEDED, so a caller
+that opens streams and sends nothing cannot keep the workers. It also counts
+the workers in use and reports when every one is taken (``on_capacity``), so
+the health the probes read can say NOT_SERVING while no call could start.
 """
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
+from typing import Callable, Iterator
 
 import grpc
 
@@ -31,6 +42,84 @@ class DeadlineExpired(Exception):
     """A long call noticed that its client's deadline has passed."""
 
 
+class StreamTimedOut(Exception):
+    """A client stream stayed silent too long, or took too long in all."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class TimedRequests:
+    """A client's request stream, read on its own thread so that waiting for it can time out.
+
+    gRPC's request iterator blocks its reader until the next message or the
+    end of the call, with no timeout of its own. Reading here hands each
+    message over as the handler asks for it (one at a time, so flow control
+    still holds the client back), and the handler's thread waits with a
+    timeout. After a timeout the handler ends the call, which wakes the
+    reading thread; ``close`` lets it finish.
+    """
+
+    def __init__(self, requests: Iterator, idle_timeout_s: float, read_timeout_s: float, name: str):
+        self._requests = requests
+        self._idle_s = idle_timeout_s
+        self._read_s = read_timeout_s
+        self._read_by = time.monotonic() + read_timeout_s
+        self._name = name
+        self._asked = threading.Semaphore(0)
+        self._answers: queue.SimpleQueue = queue.SimpleQueue()
+        self._reader: threading.Thread | None = None
+        self._closed = False
+        self._ended = False
+
+    def __iter__(self) -> "TimedRequests":
+        return self
+
+    def __next__(self):
+        if self._ended:
+            raise StopIteration
+        if self._reader is None:
+            self._reader = threading.Thread(target=self._read, name=self._name, daemon=True)
+            self._reader.start()
+        self._asked.release()
+        left = self._read_by - time.monotonic()
+        try:
+            kind, value = self._answers.get(timeout=max(0.0, min(self._idle_s, left)))
+        except queue.Empty:
+            self._ended = True
+            if left <= self._idle_s:
+                raise StreamTimedOut(f"the request stream took longer than the {self._read_s:g} s this server "
+                                     "allows to send it; send larger tiles, or a raster reference") from None
+            raise StreamTimedOut(f"no request message arrived for {self._idle_s:g} s, so the server ended the "
+                                 "stream; send the stream's messages without long pauses") from None
+        if kind == "message":
+            return value
+        self._ended = True
+        if kind == "end":
+            raise StopIteration
+        raise value
+
+    def _read(self) -> None:
+        while True:
+            self._asked.acquire()
+            if self._closed:
+                return
+            try:
+                message = next(self._requests)
+            except StopIteration:
+                self._answers.put(("end", None))
+                return
+            except BaseException as error:  # noqa: BLE001 - handed to the handler's thread, which raises it
+                self._answers.put(("error", error))
+                return
+            self._answers.put(("message", message))
+
+    def close(self) -> None:
+        self._closed = True
+        self._asked.release()
+
+
 def _status_for(error: Exception) -> tuple[grpc.StatusCode, str, grpc.Status | None]:
     if isinstance(error, ApiError):
         return error.code, error.message, error.to_status()
@@ -40,6 +129,8 @@ def _status_for(error: Exception) -> tuple[grpc.StatusCode, str, grpc.Status | N
         return grpc.StatusCode.FAILED_PRECONDITION, f"model unusable: {error}", None
     if isinstance(error, DeadlineExpired):
         return grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the work finished", None
+    if isinstance(error, StreamTimedOut):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, error.message, None
     if isinstance(error, MemoryError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, "the server ran out of memory for this request", None
     request_id = uuid.uuid4().hex[:12]
@@ -55,9 +146,45 @@ def _abort(context: grpc.ServicerContext, error: Exception) -> None:
 
 
 class CallGuard(grpc.ServerInterceptor):
-    def __init__(self, metrics: ServiceMetrics):
+    def __init__(self, metrics: ServiceMetrics, *, workers: int | None = None,
+                 stream_idle_timeout_s: float | None = None, stream_read_timeout_s: float | None = None,
+                 on_capacity: Callable[[], None] | None = None):
         self.metrics = metrics
         self.accepting = threading.Event()
+        self.workers = workers
+        self.stream_idle_timeout_s = stream_idle_timeout_s
+        self.stream_read_timeout_s = stream_read_timeout_s
+        self.on_capacity = on_capacity
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+        self.streams_timed_out = metrics.counter(
+            "dial_client_streams_timed_out", "client streams ended for silence or for taking too long",
+            ["service", "method"])
+
+    @property
+    def saturated(self) -> bool:
+        """True while every worker thread runs a call, so a new call would have to wait."""
+        return self.workers is not None and self._busy >= self.workers
+
+    def _enter(self) -> None:
+        with self._busy_lock:
+            self._busy += 1
+            crossed = self.workers is not None and self._busy == self.workers
+        if crossed and self.on_capacity:
+            self.on_capacity()
+
+    def _leave(self) -> None:
+        with self._busy_lock:
+            crossed = self.workers is not None and self._busy == self.workers
+            self._busy -= 1
+        if crossed and self.on_capacity:
+            self.on_capacity()
+
+    def _timed(self, requests, method: str):
+        if self.stream_idle_timeout_s is None:
+            return requests
+        return TimedRequests(requests, self.stream_idle_timeout_s, self.stream_read_timeout_s or float("inf"),
+                             f"{self.metrics.service}-{method}-reader")
 
     def _observe(self, method: str, context, started: float, failed: BaseException | None) -> None:
         code = context.code() if hasattr(context, "code") else None
@@ -66,6 +193,10 @@ class CallGuard(grpc.ServerInterceptor):
         name = code.name if isinstance(code, grpc.StatusCode) else str(code)
         self.metrics.requests.labels(self.metrics.service, method, name).inc()
         self.metrics.latency.labels(self.metrics.service, method).observe(time.perf_counter() - started)
+
+    def _count_timeout(self, method: str, error: Exception) -> None:
+        if isinstance(error, StreamTimedOut):
+            self.streams_timed_out.labels(self.metrics.service, method).inc()
 
     def _refuse_unless_accepting(self, context) -> None:
         if not self.accepting.is_set():
@@ -81,37 +212,49 @@ class CallGuard(grpc.ServerInterceptor):
             return handler
         guard = self
 
-        def unary(behaviour):
+        def unary(behaviour, stream_request: bool = False):
             def wrapped(request, context):
                 started, failed = time.perf_counter(), None
+                guard._enter()
                 guard.metrics.in_flight.labels(guard.metrics.service).inc()
+                requests = guard._timed(request, method) if stream_request else request
                 try:
                     guard._refuse_unless_accepting(context)
-                    return behaviour(request, context)
+                    return behaviour(requests, context)
                 except Exception as error:  # noqa: BLE001 - translated to a status here, once
                     failed = error
+                    guard._count_timeout(method, error)
                     if _is_abort(context):
                         raise
                     _abort(context, error)
                 finally:
+                    if isinstance(requests, TimedRequests):
+                        requests.close()
                     guard.metrics.in_flight.labels(guard.metrics.service).dec()
+                    guard._leave()
                     guard._observe(method, context, started, failed)
             return wrapped
 
-        def streaming(behaviour):
+        def streaming(behaviour, stream_request: bool = False):
             def wrapped(request, context):
                 started, failed = time.perf_counter(), None
+                guard._enter()
                 guard.metrics.in_flight.labels(guard.metrics.service).inc()
+                requests = guard._timed(request, method) if stream_request else request
                 try:
                     guard._refuse_unless_accepting(context)
-                    yield from behaviour(request, context)
+                    yield from behaviour(requests, context)
                 except Exception as error:  # noqa: BLE001
                     failed = error
+                    guard._count_timeout(method, error)
                     if _is_abort(context):
                         raise
                     _abort(context, error)
                 finally:
+                    if isinstance(requests, TimedRequests):
+                        requests.close()
                     guard.metrics.in_flight.labels(guard.metrics.service).dec()
+                    guard._leave()
                     guard._observe(method, context, started, failed)
             return wrapped
 
@@ -122,9 +265,9 @@ class CallGuard(grpc.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream),
                                                         handler.request_deserializer, handler.response_serializer)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), handler.request_deserializer,
-                                                        handler.response_serializer)
-        return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream),
+            return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary, stream_request=True),
+                                                        handler.request_deserializer, handler.response_serializer)
+        return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream, stream_request=True),
                                                      handler.request_deserializer, handler.response_serializer)
 
 

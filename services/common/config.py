@@ -34,10 +34,17 @@ class ServerConfig(BaseModel):
     tls_key: Path | None = None
     tls_client_ca: Path | None = Field(None, description="require client certificates signed by this CA (mTLS)")
     auth_tokens_file: Path | None = Field(None, description="'caller:sha256(token)' lines; enables bearer tokens")
-    max_calls_per_caller: int = Field(8, ge=1, description="with auth on, concurrent calls one caller may run")
+    # Below max_workers (checked at start-up), so one caller can never hold every worker thread.
+    max_calls_per_caller: int = Field(4, ge=1, description="with auth on, concurrent calls one caller may run")
     max_request_bytes_per_caller: int | None = Field(None, ge=1, description="with auth on; default max_message_bytes")
     health_port: int = Field(0, ge=0, le=65535,
                              description="plaintext port serving only grpc.health.v1 (kubelet probes speak no TLS)")
+    # A client stream holds a worker thread while the server waits for its next message, so a caller
+    # that opens streams and sends nothing would otherwise keep those threads for ever.
+    stream_idle_timeout_seconds: float = Field(
+        30.0, gt=0, description="a client stream that sends no message for this long is ended (DEADLINE_EXCEEDED)")
+    stream_read_timeout_seconds: float = Field(
+        900.0, gt=0, description="longest a client may take to send a whole request stream (DEADLINE_EXCEEDED)")
 
     @model_validator(mode="after")
     def _security_files(self):
@@ -49,6 +56,15 @@ class ServerConfig(BaseModel):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"{name}: {path} is not a readable file")
+        return self
+
+    @model_validator(mode="after")
+    def _caller_limit_below_workers(self):
+        if self.auth_enabled and self.max_calls_per_caller >= self.max_workers:
+            raise ValueError(
+                f"max_calls_per_caller (--max-calls-per-caller, DIAL_MAX_CALLS_PER_CALLER) is "
+                f"{self.max_calls_per_caller} but must be below max_workers (--max-workers, DIAL_MAX_WORKERS), "
+                f"which is {self.max_workers}: otherwise one caller can take every worker thread and starve the others")
         return self
 
     @property
@@ -99,6 +115,10 @@ class SegmenterConfig(ModelServingConfig):
     max_queue_delay_ms: float = Field(0.0, ge=0, le=1000, description="0 disables dynamic batching")
     max_queue_size: int = Field(64, ge=1)
     raster_batch_size: int = Field(4, ge=1, le=64)
+    # Half of the pod's 4 GiB limit: the rest is for the models, ONNX Runtime and the process itself.
+    max_inflight_bytes: int = Field(
+        2048 * MiB, ge=MiB, description="memory that Predict and PredictRaster calls in flight may hold together; "
+                                        "a call that does not fit gets RESOURCE_EXHAUSTED")
 
 
 C = TypeVar("C", bound=ServerConfig)

@@ -13,10 +13,15 @@ def class_map_to_proto(labels: np.ndarray) -> common_pb2.ClassMap:
                                height=labels.shape[0], width=labels.shape[1])
 
 
-def probabilities_to_proto(probs: np.ndarray) -> common_pb2.Probabilities:
+def quantise_probabilities(probs: np.ndarray) -> np.ndarray:
     """(K, H, W) in [0, 1] -> uint8 p*255, rounded: 4x smaller than float32."""
-    quantised = np.clip(np.rint(probs * 255.0), 0, 255).astype(np.uint8)
-    return common_pb2.Probabilities(data=quantised.tobytes(), classes=probs.shape[0],
+    return np.clip(np.rint(probs * 255.0), 0, 255).astype(np.uint8)
+
+
+def probabilities_to_proto(probs: np.ndarray) -> common_pb2.Probabilities:
+    """(K, H, W) probabilities, or their uint8 quantisation (which callers may build block by block)."""
+    quantised = probs if probs.dtype == np.uint8 else quantise_probabilities(probs)
+    return common_pb2.Probabilities(data=np.ascontiguousarray(quantised).tobytes(), classes=probs.shape[0],
                                     height=probs.shape[1], width=probs.shape[2])
 
 

@@ -5,6 +5,12 @@ routing new calls), then ``server.stop(grace)`` lets in-flight calls finish.
 Message limits are set explicitly: gRPC's 4 MB default is smaller than one
 512x512 tile with its probabilities.
 
+Health tells the truth about capacity as well as start-up and draining:
+while every worker thread runs a call, the server and its services report
+NOT_SERVING (so Kubernetes routes new calls to other replicas) and SERVING
+again as soon as a worker is free. The ``liveness`` service only says that
+the process answers, so a replica that is busy, not broken, is not restarted.
+
 Security comes from the config: ``tls_cert``/``tls_key`` serve TLS only,
 ``tls_client_ca`` adds mutual TLS, and a tokens file or client CA turns on
 the authentication interceptor (``auth.py``). Kubelet gRPC probes speak no
@@ -26,11 +32,14 @@ from grpc_reflection.v1alpha import reflection
 
 from dial_services.common.auth import interceptor_from_config
 from dial_services.common.call_guard import CallGuard
-from dial_services.common.config import ServerConfig
+from dial_services.common.config import ConfigError, ServerConfig
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.tls import server_credentials
 
 log = logging.getLogger(__name__)
+
+# The health service name the liveness probe asks for (deploy/k8s): SERVING while the process answers.
+LIVENESS = "liveness"
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -51,15 +60,23 @@ class RunningServer:
     metrics_port: int | None = None
     health_port: int | None = None
     _on_stop: list[Callable[[], None]] = field(default_factory=list)
+    _health_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def set_serving(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ("",) + self.service_names:
-            self.health.set(name, status)
         if serving:
             self.guard.accepting.set()
         else:
             self.guard.accepting.clear()
+        self.publish_health()
+
+    def publish_health(self) -> None:
+        """SERVING while calls are accepted and a worker is free to take one."""
+        # Read and set under one lock: a later change always publishes the state it saw last.
+        with self._health_lock:
+            serving = self.guard.accepting.is_set() and not self.guard.saturated
+            status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in ("",) + self.service_names:
+                self.health.set(name, status)
 
     def on_stop(self, callback: Callable[[], None]) -> None:
         self._on_stop.append(callback)
@@ -77,7 +94,9 @@ def start_server(config: ServerConfig, metrics: ServiceMetrics,
     """Build, register and start a server; ``register`` returns the full service names."""
     # Inside the call guard, so refused calls are counted by status code too.
     auth = interceptor_from_config(config, _rejection_counter(metrics))
-    guard = CallGuard(metrics)
+    _check_caller_overrides(auth, config)
+    guard = CallGuard(metrics, workers=config.max_workers, stream_idle_timeout_s=config.stream_idle_timeout_seconds,
+                      stream_read_timeout_s=config.stream_read_timeout_seconds)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix=metrics.service),
         interceptors=(*extra_interceptors, guard, *((auth,) if auth else ())),
@@ -97,11 +116,13 @@ def start_server(config: ServerConfig, metrics: ServiceMetrics,
     if port == 0:
         raise SystemExit(f"cannot listen on {config.host}:{config.port}")
     running = RunningServer(server, port, health_servicer, tuple(names), metrics, guard)
+    guard.on_capacity = running.publish_health
     if config.metrics_port:
         metrics.serve(config.metrics_port, config.host)
         running.metrics_port = config.metrics_port
     server.start()
     running.set_serving(serving)
+    health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     # Only now: before set_serving the health servicer would report SERVING by default.
     if config.health_port:
         running.health_port = _start_health_server(config, health_servicer, running)
@@ -109,6 +130,20 @@ def start_server(config: ServerConfig, metrics: ServiceMetrics,
              "mTLS" if config.tls_client_ca else "TLS" if config.tls_cert else "plaintext",
              "on" if auth else "off", f", metrics on :{config.metrics_port}" if config.metrics_port else "")
     return running
+
+
+def _check_caller_overrides(auth, config: ServerConfig) -> None:
+    """A tokens file's own per-caller limits obey the same rule as max_calls_per_caller."""
+    tokens = getattr(auth, "tokens", None)
+    if tokens is None:
+        return
+    table = tokens.current() if hasattr(tokens, "current") else tokens
+    for caller, limits in table.limits.items():
+        if limits.max_concurrent_calls is not None and limits.max_concurrent_calls >= config.max_workers:
+            raise ConfigError(
+                f"auth_tokens_file (DIAL_AUTH_TOKENS_FILE): caller {caller!r} may run {limits.max_concurrent_calls} "
+                f"concurrent calls, but that must be below max_workers (--max-workers, DIAL_MAX_WORKERS), which is "
+                f"{config.max_workers}")
 
 
 def _rejection_counter(metrics: ServiceMetrics) -> Callable[[str], None]:

@@ -129,13 +129,41 @@ def clicks_from_proto(clicks, field: str, height: int, width: int, manifest: Man
     return out
 
 
+# Longer than any WKT or PROJJSON definition of a real CRS; PROJ need not parse a megabyte to refuse it.
+MAX_CRS_CHARS = 16384
+
+
 def geo_from_proto(geo: common_pb2.GeoReference, field: str, v: Violations) -> tuple[str | None, tuple] | None:
+    """(crs, transform) of a georeference, checked before anything is computed or written with it."""
     if not geo.crs and not geo.transform:
         return None
+    ok = True
     if len(geo.transform) != 6 or not all(math.isfinite(t) for t in geo.transform):
         v.add(f"{field}.transform", "must hold 6 finite affine coefficients (a, b, c, d, e, f)")
-        return None
-    return (geo.crs or None, tuple(geo.transform))
+        ok = False
+    else:
+        a, b, _, d, e, _ = geo.transform
+        ok = v.check(a * e - b * d != 0, f"{field}.transform",
+                     "must be invertible (a*e - b*d != 0): pixel sizes cannot be zero")
+    if geo.crs:
+        ok &= check_crs(v, f"{field}.crs", geo.crs)
+    return (geo.crs or None, tuple(geo.transform)) if ok else None
+
+
+def check_crs(v: Violations, field: str, crs: str) -> bool:
+    """A CRS that PROJ understands; anything else is the caller's input, not a server failure."""
+    if len(crs) > MAX_CRS_CHARS:
+        return v.check(False, field, f"{len(crs)} characters is longer than any coordinate reference system")
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    try:
+        CRS.from_user_input(crs)
+    except (CRSError, ValueError, TypeError):
+        shown = repr(crs) if len(crs) <= 60 else f"{crs[:60]!r}..."
+        return v.check(False, field, f"{shown} is not a coordinate reference system; give an EPSG code "
+                                     "(EPSG:32631), WKT or a PROJ string")
+    return True
 
 
 def model_ref_from_proto(proto: common_pb2.ModelRef, field: str, v: Violations | None = None, *,

@@ -4,7 +4,8 @@ Calls that arrive within ``max_queue_delay`` of each other and share a model
 and tile shape run as one ONNX Runtime batch of up to ``max_batch_size``
 tiles. On a GPU that raises throughput a lot; on our 2-core CPUs it is
 measured in ``benchmarks/`` and stays configurable (0 ms delay turns it off).
-A bounded queue turns overload into RESOURCE_EXHAUSTED instead of latency.
+A bounded queue turns overload into RESOURCE_EXHAUSTED instead of latency,
+and so does a memory budget that calls take their working memory from.
 """
 from __future__ import annotations
 
@@ -122,3 +123,55 @@ class DynamicBatcher:
         with self._cv:
             self._closed = True
             self._cv.notify_all()
+
+
+class OverBudget(Exception):
+    """A call's memory does not fit in what is left of the process's budget."""
+
+    def __init__(self, wanted: int, in_use: int, limit: int):
+        super().__init__(wanted, in_use, limit)
+        self.wanted, self.in_use, self.limit = wanted, in_use, limit
+
+
+class MemoryBudget:
+    """Bytes that calls in flight may hold together; a call that does not fit is refused, not queued.
+
+    Refusing at once (like a full inference queue) keeps worker threads free
+    for calls that do fit; a caller retries with backoff. Without a bound,
+    three large calls at once outgrew a 4 GiB pod.
+    """
+
+    def __init__(self, limit_bytes: int):
+        self.limit = limit_bytes
+        self._in_use = 0
+        self._lock = threading.Lock()
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    def acquire(self, nbytes: int) -> None:
+        with self._lock:
+            if self._in_use + nbytes > self.limit:
+                raise OverBudget(nbytes, self._in_use, self.limit)
+            self._in_use += nbytes
+
+    def release(self, nbytes: int) -> None:
+        with self._lock:
+            self._in_use -= nbytes
+
+
+def tiler_bytes(manifest, height: int, width: int, batch_size: int, probabilities: bool) -> int:
+    """Working memory of ``dial.inference.tiling.iter_blended_rows`` over an image ``width`` wide.
+
+    One tile row of accumulators, the block handed out per tile row (with
+    softmax temporaries for probabilities), and the batches in the three
+    pipeline stages; an estimate from the array shapes, not a measurement.
+    """
+    tile_rows, tile_cols = min(height, manifest.tile_px), min(width, manifest.tile_px)
+    row = tile_rows * width
+    classes = manifest.n_classes
+    accumulators = row * classes * 4 + (row * 4 if probabilities else 0)
+    blocks = row * classes * 4 * 3 if probabilities else row * (classes * 4 + 1)
+    batches = 3 * batch_size * (manifest.in_channels + classes) * tile_rows * tile_cols * 4
+    return accumulators + blocks + batches

@@ -24,7 +24,7 @@ from dial_client._proto.dial.v1 import segmenter_pb2
 from dial_services.common.call_guard import DeadlineExpired
 from dial_services.common.convert import class_map_to_proto, geo_to_proto
 from dial_services.common.errors import Violations, invalid_argument
-from dial_services.common.validation import DTYPE_NAMES, DTYPES, check_shape, image_from_proto
+from dial_services.common.validation import DTYPE_NAMES, DTYPES, check_shape, geo_from_proto, image_from_proto
 
 STREAM_CHUNK_ROWS = 256
 
@@ -40,6 +40,38 @@ class RasterSource:
             self.spool.unlink(missing_ok=True)
 
 
+class TileCoverage:
+    """The windows of a tile stream so far, refusing any that overlaps an earlier one.
+
+    Tiles must not overlap (segmenter.proto), so the areas of accepted tiles
+    add up to the raster's only when they cover all of it: without this check,
+    the same half sent twice passed as the whole. Windows are indexed by the
+    ``CELL_PX`` grid cells they touch, so each new window is compared only with
+    its neighbours, and memory grows with the tiles, not the raster's pixels.
+    """
+
+    CELL_PX = 256
+
+    def __init__(self) -> None:
+        self.covered = 0
+        self._cells: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = {}
+
+    def add(self, index: int, row: int, col: int, height: int, width: int) -> int | None:
+        """Record a window; the index of an earlier window it overlaps instead, if any."""
+        bottom, right = row + height, col + width
+        cells = [(i, j) for i in range(row // self.CELL_PX, (bottom - 1) // self.CELL_PX + 1)
+                 for j in range(col // self.CELL_PX, (right - 1) // self.CELL_PX + 1)]
+        for cell in cells:
+            for earlier, top, left, low, far in self._cells.get(cell, ()):
+                if top < bottom and row < low and left < right and col < far:
+                    return earlier
+        entry = (index, row, col, bottom, right)
+        for cell in cells:
+            self._cells.setdefault(cell, []).append(entry)
+        self.covered += height * width
+        return None
+
+
 def spool_tiles(header: segmenter_pb2.TiledRasterHeader, requests: Iterator, scratch: Path,
                 max_px: int, max_tile_px: int) -> RasterSource:
     """Write streamed ``ImageTile`` messages into a temporary GeoTIFF."""
@@ -47,17 +79,13 @@ def spool_tiles(header: segmenter_pb2.TiledRasterHeader, requests: Iterator, scr
     dtype = DTYPES.get(header.dtype)
     v.check(dtype is not None, "header.tiles.dtype", f"unknown dtype {header.dtype}")
     check_shape(v, "header.tiles", header.height, header.width, header.bands, max_px)
-    geo = None
-    if header.geo.transform or header.geo.crs:
-        if len(header.geo.transform) != 6:
-            v.add("header.tiles.geo.transform", "must hold 6 affine coefficients")
-        else:
-            geo = GeoInfo(header.geo.crs or None, tuple(header.geo.transform))
+    georeference = geo_from_proto(header.geo, "header.tiles.geo", v)
+    geo = GeoInfo(*georeference) if georeference else None
     v.raise_if_any()
     fd, name = tempfile.mkstemp(prefix="dial-spool-", suffix=".tif", dir=scratch)
     os.close(fd)
     path = Path(name)
-    covered = 0
+    coverage = TileCoverage()
     try:
         with GeoTiffWriter(path, height=header.height, width=header.width, bands=header.bands,
                            dtype=DTYPE_NAMES[header.dtype], geo=geo) as writer:
@@ -76,11 +104,14 @@ def spool_tiles(header: segmenter_pb2.TiledRasterHeader, requests: Iterator, scr
                           and window.col_off + window.width <= header.width, f"{field}.window",
                           f"window lies outside the {header.height}x{header.width} raster")
                 bad.raise_if_any()
+                earlier = coverage.add(index + 1, window.row_off, window.col_off, window.height, window.width)
+                if earlier is not None:
+                    raise invalid_argument([(f"{field}.window", f"overlaps the window of request[{earlier}]; tiles "
+                                                                "must not overlap")])
                 writer.write(array, window.row_off, window.col_off)
-                covered += window.height * window.width
-        if covered < header.height * header.width:
-            raise invalid_argument([("tiles", f"tiles cover {covered} of {header.height * header.width} pixels; "
-                                              "send the whole raster")])
+        if coverage.covered < header.height * header.width:
+            raise invalid_argument([("tiles", f"tiles cover {coverage.covered} of {header.height * header.width} "
+                                              "pixels; send the whole raster")])
         return RasterSource(RasterReader(path), spool=path)
     except BaseException:
         path.unlink(missing_ok=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -13,18 +14,24 @@ from dial.inference.tiling import array_reader, iter_blended_rows
 from dial.model.repository import ModelRef
 from dial_client._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
 from dial_services.common.config import SegmenterConfig
-from dial_services.common.convert import class_map_to_proto, model_to_proto, probabilities_to_proto
-from dial_services.common.errors import Violations, invalid_argument
+from dial_services.common.convert import (
+    class_map_to_proto, model_to_proto, probabilities_to_proto, quantise_probabilities,
+)
+from dial_services.common.errors import Violations, invalid_argument, resource_exhausted
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.uri_policy import UriPolicy
 from dial_services.common.validation import (
     DTYPE_NAMES, check_model_input, check_shape, clicks_from_proto, geo_from_proto, image_from_proto,
     model_ref_from_proto, page_bounds,
 )
+from dial_services.segmenter.batching import MemoryBudget, OverBudget, tiler_bytes
 from dial_services.segmenter.models import ModelRegistry
 from dial_services.segmenter.raster_job import RasterSource, run_raster, spool_tiles
 
 SERVICE_NAME = segmenter_pb2.DESCRIPTOR.services_by_name["Segmenter"].full_name
+MiB = 1024 * 1024
+# Room in a PredictResponse for everything but the pixels: tags, lengths, the model and its provider.
+REPLY_OVERHEAD_BYTES = 4096
 
 
 def model_ref(proto: common_pb2.ModelRef, field: str = "model") -> ModelRef:
@@ -42,6 +49,43 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
         self.registry = registry
         self.policy = UriPolicy(config.raster_roots, config.raster_schemes)
         self.tiles = metrics.counter("dial_tiles_processed", "tiles run through a model", ["model", "version"])
+        self.budget = MemoryBudget(config.max_inflight_bytes)
+        self.budget_refusals = metrics.counter(
+            "dial_memory_budget_refusals", "calls refused because their memory did not fit the budget", ["method"])
+        metrics.gauge("dial_memory_budget_in_use_bytes", "memory held by calls in flight, as estimated"
+                      ).set_function(lambda: self.budget.in_use)
+
+    @contextmanager
+    def _memory(self, nbytes: int, method: str):
+        try:
+            self.budget.acquire(nbytes)
+        except OverBudget as over:
+            self.budget_refusals.labels(method).inc()
+            if over.wanted > over.limit:
+                raise resource_exhausted(
+                    f"this request needs about {over.wanted / MiB:.0f} MiB of working memory, more than the "
+                    f"{over.limit / MiB:.0f} MiB this server gives all calls together; send a smaller image, or "
+                    "use PredictRaster") from None
+            raise resource_exhausted(
+                f"the server is busy with other large requests ({over.in_use / MiB:.0f} of {over.limit / MiB:.0f} "
+                f"MiB of working memory in use, this request needs {over.wanted / MiB:.0f} MiB); retry with "
+                "backoff") from None
+        try:
+            yield
+        finally:
+            self.budget.release(nbytes)
+
+    def _check_reply_fits(self, height: int, width: int, n_classes: int, probabilities: bool) -> None:
+        """Refuse, before any work, a reply larger than the server may send."""
+        planes = 1 + (n_classes if probabilities else 0)
+        reply = height * width * planes + REPLY_OVERHEAD_BYTES
+        limit = self.config.max_message_bytes
+        if reply > limit:
+            what = f"labels and {n_classes} class probabilities" if probabilities else "labels"
+            raise resource_exhausted(
+                f"the reply for a {height}x{width} image ({what}) would be {reply / MiB:.1f} MiB, above this "
+                f"server's {limit / MiB:.0f} MiB message limit; use PredictRaster (stream_tiles or output_uri) for "
+                f"an image this large{', or leave return_probabilities off' if probabilities else ''}")
 
     def Predict(self, request: segmenter_pb2.PredictRequest, context) -> segmenter_pb2.PredictResponse:
         model = self.registry.get(model_ref(request.model))
@@ -52,20 +96,35 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
         clicks = clicks_from_proto(request.clicks, "clicks", request.image.height, request.image.width, manifest,
                                    geo, self.config.max_clicks, v)
         v.raise_if_any()
+        height, width = image.shape[:2]
+        with_probabilities = request.return_probabilities
+        self._check_reply_fits(height, width, manifest.n_classes, with_probabilities)
+        # Held for the whole call: the request, the label and probability planes, the reply being built
+        # (its bytes, then its serialised copy) and the tiler's working rows.
+        planes = 1 + (manifest.n_classes if with_probabilities else 0)
+        working = (2 * image.nbytes + 3 * height * width * planes
+                   + tiler_bytes(manifest, height, width, self.config.max_batch_size, with_probabilities))
+        with self._memory(working, "Predict"):
+            return self._predict(model, image, clicks, with_probabilities, context)
+
+    def _predict(self, model, image, clicks, with_probabilities: bool, context) -> segmenter_pb2.PredictResponse:
+        manifest = model.manifest
         predictor = model.bound(deadline_of(context))
         tiles = self.tiles.labels(manifest.name, manifest.version)
         height, width = image.shape[:2]
         labels = np.empty((height, width), dtype=np.uint8)
         probs_out = None
-        if request.return_probabilities:
-            probs_out = np.empty((manifest.n_classes, height, width), dtype=np.float32)
-        # With probabilities, the argmax runs on the blending thread too, as the label path's does.
-        with_labels = (lambda block: (block, class_argmax(block))) if probs_out is not None else None
+        reduce_rows = None
+        if with_probabilities:
+            # Quantised block by block (on the blending thread, as the argmax): a float32 copy of the
+            # whole image's probabilities would be 4x the reply's size.
+            probs_out = np.empty((manifest.n_classes, height, width), dtype=np.uint8)
+            reduce_rows = lambda block: (quantise_probabilities(block), class_argmax(block))  # noqa: E731
         for top, bottom, rows in iter_blended_rows(predictor, array_reader(image), height, width, clicks,
                                                    batch_size=self.config.max_batch_size,
                                                    on_tile=lambda done, total: tiles.inc(),
                                                    output="probabilities" if probs_out is not None else "labels",
-                                                   reduce_rows=with_labels):
+                                                   reduce_rows=reduce_rows):
             if probs_out is not None:
                 probs_out[:, top:bottom], labels[top:bottom] = rows
             else:
@@ -114,9 +173,11 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
                                        self.config.max_clicks, v)
             v.raise_if_any()
             tiles = self.tiles.labels(manifest.name, manifest.version)
-            yield from run_raster(model.bound(deadline_of(context)), source, clicks, output=output,
-                                  stream_tiles=header.stream_tiles, deadline=deadline_of(context),
-                                  batch_size=self.config.raster_batch_size, on_tiles=tiles.inc)
+            working = tiler_bytes(manifest, info.height, info.width, self.config.raster_batch_size, False)
+            with self._memory(working, "PredictRaster"):
+                yield from run_raster(model.bound(deadline_of(context)), source, clicks, output=output,
+                                      stream_tiles=header.stream_tiles, deadline=deadline_of(context),
+                                      batch_size=self.config.raster_batch_size, on_tiles=tiles.inc)
         finally:
             source.close()
 
