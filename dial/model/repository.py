@@ -280,6 +280,8 @@ class ModelRepository:
             state = torch.load(weights, map_location="cpu", weights_only=True)
             model.load_state_dict({k: v.float() for k, v in state.items()})
         except Exception as error:  # noqa: BLE001 - any load failure means the same to a user
+            # The detail (missing keys, shapes) is for the operator; torch's messages may name paths.
+            log.warning("model %s: weights do not load: %s", label, error)
             raise ManifestError(
                 f"model {label}: weights do not fit {manifest.architecture}/{manifest.encoder} with "
                 f"{manifest.in_channels} input channels and {manifest.n_classes} classes "
