@@ -1,6 +1,8 @@
 """Queue jobs in the shared job store: any replica answers for any job, and no job is lost with a replica."""
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
 from dataclasses import replace
@@ -10,6 +12,8 @@ import pytest
 from dial.acquisition.ranking import RankedPatch
 from dial_services.acquisition.job_store import JobRecord, JobStore, StoredPatch
 from dial_services.acquisition.jobs import JobManager, TooManyJobs
+from dial_services.common import durable
+from dial_services.common.durable import LEFTOVER_SECONDS, DamagedRecord, StoreWriteError
 
 
 def patch(score: float, row: int = 0) -> RankedPatch:
@@ -107,7 +111,7 @@ def test_cancelling_a_running_job_stops_it_between_rasters_even_from_another_rep
     release.set()
     cancelled = wait_state(a, job.id, {"CANCELLED"})
     assert ranked == ["a"] and cancelled.holder == ""
-    assert a.store.live_ids() == []
+    assert eventually(lambda: a.store.live_ids() == [])  # the mark goes just after the state is committed
 
 
 def test_a_pending_job_cancels_before_it_starts(managers):
@@ -237,3 +241,146 @@ def test_a_stored_job_round_trips(tmp_path):
     assert store.drop_stray_live_marks(older_than=time.time() - 60) == 0
     assert store.drop_stray_live_marks(older_than=time.time() + 1) == 1 and store.live_ids() == []
     assert store.update("../../etc", lambda r: pytest.fail("never a path outside the store")) is None
+
+
+@pytest.fixture()
+def full_store(monkeypatch):
+    """While set, every write to a store fails as on a full volume (ENOSPC), as the stores all write through
+    durable.write_atomic."""
+    full = threading.Event()
+    real = durable.write_atomic
+
+    def write_atomic(path, data):
+        if full.is_set():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real(path, data)
+
+    monkeypatch.setattr(durable, "write_atomic", write_atomic)
+    return full
+
+
+def test_a_full_store_in_a_jobs_own_error_path_leaves_the_worker_alive(managers, full_store):
+    calls = []
+
+    def rank(uri, should_stop):
+        calls.append(uri)
+        if len(calls) == 1:
+            full_store.set()  # the disk fills while the job runs, so even recording its failure fails
+            raise ValueError("the first try fails")
+        return [patch(1.0)], None
+
+    health = []
+    a = managers(plan_of(rank), lease_seconds=1.0, on_store_health=health.append)
+    job = a.create("alice", b"spec", ["r"], budget=0)
+    assert eventually(lambda: health == [False]), health
+    assert not a.store_writable
+    with pytest.raises(StoreWriteError) as refused:
+        a.create("bob", b"spec", ["b"], budget=0)
+    assert refused.value.errno == errno.ENOSPC
+    assert a.store.read(job.id).state == "RUNNING"  # nothing could be recorded, so nothing was
+    full_store.clear()
+    # The store takes writes again: health says so, and the same worker runs the job again once the
+    # lease it could not end lapses.
+    assert eventually(lambda: health == [False, True]), health
+    assert wait_state(a, job.id, {"SUCCEEDED"}).state == "SUCCEEDED"
+    assert calls == ["r", "r"]
+    later = a.create("bob", b"spec", ["b"], budget=0)
+    assert wait_state(a, later.id, {"SUCCEEDED"}).state == "SUCCEEDED"
+
+
+def test_a_failure_saving_the_queue_is_retried_not_reported_as_the_jobs_failure(managers, full_store):
+    def rank(uri, should_stop):
+        return [patch(1.0)], None
+
+    health = []
+    original = JobStore.write_patches
+    tries = []
+
+    def write_patches(self, job_id, patches, geos):
+        tries.append(job_id)
+        if len(tries) == 1:
+            full_store.set()
+        try:
+            return original(self, job_id, patches, geos)
+        finally:
+            full_store.clear()
+
+    a = managers(plan_of(rank), lease_seconds=1.0, on_store_health=health.append)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(JobStore, "write_patches", write_patches)
+        job = a.create("alice", b"spec", ["r"], budget=0)
+        done = wait_state(a, job.id, {"SUCCEEDED", "FAILED"})
+    assert done.state == "SUCCEEDED" and done.error_message == ""
+    assert len(tries) == 2 and health[:1] == [False]
+
+
+def test_a_dead_holders_lease_set_far_ahead_does_not_block_cancel_or_take_over(managers, tmp_path):
+    store = JobStore(tmp_path / "jobs")
+    now = time.time()
+    # A replica whose clock ran an hour fast, killed mid-job.
+    skewed = [JobRecord(f"00000000000000b{i}", "alice", b"spec", ("r",), 0, now + i, now, state="RUNNING",
+                        holder="fast-clock", lease_until=now + 3600.0) for i in range(2)]
+    for record in skewed:
+        store.create(record)
+    answering = JobManager(store, plan_of(scores_by_uri), lease_seconds=5.0)  # not started: it only answers
+    cancelled = answering.cancel(answering.get(skewed[0].id, "alice"))
+    assert (cancelled.state, cancelled.holder) == ("CANCELLED", "")  # at once: no one would notice a request
+    a = managers(plan_of(scores_by_uri), lease_seconds=5.0)
+    assert wait_state(a, skewed[1].id, {"SUCCEEDED"}).rasters_done == 1  # taken over, not waited for an hour
+    # A live holder's lease (up to one lease ahead) is still respected.
+    assert a._lease_held(replace(skewed[0], lease_until=now + 5.0), now)
+    assert not a._lease_held(replace(skewed[0], lease_until=now + 3600.0), now)
+
+
+def damage(path):
+    path.write_text(path.read_text()[:40])  # what a torn or hand-edited file looks like
+
+
+def test_a_damaged_job_is_moved_aside_and_holds_up_no_one_else(managers, tmp_path):
+    store = JobStore(tmp_path / "jobs")
+    now = time.time()
+    broken = JobRecord("00000000000000c1", "alice", b"spec", ("r",), 0, now - 10, now - 10)
+    store.create(broken)
+    damage(store.folder(broken.id) / "job.json")
+    a = managers(plan_of(scores_by_uri))
+    # Creating and running another caller's jobs goes on (before, reading every live job failed).
+    other = a.create("bob", b"spec", ["rr"], budget=0)
+    assert wait_state(a, other.id, {"SUCCEEDED"}).state == "SUCCEEDED"
+    assert a.get(broken.id, "bob") is None  # still another caller's: it looks missing
+    with pytest.raises(DamagedRecord) as error:
+        a.get(broken.id, "alice")
+    assert error.value.owner == "alice"
+    assert store.quarantined_count() == 1 and broken.id not in store.ids()
+    assert eventually(lambda: store.live_ids() == [])
+    assert not a.remove_damaged(broken.id, "bob")
+    assert a.remove_damaged(broken.id, "alice")
+    assert a.get(broken.id, "alice") is None and store.quarantined_count() == 0
+
+
+def test_a_damaged_jobs_owner_is_known_from_the_record_when_it_has_no_owner_file(tmp_path):
+    store = JobStore(tmp_path / "jobs")
+    record = JobRecord("00000000000000c2", "carol \"c\"", b"spec", ("r",), 0, 1.0, 1.0)
+    store.create(record)
+    (store.folder(record.id) / "owner").unlink()  # as jobs made before owner files
+    path = store.folder(record.id) / "job.json"
+    path.write_text(path.read_text()[:-5])
+    with pytest.raises(DamagedRecord) as error:
+        store.read(record.id)
+    assert error.value.owner == 'carol "c"' and store.damaged_owner(record.id) == 'carol "c"'
+
+
+def test_leftovers_of_a_killed_replica_are_removed_at_start_once_old(managers, tmp_path):
+    store = JobStore(tmp_path / "jobs")
+    record = JobRecord("00000000000000d1", "alice", b"spec", ("r",), 0, 1.0, 1.0, state="SUCCEEDED")
+    store.create(record)
+    old = time.time() - 2 * LEFTOVER_SECONDS
+    stale = [store.folder(record.id) / ".job.json.0badf00d.tmp", tmp_path / "jobs" / ".staging-00000000000000d2"]
+    stale[0].write_bytes(b"half a job")
+    stale[1].mkdir()
+    fresh = store.folder(record.id) / ".done.json.1234abcd.tmp"  # perhaps another replica's write, now
+    fresh.write_bytes(b"[]")
+    for path in stale:
+        os.utime(path, (old, old))
+    managers(plan_of(scores_by_uri))
+    assert [p.exists() for p in stale] == [False, False]
+    assert fresh.exists() and store.read(record.id) == record

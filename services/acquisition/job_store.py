@@ -8,10 +8,15 @@ Layout of ``<root>/<id>/``:
 * ``patches.json`` -- the ranked queue, written before ``job.json`` says
   SUCCEEDED and never changed after;
 * ``done.json`` -- the ids of the patches marked done;
-* ``lock`` -- the file ``fcntl.flock`` serialises changes on, across replicas.
+* ``lock`` -- the file ``fcntl.flock`` serialises changes on, across replicas;
+* ``owner`` -- the caller it belongs to, kept apart so that it survives damage to ``job.json``.
 
 ``<root>/live/<id>`` marks a job that is PENDING or RUNNING, so that finding
 work does not read every finished job the store still keeps.
+
+A job whose ``job.json`` cannot be read is moved to ``<root>/quarantine/<id>/``
+(see ``durable``), so that creating and running everyone else's jobs goes on;
+writes the store refuses raise ``StoreWriteError``.
 """
 from __future__ import annotations
 
@@ -28,7 +33,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from dial.acquisition.ranking import RankedPatch
-from dial_services.common.durable import fsync_dir, open_lock, write_atomic
+from dial_services.common import durable
+from dial_services.common.durable import DAMAGE, DamagedRecord, fsync_dir, open_lock, writing
 
 _ID = re.compile(r"^[0-9a-f]{16}$")
 FINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -113,31 +119,57 @@ class JobStore:
             os.close(fd)
 
     def read(self, job_id: str) -> JobRecord | None:
+        """The job, None when there is none; DamagedRecord (once it is moved aside) when it cannot be read."""
         if not is_job_id(job_id):
             return None
         try:
             return JobRecord.from_json((self.folder(job_id) / "job.json").read_text())
         except FileNotFoundError:
             return None
+        except DAMAGE as error:
+            owner = durable.quarantine(self.root, job_id, "job.json", error)
+            with contextlib.suppress(OSError):
+                (self.root / "live" / job_id).unlink()
+            raise DamagedRecord(f"queueJobs/{job_id}", owner) from None
+
+    def damaged_owner(self, job_id: str) -> str | None:
+        """The owner of a job that was moved aside as damaged; None when there is no such job."""
+        return durable.quarantined(self.root, job_id, "job.json")[1] if is_job_id(job_id) else None
+
+    def delete_damaged(self, job_id: str) -> bool:
+        return is_job_id(job_id) and durable.remove_quarantined(self.root, job_id)
+
+    def quarantined_count(self) -> int:
+        return durable.quarantined_count(self.root)
+
+    def remove_leftovers(self, older_than: float) -> int:
+        """Temporary files and staging folders left by a replica killed mid-write (see ``durable``)."""
+        return durable.remove_leftovers(self.root, older_than)
+
+    def probe_writable(self) -> None:
+        durable.probe_writable(self.root)
 
     def create(self, record: JobRecord) -> None:
         """Write a whole job into a staging folder, then rename it into place and mark it live."""
         staging = self.root / f".staging-{record.id}"
         try:
-            staging.mkdir()
-            write_atomic(staging / "job.json", record.to_json().encode())
-            (staging / "lock").touch()
-            # Live mark first: a crash before the rename leaves a mark without a job, which finding work
-            # skips, never a job that no replica would ever start.
-            (self.root / "live" / record.id).touch()
-            os.replace(staging, self.folder(record.id))
-            fsync_dir(self.root)
+            with writing():
+                staging.mkdir()
+                durable.write_atomic(staging / "job.json", record.to_json().encode())
+                durable.write_owner(staging, record.owner)
+                (staging / "lock").touch()
+                # Live mark first: a crash before the rename leaves a mark without a job, which finding work
+                # skips, never a job that no replica would ever start.
+                (self.root / "live" / record.id).touch()
+                os.replace(staging, self.folder(record.id))
+                fsync_dir(self.root)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
     def commit(self, record: JobRecord) -> JobRecord:
         """Make ``record`` the job's state; call with its lock held."""
-        write_atomic(self.folder(record.id) / "job.json", record.to_json().encode())
+        with writing():
+            durable.write_atomic(self.folder(record.id) / "job.json", record.to_json().encode())
         if record.state in FINAL:
             with contextlib.suppress(FileNotFoundError):
                 (self.root / "live" / record.id).unlink()
@@ -172,21 +204,29 @@ class JobStore:
     # -- the queue ---------------------------------------------------------
     def write_patches(self, job_id: str, patches: list[StoredPatch], geos: dict) -> None:
         body = {"geos": geos, "patches": [_patch_to_json(q) for q in patches]}
-        write_atomic(self.folder(job_id) / "patches.json", json.dumps(body).encode())
+        with writing():
+            durable.write_atomic(self.folder(job_id) / "patches.json", json.dumps(body).encode())
 
     def read_patches(self, job_id: str) -> tuple[list[StoredPatch], dict]:
-        body = json.loads((self.folder(job_id) / "patches.json").read_text())
-        return [_patch_from_json(d) for d in body["patches"]], body["geos"]
+        """The job's queue; DamagedRecord when it cannot be read (the job itself is left as it is)."""
+        try:
+            body = json.loads((self.folder(job_id) / "patches.json").read_text())
+            return [_patch_from_json(d) for d in body["patches"]], body["geos"]
+        except DAMAGE:
+            raise DamagedRecord(f"queueJobs/{job_id}", None) from None
 
     def read_done(self, job_id: str) -> set[str]:
         try:
             return set(json.loads((self.folder(job_id) / "done.json").read_text()))
         except FileNotFoundError:
             return set()
+        except DAMAGE:
+            raise DamagedRecord(f"queueJobs/{job_id}", None) from None
 
     def write_done(self, job_id: str, done: set[str]) -> None:
         """Call with the job's lock held."""
-        write_atomic(self.folder(job_id) / "done.json", json.dumps(sorted(done)).encode())
+        with writing():
+            durable.write_atomic(self.folder(job_id) / "done.json", json.dumps(sorted(done)).encode())
 
     def delete(self, job_id: str) -> None:
         """Remove a job; the rename makes the removal atomic for readers on other replicas."""

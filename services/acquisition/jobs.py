@@ -9,6 +9,11 @@ a rolling update or a lost pod loses no job. Cancellation is a flag on the job
 that its replica notices between rasters and between the stages of one. Ranks
 are final only once every raster is done, because a later raster may hold
 better patches; hence patches are listed only from SUCCEEDED jobs.
+
+Workers outlive whatever goes wrong. A store that refuses writes (full,
+read-only) leaves jobs as they are, to run once it takes writes again, and is
+reported through ``on_store_health`` (health and metrics); a job whose record
+is damaged is moved aside and holds up no other job.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from typing import Callable, Sequence
 
 from dial.acquisition.ranking import RankedPatch
 from dial_services.acquisition.job_store import FINAL, JobRecord, JobStore, StoredPatch, new_job_id, with_changes
+from dial_services.common.durable import LEFTOVER_SECONDS, DamagedRecord, StoreWriteError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +38,10 @@ log = logging.getLogger(__name__)
 RankRaster = Callable[[str, Callable[[], None]], tuple[Sequence[RankedPatch], object]]
 # plan(stored spec) -> how to rank the job's rasters; called on the replica that runs the job
 Plan = Callable[[bytes], RankRaster]
+# How far the clocks of two replicas may disagree. A lease ending further ahead than one lease length plus
+# this was not set by a clock that agrees with ours (a holder's clock set forward, say, before it died); it
+# counts as lapsed, or no replica could ever take that job or cancel it.
+CLOCK_SLACK_SECONDS = 5.0
 
 
 def _score(q: StoredPatch) -> float:
@@ -56,9 +66,11 @@ class JobManager:
     def __init__(self, store: JobStore, plan: Plan, *, workers: int = 1, ttl_seconds: float = 24 * 3600.0,
                  max_live_per_owner: int = 16, lease_seconds: float = 60.0, poll_seconds: float = 2.0,
                  clock: Callable[[], float] = time.time, replica: str | None = None,
-                 on_end: Callable[[str], None] = lambda state: None, on_take_over: Callable[[], None] = lambda: None):
+                 on_end: Callable[[str], None] = lambda state: None, on_take_over: Callable[[], None] = lambda: None,
+                 on_store_health: Callable[[bool], None] = lambda writable: None):
         """``on_end(state)`` is told of each job this replica ends, ``on_take_over()`` of each job it takes
-        over from a replica whose lease lapsed (both for metrics)."""
+        over from a replica whose lease lapsed (both for metrics), ``on_store_health(writable)`` each time
+        the store stops or starts taking writes (for health)."""
         self.store = store
         self.plan = plan
         self.ttl_seconds = ttl_seconds
@@ -75,9 +87,18 @@ class JobManager:
         self._stop = threading.Event()
         self._queues: OrderedDict[str, tuple[list[StoredPatch], dict]] = OrderedDict()
         self._workers = workers
+        self._store_writable = True
+        self.on_store_health = on_store_health
 
-    def start(self) -> "JobManager":
-        """Start taking jobs from the store: once this replica serves, not before."""
+    def start(self, on_store_health: Callable[[bool], None] | None = None) -> "JobManager":
+        """Start taking jobs from the store: once this replica serves, not before (and, as health lives on
+        the server, ``on_store_health`` may be given only now)."""
+        if on_store_health is not None:
+            self.on_store_health = on_store_health
+        try:
+            self.store.remove_leftovers(older_than=time.time() - LEFTOVER_SECONDS)
+        except OSError as error:
+            log.warning("cannot clear interrupted writes from the job store: %s", error.strerror)
         threads = [threading.Thread(target=self._work, name=f"queue-job-{i}", daemon=True)
                    for i in range(self._workers)]
         threads.append(threading.Thread(target=self._keep_leases, name="queue-job-leases", daemon=True))
@@ -88,31 +109,61 @@ class JobManager:
     # -- what callers ask --------------------------------------------------
     def create(self, owner: str, spec: bytes, rasters: Sequence[str], budget: int) -> JobRecord:
         """A new PENDING job; TooManyJobs when ``owner`` already has the most live jobs allowed."""
-        with self._lock:  # exact on one replica; replicas racing may admit one or two over
-            live = sum(1 for r in self._live_records() if r.owner == owner)
-            if live >= self.max_live_per_owner:
-                raise TooManyJobs(live)
-            now = self.clock()
-            record = JobRecord(new_job_id(), owner, spec, tuple(rasters), budget, now, now)
-            self.store.create(record)
+        try:
+            with self._lock:  # exact on one replica; replicas racing may admit one or two over
+                # A job just ended may keep its live mark a moment (it goes after the commit); it is not live.
+                live = sum(1 for r in self._live_records() if r.owner == owner and r.state not in FINAL)
+                if live >= self.max_live_per_owner:
+                    raise TooManyJobs(live)
+                now = self.clock()
+                record = JobRecord(new_job_id(), owner, spec, tuple(rasters), budget, now, now)
+                self.store.create(record)
+        except StoreWriteError as error:
+            self._store_state(False, error)
+            raise
+        self._store_state(True)
         self._wake.set()
         return record
 
     def get(self, job_id: str, owner: str) -> JobRecord | None:
-        """The job, or None when there is none that ``owner`` may see (another caller's job looks missing)."""
-        record = self.store.read(job_id)
-        if record is None or record.owner != owner or self._expired(record, self.clock()):
+        """The job, or None when there is none that ``owner`` may see (another caller's job looks missing);
+        DamagedRecord when it is ``owner``'s and its record cannot be read."""
+        try:
+            record = self.store.read(job_id)
+        except DamagedRecord as error:
+            if error.owner == owner:
+                raise
+            return None
+        if record is None:
+            if self.store.damaged_owner(job_id) == owner:
+                raise DamagedRecord(f"queueJobs/{job_id}", owner)
+            return None
+        if record.owner != owner or self._expired(record, self.clock()):
             return None
         return record
+
+    def remove_damaged(self, job_id: str, owner: str) -> bool:
+        """Delete ``owner``'s job if its record is damaged; whether it was."""
+        try:
+            self.get(job_id, owner)
+            return False
+        except DamagedRecord:
+            if not self.store.delete_damaged(job_id):
+                self.store.delete(job_id)  # damaged where it is: the store could not move it aside
+            return True
 
     def cancel(self, record: JobRecord) -> JobRecord:
         """Cancel a PENDING job at once; ask a RUNNING one to stop (its replica notices within one stage)."""
         def change(r: JobRecord) -> JobRecord | None:
-            if r.state in FINAL or r.cancel_requested:
+            now = self.clock()
+            if r.state in FINAL:
                 return None
-            if r.state == "PENDING":
-                return with_changes(r, self.clock(), state="CANCELLED", cancel_requested=True)
-            return with_changes(r, self.clock(), cancel_requested=True)
+            if r.state == "PENDING" or not self._lease_held(r, now):
+                # No replica runs it (its holder died): nobody would notice a request to stop.
+                return with_changes(r, now, state="CANCELLED", cancel_requested=True, holder="", lease_until=0.0)
+            if r.cancel_requested:
+                return None
+            return with_changes(r, now, cancel_requested=True)
 
         return self.store.update(record.id, change) or record
 
@@ -158,12 +209,39 @@ class JobManager:
         with self._lock:
             return len(self._running)
 
+    @property
+    def store_writable(self) -> bool:
+        """Whether the store took this replica's latest write (or, after a refusal, a probe since)."""
+        with self._lock:
+            return self._store_writable
+
+    def _store_state(self, writable: bool, error: OSError | None = None) -> None:
+        with self._lock:
+            changed, self._store_writable = writable != self._store_writable, writable
+        if not changed:
+            return
+        if writable:
+            log.warning("the job store takes writes again; queue jobs resume")
+        else:
+            log.error("the job store refuses writes (%s); queue jobs wait until it takes them",
+                      error.strerror if error else "")
+        self.on_store_health(writable)
+
     # -- the store ---------------------------------------------------------
     def _expired(self, record: JobRecord, now: float) -> bool:
         return self.ttl_seconds > 0 and record.state in FINAL and now - record.update_time > self.ttl_seconds
 
+    def _lease_held(self, record: JobRecord, now: float) -> bool:
+        """Whether a RUNNING job's replica still holds it (see CLOCK_SLACK_SECONDS)."""
+        return now <= record.lease_until <= now + self.lease_seconds + CLOCK_SLACK_SECONDS
+
     def _live_records(self) -> list[JobRecord]:
-        records = [self.store.read(job_id) for job_id in self.store.live_ids()]
+        records = []
+        for job_id in self.store.live_ids():
+            try:
+                records.append(self.store.read(job_id))
+            except DamagedRecord:
+                continue  # moved aside by the read: it holds up no one else's job
         return sorted((r for r in records if r is not None), key=lambda r: r.create_time)
 
     def _queue(self, job_id: str) -> tuple[list[StoredPatch], dict]:
@@ -184,14 +262,15 @@ class JobManager:
         while not self._stop.is_set():
             try:
                 record = self._claim()
-            except Exception:  # noqa: BLE001 - a store hiccup must not kill the worker
-                log.exception("taking a queue job failed")
-                record = None
-            if record is None:
-                self._wake.wait(self.poll_seconds)
-                self._wake.clear()
-                continue
-            self._run(record)
+                if record is not None:
+                    self._run(record)
+                    continue
+            except StoreWriteError as error:
+                self._store_state(False, error)
+            except Exception:  # noqa: BLE001 - whatever fails, even in a job's own error path, the worker lives
+                log.exception("a queue worker step failed; the worker goes on")
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
 
     def _claim(self) -> JobRecord | None:
         for candidate in self._live_records():
@@ -201,7 +280,7 @@ class JobManager:
             def change(r: JobRecord) -> JobRecord | None:
                 if r.state in FINAL:
                     return r  # committing again clears a live mark left by a crash
-                if r.state == "RUNNING" and r.lease_until >= now:
+                if r.state == "RUNNING" and self._lease_held(r, now):
                     return None
                 if r.cancel_requested:
                     return with_changes(r, now, state="CANCELLED", holder="", lease_until=0.0)
@@ -213,10 +292,12 @@ class JobManager:
                 return None
             self.store.update(candidate.id, change)
             if claimed:
+                self._store_state(True)
                 with self._lock:
                     self._running.add(candidate.id)
                 if candidate.state == "RUNNING":
-                    log.warning("queue job %s taken over from %s, whose lease lapsed", candidate.id, candidate.holder)
+                    log.warning("queue job %s taken over from %s, whose lease lapsed or lies implausibly far ahead",
+                                candidate.id, candidate.holder)
                     self.on_take_over()
                 return claimed[0]
         return None
@@ -275,6 +356,11 @@ class JobManager:
             self._end(job_id, state="CANCELLED")
         except JobLost:
             log.info("queue job %s left this replica", job_id)
+        except StoreWriteError as error:
+            # The store's fault, not the job's: the job stays as the store has it, and its lease lapses now
+            # that this replica stops renewing it, so it runs again once the store takes writes.
+            log.warning("queue job %s could not be saved (%s); it will run again", job_id, error.strerror)
+            self._store_state(False, error)
         except Exception as error:  # noqa: BLE001 - a job's failure is reported on the job, not raised
             log.exception("queue job %s failed", job_id)
             self._end(job_id, state="FAILED", error_message=f"{type(error).__name__}: {error}")
@@ -292,8 +378,16 @@ class JobManager:
                 try:
                     self.store.update(job_id, lambda r: replace(r, lease_until=now + self.lease_seconds)
                                       if r.state == "RUNNING" and r.holder == self.replica else None)
+                except StoreWriteError as error:
+                    self._store_state(False, error)
                 except Exception:  # noqa: BLE001 - retried at the next renewal, well within the lease
                     log.exception("renewing the lease of queue job %s failed", job_id)
+            if not self.store_writable:
+                try:
+                    self.store.probe_writable()
+                    self._store_state(True)
+                except OSError:
+                    pass  # still refused; probed again at the next renewal
             if now - last_purge > min(60.0, self.ttl_seconds or 60.0):
                 last_purge = now
                 try:
@@ -306,10 +400,13 @@ class JobManager:
         self.store.drop_stray_live_marks(older_than=time.time() - 60.0)
         deleted = 0
         for job_id in self.store.ids():
-            with self.store.locked(job_id) as record:
-                if record is None or not self._expired(record, self.clock()):
-                    continue
-                self.store.delete(job_id)
+            try:
+                with self.store.locked(job_id) as record:
+                    if record is None or not self._expired(record, self.clock()):
+                        continue
+                    self.store.delete(job_id)
+            except DamagedRecord:
+                continue  # moved aside by the read
             deleted += 1
             with self._lock:
                 self._queues.pop(job_id, None)

@@ -3,14 +3,56 @@
 The Adapter's session store and Acquisition's queue-job store both live on a
 shared volume (POSIX locks and atomic rename; NFSv4, CephFS, EFS) and build on
 these.
+
+Both stores keep one folder per record, and share what goes wrong with one:
+
+* a record that cannot be read back (truncated or edited by hand) is moved
+  into ``<root>/quarantine/`` so that listing, counting and scheduling skip it,
+  and only its owner is told (their ``owner`` file, written at creation, says
+  who that is);
+* a process killed mid-write leaves temporary files and staging folders, which
+  :func:`remove_leftovers` clears once they are older than any write can take;
+* a write the store refuses (full, read-only) raises :class:`StoreWriteError`,
+  so that callers can tell the store's fault from a request's.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import logging
 import os
+import re
+import shutil
+import time
 import uuid
 from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger(__name__)
+
+QUARANTINE = "quarantine"
+OWNER_FILE = "owner"
+# Longer than any one write takes (a session image of 4096^2 pixels on a slow shared volume), so that a
+# write in progress on another replica never loses its temporary file.
+LEFTOVER_SECONDS = 3600.0
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+_LEFTOVER_FOLDER = (".staging-", ".deleted-")
+# Errors that say a record's bytes are not a record: JSON, encoding, missing or unknown fields, base64.
+DAMAGE = (ValueError, KeyError, TypeError, AttributeError)
+
+
+class StoreWriteError(OSError):
+    """A store refused a write (full, read-only, failing disk): the store's fault, not the request's."""
+
+
+class DamagedRecord(Exception):
+    """A record exists but cannot be read back; ``owner`` is whose it was, when that is still known."""
+
+    def __init__(self, name: str, owner: str | None):
+        super().__init__(name)
+        self.name = name
+        self.owner = owner
 
 
 def fsync_dir(path: Path) -> None:
@@ -23,7 +65,7 @@ def fsync_dir(path: Path) -> None:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so a reader sees the old or the new file, whole, even after a crash."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # what _TEMPORARY matches
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -46,3 +88,128 @@ def open_lock(path: Path) -> int:
             raise
     # On a store remounted read-only, records must stay readable: flock works on a read-only descriptor.
     return os.open(path, os.O_RDONLY)
+
+
+@contextlib.contextmanager
+def writing() -> Iterator[None]:
+    """Report a store's refusal to write as StoreWriteError. A missing file is left as it is: that is a
+    record deleted meanwhile, not a store that cannot be written."""
+    try:
+        yield
+    except (StoreWriteError, FileNotFoundError):
+        raise
+    except OSError as error:
+        raise StoreWriteError(error.errno, error.strerror, error.filename) from error
+
+
+def probe_writable(root: Path, size_bytes: int = 64 * 1024) -> None:
+    """Write and remove a file the size of a large record; StoreWriteError when the store refuses.
+    Not an empty file: a full disk still creates those."""
+    path = root / ".writable-probe"
+    with writing():
+        write_atomic(path, bytes(size_bytes))
+        path.unlink()
+
+
+def remove_leftovers(root: Path, older_than: float) -> int:
+    """Remove what a process killed mid-write leaves behind, once older than ``older_than`` (a time):
+    write_atomic's temporary files in ``root`` and its record folders, and staging or trash folders.
+    Returns how many went; what cannot be removed now is left for the next start."""
+    removed = 0
+
+    def old(path: Path) -> bool:
+        try:
+            return path.lstat().st_mtime < older_than
+        except FileNotFoundError:
+            return False
+
+    def remove_temporaries(folder: Path) -> None:
+        nonlocal removed
+        with contextlib.suppress(OSError):
+            for path in folder.iterdir():
+                if _TEMPORARY.match(path.name) and old(path):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                        removed += 1
+
+    remove_temporaries(root)
+    for entry in root.iterdir():
+        if not entry.is_dir() or entry.is_symlink():
+            continue
+        if entry.name.startswith(_LEFTOVER_FOLDER):
+            if old(entry):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+        elif entry.name != QUARANTINE:
+            remove_temporaries(entry)
+    if removed:
+        log.info("removed %d files left by interrupted writes in %s", removed, root.name)
+    return removed
+
+
+def write_owner(folder: Path, owner: str) -> None:
+    """Record who owns a record, apart from the record, so that a damaged record's owner is still known."""
+    write_atomic(folder / OWNER_FILE, owner.encode())
+
+
+def damaged_owner(folder: Path, record_file: str) -> str | None:
+    """Whose the damaged record in ``folder`` was: its owner file, else what survives of the record's own
+    ``"owner"`` field (records written before owner files), else None."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        return (folder / OWNER_FILE).read_bytes().decode()
+    try:
+        text = (folder / record_file).read_bytes().decode(errors="replace")
+    except OSError:
+        return None
+    match = re.search(r'"owner"\s*:\s*("(?:[^"\\]|\\.)*")', text)
+    if match is None:
+        return None
+    with contextlib.suppress(ValueError):
+        return json.loads(match.group(1))
+    return None
+
+
+def quarantine(root: Path, record_id: str, record_file: str, error: Exception) -> str | None:
+    """Move a record folder that cannot be read into ``<root>/quarantine/``, where nothing scans it and an
+    operator can look at it; returns its owner when known. A store mounted read-only keeps the record where
+    it is, and each read reports it damaged again."""
+    folder = root / record_id
+    owner = damaged_owner(folder, record_file)
+    log.error("record %s in %s cannot be read (%s: %s); moving it to %s/", record_id, root.name,
+              type(error).__name__, str(error)[:200], QUARANTINE)
+    try:
+        (root / QUARANTINE).mkdir(exist_ok=True)
+        os.rename(folder, root / QUARANTINE / record_id)
+        fsync_dir(root)
+    except FileNotFoundError:
+        pass  # another replica moved it first
+    except OSError as refused:
+        log.warning("cannot move record %s aside: %s", record_id, refused.strerror)
+    return owner
+
+
+def quarantined(root: Path, record_id: str, record_file: str) -> tuple[bool, str | None]:
+    """(whether ``record_id`` sits in quarantine, its owner when known)."""
+    folder = root / QUARANTINE / record_id
+    if not folder.is_dir():
+        return False, None
+    return True, damaged_owner(folder, record_file)
+
+
+def quarantined_count(root: Path) -> int:
+    try:
+        return sum(1 for _ in (root / QUARANTINE).iterdir())
+    except FileNotFoundError:
+        return 0
+
+
+def remove_quarantined(root: Path, record_id: str) -> bool:
+    """Delete a quarantined record; whether there was one."""
+    folder = root / QUARANTINE / record_id
+    if not folder.is_dir():
+        return False
+    with writing():
+        trash = root / f".deleted-{record_id}-{uuid.uuid4().hex[:8]}"
+        os.rename(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    return True

@@ -7,6 +7,7 @@ with a request id, and the stack trace stays in the server log.
 """
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 
 import grpc
@@ -15,11 +16,33 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 
+MAX_MESSAGE_CHARS = 1000
+MAX_FIELD_CHARS = 300
+MAX_VIOLATIONS = 20
+FULL_STORE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 25] + f"... ({len(text)} characters)"
+
+
+def quoted(value: str, limit: int = 80) -> str:
+    """A caller's text for an error message: quoted, and cut short, since callers choose its length."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"
+
+
 @dataclass
 class ApiError(Exception):
     code: grpc.StatusCode
     message: str
     violations: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # A message that echoes a caller's input must still fit in gRPC's 8 KiB of trailing metadata,
+        # where the status and its details travel; beyond it the client gets RESOURCE_EXHAUSTED instead.
+        self.message = _bounded(self.message, MAX_MESSAGE_CHARS)
+        self.violations = [(_bounded(f, MAX_FIELD_CHARS), _bounded(d, MAX_FIELD_CHARS))
+                           for f, d in self.violations[:MAX_VIOLATIONS]]
 
     def __str__(self) -> str:
         return self.message
@@ -59,6 +82,20 @@ def failed_precondition(message: str) -> ApiError:
 
 def unavailable(message: str) -> ApiError:
     return ApiError(grpc.StatusCode.UNAVAILABLE, message)
+
+
+def data_loss(message: str) -> ApiError:
+    return ApiError(grpc.StatusCode.DATA_LOSS, message)
+
+
+def store_write_error(error: OSError, store: str, unchanged: str) -> ApiError | None:
+    """The status for a write ``store`` refused (``unchanged`` says what stays as it was), or None when the
+    error is not the store's capacity or mode."""
+    if error.errno in FULL_STORE:
+        return resource_exhausted(f"the {store} is full; {unchanged}")
+    if error.errno == errno.EROFS:
+        return unavailable(f"the {store} is read-only; {unchanged}")
+    return None
 
 
 class Violations:
