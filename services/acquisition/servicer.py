@@ -1,9 +1,10 @@
 """``dial.v1.Acquisition``: protobuf in, core acquisition, protobuf out."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -24,8 +25,10 @@ from dial_services.adapter.store import session_id_of
 from dial_services.common.auth import caller_identity
 from dial_services.common.config import ConfigError, ModelServingConfig
 from dial_services.common.convert import geo_to_proto
+from dial_services.common.durable import DamagedRecord, StoreWriteError
 from dial_services.common.errors import (
-    Violations, failed_precondition, invalid_argument, not_found, resource_exhausted)
+    Violations, data_loss, failed_precondition, invalid_argument, not_found, quoted, resource_exhausted,
+    store_write_error, unavailable)
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.uri_policy import UriPolicy
 from dial_services.common.validation import (
@@ -99,6 +102,22 @@ def timestamp(seconds: float) -> Timestamp:
     return ts
 
 
+@contextlib.contextmanager
+def job_store_writes(unchanged: str) -> Iterator[None]:
+    """A write the job store refuses is the store's fault: RESOURCE_EXHAUSTED when it is full, UNAVAILABLE
+    (retry) otherwise, with ``unchanged`` saying what stays as it was."""
+    try:
+        yield
+    except StoreWriteError as error:
+        raise (store_write_error(error, "job store", unchanged)
+               or unavailable(f"the job store cannot be written now ({error.strerror}); {unchanged}")) from None
+
+
+def damaged_job(name: str) -> Exception:
+    return data_loss(f"{name} is damaged in the job store and cannot be used; CancelQueueJob removes it, "
+                     "then create the job again")
+
+
 def job_to_proto(job: JobRecord) -> acquisition_pb2.QueueJob:
     return acquisition_pb2.QueueJob(
         name=f"queueJobs/{job.id}", spec=acquisition_pb2.QueueJobSpec.FromString(job.spec),
@@ -126,6 +145,12 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
                                on_end=lambda state: ended.labels(state).inc(), on_take_over=taken_over.inc)
         metrics.gauge("dial_acquisition_queue_jobs_running", "queue jobs this replica is running").set_function(
             self.jobs.running_count)
+        metrics.gauge("dial_acquisition_job_store_writable",
+                      "1 while the job store takes this replica's writes, 0 once it refuses them (full, read-only)"
+                      ).set_function(lambda: float(self.jobs.store_writable))
+        metrics.gauge("dial_acquisition_queue_jobs_quarantined",
+                      "queue jobs moved aside because their record cannot be read; their owners get DATA_LOSS"
+                      ).set_function(store.quarantined_count)
         self.sessions = SessionReader(config.session_store, config.session_ttl_seconds)
         self.policy = UriPolicy(config.raster_roots, config.raster_schemes)
         self.strategy_seconds = metrics.histogram(
@@ -276,8 +301,9 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         stored.model.version = model.manifest.version
         caller = caller_identity(context)
         try:
-            job = self.jobs.create(caller, stored.SerializeToString(), [r.uri for r in spec.rasters],
-                                   spec.max_patches)
+            with job_store_writes("no job was created"):
+                job = self.jobs.create(caller, stored.SerializeToString(), [r.uri for r in spec.rasters],
+                                       spec.max_patches)
         except TooManyJobs as error:
             raise resource_exhausted(
                 f"{caller} has {error.live} queue jobs pending or running, the most one caller may have "
@@ -306,9 +332,12 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
     def _job(self, name: str, field: str, context) -> JobRecord:
         prefix = "queueJobs/"
         if not name.startswith(prefix) or not is_job_id(name[len(prefix):]):
-            raise invalid_argument([(field, f"must be a job name 'queueJobs/{{id}}', got {name[:80]!r}")])
+            raise invalid_argument([(field, f"must be a job name 'queueJobs/{{id}}', got {quoted(name)}")])
         # Another caller's job is reported as missing, so job names reveal nothing.
-        job = self.jobs.get(name[len(prefix):], caller_identity(context))
+        try:
+            job = self.jobs.get(name[len(prefix):], caller_identity(context))
+        except DamagedRecord:
+            raise damaged_job(name) from None
         if job is None:
             raise not_found(f"no queue job {name}")
         return job
@@ -317,7 +346,17 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         return job_to_proto(self._job(request.name, "name", context))
 
     def CancelQueueJob(self, request, context) -> acquisition_pb2.QueueJob:
-        return job_to_proto(self.jobs.cancel(self._job(request.name, "name", context)))
+        name = request.name
+        if is_job_id(name.removeprefix("queueJobs/")) and name.startswith("queueJobs/"):
+            # There is no DeleteQueueJob: cancelling is how an owner clears a job whose record is damaged.
+            with job_store_writes("the damaged job is still there"):
+                if self.jobs.remove_damaged(name.removeprefix("queueJobs/"), caller_identity(context)):
+                    return acquisition_pb2.QueueJob(
+                        name=name, state=acquisition_pb2.QueueJob.State.CANCELLED,
+                        error_message="its record was damaged in the job store and has been removed")
+        job = self._job(name, "name", context)
+        with job_store_writes("the job is unchanged"):
+            return job_to_proto(self.jobs.cancel(job))
 
     def ListQueuePatches(self, request, context) -> acquisition_pb2.ListQueuePatchesResponse:
         if request.page_size < 0:
@@ -334,7 +373,10 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         if job.state != "SUCCEEDED":
             raise failed_precondition(f"queueJobs/{job.id} is {job.state}; patches are listed once it has SUCCEEDED")
         size = min(request.page_size or self.config.default_page_size, self.config.max_page_size)
-        page, geos, next_after = self.jobs.page(job, size, after)
+        try:
+            page, geos, next_after = self.jobs.page(job, size, after)
+        except DamagedRecord:
+            raise damaged_job(request.parent) from None
         return acquisition_pb2.ListQueuePatchesResponse(
             patches=[acquisition_pb2.QueuedPatch(id=q.id, raster_uri=q.raster_uri,
                                                  patch=patch_to_proto(q.patch, geos.get(q.raster_uri)))
@@ -345,7 +387,11 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         job = self._job(request.name, "name", context)
         if job.state != "SUCCEEDED":
             raise failed_precondition(f"queueJobs/{job.id} is {job.state}; only a SUCCEEDED job has patches to mark")
-        marked, unknown = self.jobs.mark_done(job, list(request.patch_ids))
+        try:
+            with job_store_writes("nothing was marked"):
+                marked, unknown = self.jobs.mark_done(job, list(request.patch_ids))
+        except DamagedRecord:
+            raise damaged_job(request.name) from None
         if unknown:
             raise invalid_argument([("patch_ids", f"unknown patch ids {unknown[:5]}; nothing was marked")])
         return acquisition_pb2.MarkPatchesDoneResponse(marked_count=marked)

@@ -3,8 +3,9 @@
 Acquisition only reads. It holds a session's lock just while it reads the
 record, image and adaptation state, so it never sees half of an Adapter
 commit; it answers NOT_FOUND for another caller's session, as the Adapter
-does; and it neither extends a session's life nor deletes an expired one,
-which stays the Adapter's job, so the store may be mounted read-only here.
+does, and DATA_LOSS to the owner of one that cannot be read; and it neither
+extends a session's life nor deletes an expired one, which stays the
+Adapter's job, so the store may be mounted read-only here.
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from dial.clicks import Click
+from dial_services.adapter.sessions import damaged
 from dial_services.adapter.store import SessionRecord, SessionStore
+from dial_services.common.durable import DAMAGE, DamagedRecord
 from dial_services.common.errors import not_found
 
 
@@ -46,7 +49,16 @@ class SessionReader:
             raise missing
         store = SessionStore(self.root)
         with store.locked(session_id) as exists:
-            record = store.read_record(session_id) if exists else None
+            try:
+                record = store.read_record(session_id) if exists else None
+                owner_if_damaged = None if exists else store.damaged_owner(session_id)
+            except DamagedRecord as error:
+                record, owner_if_damaged = None, error.owner
+            if record is None and owner_if_damaged == caller:
+                raise damaged(session_id)
             if record is None or record.owner != caller or store.expired(record, self.ttl_seconds, self.clock()):
                 raise missing
-            return SessionSnapshot(record, store.read_image(session_id), store.read_state(record))
+            try:
+                return SessionSnapshot(record, store.read_image(session_id), store.read_state(record))
+            except DAMAGE + (EOFError, RuntimeError):  # numpy's and torch.load's words for a damaged file
+                raise damaged(session_id) from None

@@ -7,6 +7,13 @@ from pydantic import Field, field_validator
 
 from dial_services.common.config import SessionStoreConfig
 
+# Bounds on what a caller or an operator may ask of one adaptation. Adam's step is about the learning rate
+# itself, so above 1 every weight is thrown far off and the session's next prediction is NaN; the recall
+# term is a weight on a loss of order 1 beside cross-entropy's, so far above 1 it drowns the clicks.
+MAX_LEARNING_RATE = 1.0
+MAX_RECALL_WEIGHT = 100.0
+MAX_STEPS_PER_CALL = 1000
+
 
 class AdapterConfig(SessionStoreConfig):
     port: int = Field(50052, ge=0, le=65535)
@@ -16,11 +23,11 @@ class AdapterConfig(SessionStoreConfig):
     max_image_px: int = Field(4096 * 4096, ge=1)
     max_clicks: int = Field(1000, ge=1)
     adaptation_variant: Literal["full", "fast"] = "fast"
-    adaptation_steps: int = Field(10, ge=1, le=1000)
-    learning_rate: float | None = Field(None, gt=0, description="Adam lr; unset: the model's tuned rate for "
-                                        "the variant, else DIAL's")
-    recall_weight: float | None = Field(None, ge=0, description="lambda of DISCA's L1 recall term; unset: the "
-                                        "model's tuned value, else DIAL's")
+    adaptation_steps: int = Field(10, ge=1, le=MAX_STEPS_PER_CALL)
+    learning_rate: float | None = Field(None, gt=0, le=MAX_LEARNING_RATE, description="Adam lr; unset: the "
+                                        "model's tuned rate for the variant, else DIAL's")
+    recall_weight: float | None = Field(None, ge=0, le=MAX_RECALL_WEIGHT, description="lambda of DISCA's L1 "
+                                        "recall term; unset: the model's tuned value, else DIAL's")
     crop_px: int = Field(256, ge=32)
     max_crops: int = Field(4, ge=1, description="training crops per step: the latest click's and a draw "
                            "among the others")

@@ -13,7 +13,7 @@ from dial.clicks import Click
 from dial.inference.classwise import class_argmax
 from dial.model.manifest import Manifest
 from dial_client._proto.dial.v1 import adapter_pb2, adapter_pb2_grpc, common_pb2, segmenter_pb2
-from dial_services.adapter.config import AdapterConfig
+from dial_services.adapter.config import MAX_LEARNING_RATE, MAX_RECALL_WEIGHT, MAX_STEPS_PER_CALL, AdapterConfig
 from dial_services.adapter.identity import caller_of
 from dial_services.adapter.sessions import LiveSession, SessionManager, store_error
 from dial_services.adapter.store import session_id_of
@@ -29,7 +29,6 @@ from dial_services.common.validation import (
 SERVICE_NAME = adapter_pb2.DESCRIPTOR.services_by_name["Adapter"].full_name
 VARIANT_NAMES = {adapter_pb2.ADAPTATION_VARIANT_FULL: "full", adapter_pb2.ADAPTATION_VARIANT_FAST: "fast"}
 VARIANT_PROTOS = {name: value for value, name in VARIANT_NAMES.items()}
-MAX_STEPS_PER_CALL = 1000
 
 
 def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
@@ -66,6 +65,9 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
         self.policy = UriPolicy(config.raster_roots, config.raster_schemes)
         self.adaptation_seconds = metrics.histogram("dial_adaptation_duration_seconds",
                                                     "wall-clock time of one Adapt call", ["variant"])
+        metrics.gauge("dial_adapter_sessions_quarantined",
+                      "sessions moved aside because their files cannot be read; their owners get DATA_LOSS"
+                      ).set_function(sessions.store.quarantined_count)
 
     # -- requests -> core --------------------------------------------------
     def _settings(self, proto: adapter_pb2.DiscaConfig, v: Violations) -> DiscaSettings | None:
@@ -79,9 +81,10 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
         recall = proto.recall_weight if proto.HasField("recall_weight") else c.recall_weight
         dropout = proto.annotation_dropout if proto.HasField("annotation_dropout") else 1.0
         v.check(1 <= steps <= MAX_STEPS_PER_CALL, "config.steps", f"must be in 1..{MAX_STEPS_PER_CALL}")
-        v.check(lr is None or (math.isfinite(lr) and lr > 0), "config.learning_rate", "must be a finite number > 0")
-        v.check(recall is None or (math.isfinite(recall) and recall >= 0), "config.recall_weight",
-                "must be a finite number >= 0")
+        v.check(lr is None or (math.isfinite(lr) and 0 < lr <= MAX_LEARNING_RATE), "config.learning_rate",
+                f"must be a number in (0, {MAX_LEARNING_RATE:g}]")
+        v.check(recall is None or (math.isfinite(recall) and 0 <= recall <= MAX_RECALL_WEIGHT),
+                "config.recall_weight", f"must be a number in [0, {MAX_RECALL_WEIGHT:g}]")
         ok = v.check(0 <= dropout <= 1, "config.annotation_dropout", "must be in [0, 1]")
         if ok and variant == "fast":
             v.check(dropout == 1, "config.annotation_dropout",

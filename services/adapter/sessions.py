@@ -10,17 +10,20 @@ lock, so they run in parallel.
 A change is computed aside, committed to the store, and only then becomes
 the in-memory state; when the store refuses the write (full, read-only) the
 session is left exactly as it was.
+
+A session whose files cannot be read back is its owner's problem alone: they
+get DATA_LOSS and may delete it, and everyone else's calls go on as before.
 """
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import grpc
 import numpy as np
 import torch
 
@@ -29,20 +32,20 @@ from dial.clicks import Click
 from dial.model.manifest import Manifest
 from dial.model.repository import ModelRef, ModelRepository
 from dial_services.adapter.store import SessionRecord, SessionStore, new_session_id
-from dial_services.common.errors import ApiError, not_found, resource_exhausted, unavailable
+from dial_services.common.durable import DAMAGE, LEFTOVER_SECONDS, DamagedRecord
+from dial_services.common.errors import ApiError, data_loss, not_found, resource_exhausted, store_write_error
 
 log = logging.getLogger(__name__)
-
-FULL_STORE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def store_error(error: OSError) -> ApiError | None:
     """The status for a store write that failed, or None when it is not the store's capacity."""
-    if error.errno in FULL_STORE:
-        return resource_exhausted("the session store is full; the session is unchanged")
-    if error.errno == errno.EROFS:
-        return unavailable("the session store is read-only; the session is unchanged")
-    return None
+    return store_write_error(error, "session store", "the session is unchanged")
+
+
+def damaged(session_id: str) -> ApiError:
+    return data_loss(f"sessions/{session_id} is damaged in the session store and cannot be used; "
+                     "delete it (DeleteSession) and create it again")
 
 
 @dataclass
@@ -71,6 +74,10 @@ class SessionManager:
         self._guard = threading.Lock()
         self._models: dict[tuple[str, str], tuple[torch.nn.Module, Manifest]] = {}
         self._create_lock = threading.Lock()
+        try:
+            store.remove_leftovers(older_than=time.time() - LEFTOVER_SECONDS)
+        except OSError as error:  # a read-only store: nothing to clean, nothing new to leave behind
+            log.warning("cannot clear interrupted writes from the session store: %s", error.strerror)
 
     # -- models ------------------------------------------------------------
     def base_model(self, name: str, version: str | None) -> tuple[torch.nn.Module, Manifest]:
@@ -130,19 +137,30 @@ class SessionManager:
             raise mapped from None
 
     @contextlib.contextmanager
-    def session(self, caller: str, session_id: str):
-        """The caller's session, locked and up to date with the store; NOT_FOUND for anyone else's."""
+    def session(self, caller: str, session_id: str, load: bool = True):
+        """The caller's session, locked and up to date with the store; NOT_FOUND for anyone else's, DATA_LOSS
+        for the caller's own when it cannot be read. With ``load=False`` its adapter is not rebuilt (for
+        calls that only need the record)."""
         with self._guard:
             lock = self._locks.setdefault(session_id, threading.Lock())
         with lock, self.store.locked(session_id) as exists:
-            record = self.store.read_record(session_id) if exists else None
+            try:
+                record = self.store.read_record(session_id) if exists else None
+                owner_if_damaged = None if exists else self.store.damaged_owner(session_id)
+            except DamagedRecord as error:
+                record, owner_if_damaged = None, error.owner
             if record is None or record.owner != caller:
                 self._forget(session_id)
+                if record is None and owner_if_damaged == caller:
+                    raise damaged(session_id)
                 raise not_found(f"sessions/{session_id} does not exist")
             if self.expired(record):
                 self.store.delete(session_id)
                 self._forget(session_id)
                 raise not_found(f"sessions/{session_id} does not exist (it expired)")
+            if not load:
+                yield LiveSession(record, adapter=None)
+                return
             live = self._fresh(record)
             self.store.touch(session_id)
             yield live
@@ -158,9 +176,13 @@ class SessionManager:
             return live
         base, manifest = self.base_model(record.model_name, record.model_version)
         adapter = DiscaAdapter(base, manifest, DiscaSettings.from_dict(record.settings))
-        image, p0 = self.store.read_arrays(record.id)
+        try:
+            image, p0 = self.store.read_arrays(record.id)
+            state = self.store.read_state(record)
+        except DAMAGE + (EOFError, RuntimeError) as error:  # numpy's and torch.load's words for a damaged file
+            log.error("session %s cannot be loaded: %s: %s", record.id, type(error).__name__, str(error)[:200])
+            raise damaged(record.id) from None
         adapter.start(image, p0=p0)
-        state = self.store.read_state(record)
         if state is not None:
             adapter.load_state_dict(state)
         return LiveSession(record, adapter)
@@ -170,8 +192,15 @@ class SessionManager:
         live.record = self._write(lambda: self.store.commit(record, state))
 
     def delete(self, caller: str, session_id: str) -> None:
-        with self.session(caller, session_id):
-            self._write(lambda: self.store.delete(session_id))
+        try:
+            with self.session(caller, session_id, load=False):
+                self._write(lambda: self.store.delete(session_id))
+        except ApiError as error:
+            # Only the owner hears DATA_LOSS, so only the owner gets this far with a damaged session.
+            if error.code != grpc.StatusCode.DATA_LOSS:
+                raise
+            if not self._write(lambda: self.store.delete_damaged(session_id)):
+                self._write(lambda: self.store.delete(session_id))  # damaged in place: a read-only moment
         self._forget(session_id)
 
     # -- memory ------------------------------------------------------------

@@ -8,13 +8,18 @@ Layout of ``<root>/<id>/``:
   after the adaptation that produced that revision;
 * ``meta.json`` -- owner, model, clicks, counters, timestamps, settings,
   ``revision`` and the name of the state file in force;
-* ``lock`` -- the file ``fcntl.flock`` serialises callers on, across processes.
+* ``lock`` -- the file ``fcntl.flock`` serialises callers on, across processes;
+* ``owner`` -- the caller it belongs to, kept apart so that it survives damage to the meta.
 
 ``meta.json`` is the commit point: every file is written to a temporary
 name, fsynced and renamed into place, and a new state file is written
 *before* the meta that names it, so a crash at any instant leaves either the
 old session or the new one, never a mix. A session folder itself appears by
 renaming a complete staging folder.
+
+A session whose meta cannot be read is moved to ``<root>/quarantine/<id>/``
+(see ``durable``): other callers' sessions are listed and created as ever,
+and its owner is told it is damaged and may delete it.
 """
 from __future__ import annotations
 
@@ -32,8 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dial_services.common.durable import fsync_dir, open_lock, write_atomic
-from dial_services.common.errors import invalid_argument
+from dial_services.common import durable
+from dial_services.common.durable import DAMAGE, DamagedRecord, fsync_dir, open_lock
+from dial_services.common.errors import invalid_argument, quoted
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -86,7 +92,7 @@ def session_id_of(name: str, field: str = "name") -> str:
     """The id in a session's resource name ``sessions/{id}``; INVALID_ARGUMENT naming ``field`` otherwise."""
     prefix, _, session_id = name.partition("/")
     if prefix != "sessions" or not is_session_id(session_id):
-        raise invalid_argument([(field, f"expected 'sessions/{{id}}', got {name!r}")])
+        raise invalid_argument([(field, f"expected 'sessions/{{id}}', got {quoted(name)}")])
     return session_id
 
 
@@ -128,10 +134,29 @@ class SessionStore:
 
     # -- reading -----------------------------------------------------------
     def read_record(self, session_id: str) -> SessionRecord | None:
+        """The session's record, None when there is none; DamagedRecord (once it is moved aside) when its
+        meta cannot be read."""
         try:
             return SessionRecord.from_json((self.folder(session_id) / "meta.json").read_text())
         except FileNotFoundError:
             return None
+        except DAMAGE as error:
+            owner = durable.quarantine(self.root, session_id, "meta.json", error)
+            raise DamagedRecord(f"sessions/{session_id}", owner) from None
+
+    def damaged_owner(self, session_id: str) -> str | None:
+        """The owner of a session that was moved aside as damaged; None when there is no such session."""
+        return durable.quarantined(self.root, session_id, "meta.json")[1] if is_session_id(session_id) else None
+
+    def delete_damaged(self, session_id: str) -> bool:
+        return is_session_id(session_id) and durable.remove_quarantined(self.root, session_id)
+
+    def quarantined_count(self) -> int:
+        return durable.quarantined_count(self.root)
+
+    def remove_leftovers(self, older_than: float) -> int:
+        """Temporary files and staging folders left by a process killed mid-write (see ``durable``)."""
+        return durable.remove_leftovers(self.root, older_than)
 
     def touch(self, session_id: str) -> None:
         """Record a use of the session (its lock file's mtime), for idle expiry; not fsynced, as losing
@@ -163,12 +188,14 @@ class SessionStore:
         return torch.load(self.folder(record.id) / record.state_file, map_location="cpu", weights_only=True)
 
     def records(self) -> list[SessionRecord]:
+        """Every readable session; damaged ones are moved aside and skipped, so they hold up no one."""
         found = []
         for entry in self.root.iterdir():
             if is_session_id(entry.name):
-                record = self.read_record(entry.name)
-                if record is not None:
-                    found.append(record)
+                with contextlib.suppress(DamagedRecord):
+                    record = self.read_record(entry.name)
+                    if record is not None:
+                        found.append(record)
         return found
 
     # -- writing -----------------------------------------------------------
@@ -178,9 +205,10 @@ class SessionStore:
         shutil.rmtree(staging, ignore_errors=True)
         try:
             staging.mkdir()
-            write_atomic(staging / "image.npy", _npy_bytes(np.ascontiguousarray(image)))
-            write_atomic(staging / "p0.npy", _npy_bytes(p0.astype(np.float16)))
-            write_atomic(staging / "meta.json", record.to_json().encode())
+            durable.write_atomic(staging / "image.npy", _npy_bytes(np.ascontiguousarray(image)))
+            durable.write_atomic(staging / "p0.npy", _npy_bytes(p0.astype(np.float16)))
+            durable.write_atomic(staging / "meta.json", record.to_json().encode())
+            durable.write_owner(staging, record.owner)
             (staging / "lock").touch()
             os.replace(staging, self.folder(record.id))
             fsync_dir(self.root)
@@ -197,9 +225,9 @@ class SessionStore:
             name = f"state-{record.revision}.pt"
             buffer = io.BytesIO()
             torch.save(state, buffer)
-            write_atomic(folder / name, buffer.getvalue())
+            durable.write_atomic(folder / name, buffer.getvalue())
             record = replace(record, state_file=name)
-        write_atomic(folder / "meta.json", record.to_json().encode())
+        durable.write_atomic(folder / "meta.json", record.to_json().encode())
         for stale in folder.glob("state-*.pt"):
             if stale.name != record.state_file:
                 with contextlib.suppress(OSError):
