@@ -296,3 +296,14 @@ def test_exports_are_not_latest_until_promoted(tiny_repo, tmp_path):
               exported_by={"caller": "alice", "session": "sessions/x"})
     with pytest.raises(ModelNotFound, match="mine:1"):
         repo.resolve("mine")
+
+
+def test_a_version_folder_without_a_manifest_is_unusable_but_keeps_its_number(tiny_repo, tmp_path):
+    root, _ = _copy(tiny_repo, tmp_path)
+    (root / "tiny" / "4").mkdir()
+    repo = ModelRepository(root)
+    assert repo.versions("tiny") == ["1"] and repo.resolve("tiny") == ("tiny", "1")
+    with pytest.raises(ManifestError, match=r"model tiny:4: no readable manifest.json") as raised:
+        repo.resolve("tiny:4")
+    assert str(tmp_path) not in str(raised.value)
+    assert repo.next_version("tiny") == "5"

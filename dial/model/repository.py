@@ -165,7 +165,9 @@ class ModelRepository:
         try:
             stat = os.stat(path)
         except OSError as error:
-            return None, f"no readable manifest.json ({os.strerror(error.errno or 0)})"
+            problem = f"model {name}:{version}: no readable manifest.json ({error.strerror or type(error).__name__})"
+            self._skip(f"{name}/{version}", problem)
+            return None, problem
         key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         cached = self._parsed.get(directory)
         if cached is not None and cached[0] == key:
