@@ -19,18 +19,15 @@ import pytest
 import rasterio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from benchmarks.reliability.hostile_files import (
-    SECRET_VALUE, SIZE_PX, counting_http_server, damaged_files, other_formats, referencing_files, sidecar_files,
-)
+from benchmarks.reliability.hostile_files import SECRET_VALUE, SIZE_PX, counting_http_server, plant
 from dial.imagery.opener import GEOTIFF, IMAGES, ImageRefused, OpenPolicy, gdal_env, open_image
 from dial.imagery.legend import Legend
-from dial.imagery.raster import GeoTiffWriter, RasterReader
-from dial.imagery.readers import GeoInfo, ImageFormatError, read_image, read_mask
+from dial.imagery.raster import RasterReader
+from dial.imagery.readers import ImageFormatError, read_image, read_mask
 from dial_client import AcquisitionClient, AdapterClient, SegmenterClient
 from dial_client.errors import DialError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-GEO = GeoInfo("EPSG:32631", (1.0, 0.0, 500000.0, 0.0, -1.0, 5000000.0))
 # Words that must never reach a client: internal class names and GDAL's own messages.
 LEAKS = ("Error", "Refused", "Traceback", "rasterio", "not recognized as being in a supported file format")
 
@@ -41,13 +38,7 @@ def planted(tmp_path_factory):
     root = tmp_path_factory.mktemp("rasters")
     outside = tmp_path_factory.mktemp("outside")
     with counting_http_server() as (url, hits):
-        files = {**referencing_files(root, outside, url), **other_formats(root), **sidecar_files(root, outside),
-                 **damaged_files(root)}
-        image = np.random.default_rng(0).integers(0, 255, (SIZE_PX, SIZE_PX, 3)).astype(np.uint8)
-        files["good"] = root / "good.tif"
-        with GeoTiffWriter(files["good"], height=SIZE_PX, width=SIZE_PX, bands=3, dtype="uint8", geo=GEO) as w:
-            w.write(image, 0, 0)
-        yield root, outside, files, hits
+        yield root, outside, plant(root, outside, url), hits
 
 
 REFERENCING = ["vrt-of-a-file-outside", "vrt-of-proc-environ", "vrt-of-vsicurl", "vrt-of-vsizip", "vrt-of-a-vrt",

@@ -33,12 +33,9 @@ def _refused(call, code=grpc.StatusCode.INVALID_ARGUMENT) -> DialError:
 
 @pytest.fixture(scope="module")
 def paths(planted):
-    root, _, files, _ = planted
-    (root / "loop.tif").symlink_to(root / "loop.tif")
+    root, _, files, _ = planted  # with loop.tif, out-folder.tif and out-fifo.tif
     (root / "alias.tif").symlink_to(files["good"])
     os.link(files["good"], root / "hard-link.tif")
-    (root / "out-folder.tif").mkdir()
-    os.mkfifo(root / "out-fifo.tif")
     return root, files
 
 

@@ -1,8 +1,10 @@
 """Fuzzing: a seeded corpus of malformed requests against a live segmenter and adapter.
 
 Random bytes in image fields, extreme and inconsistent shapes, unknown enum
-values, NaN and infinite coordinates, huge click lists, hostile names. Every
-answer must be OK or a client error (never INTERNAL or UNKNOWN), the servers
+values, NaN and infinite coordinates, huge click lists, hostile names, and
+rasters by URI that make GDAL read other files or URLs (hostile_files.py) or
+paths the file system refuses. Every answer must be OK or a client error
+(never INTERNAL or UNKNOWN), GDAL must make no outbound request, the servers
 must stay SERVING, and a bystander's session must come out exactly as it was.
 The unit tests (``tests/test_fuzz_*.py``) run the same idea with Hypothesis;
 this corpus is larger and runs against separate server processes.
@@ -11,12 +13,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 import grpc
 import numpy as np
 
 from benchmarks.processes import ServiceProcess, adapter_args, model_args
+from benchmarks.reliability.hostile_files import counting_http_server, hostile_outputs, hostile_uris, plant
 from dial.synthetic import make_scene
 
 CLIENT_ERRORS = {"INVALID_ARGUMENT", "NOT_FOUND", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "OUT_OF_RANGE"}
@@ -89,9 +93,17 @@ def fuzz(repo: Path, model: str, scratch: Path, bands: int, requests: int = 300,
     from dial_client._proto.dial.v1 import adapter_pb2, adapter_pb2_grpc, common_pb2, segmenter_pb2, segmenter_pb2_grpc
 
     rng = np.random.default_rng(seed)
-    segmenter = ServiceProcess("segmenter", model_args(repo, scratch / "cache-fuzz-seg"))
+    rasters, outside = scratch / "rasters-fuzz", scratch / "outside-fuzz"
+    rasters.mkdir()
+    outside.mkdir()
+    server = ExitStack()
+    url, outbound = server.enter_context(counting_http_server())
+    planted = plant(rasters, outside, url, bands)
+    uris, outputs = hostile_uris(rasters, planted), hostile_outputs(rasters, planted) + [""] * 3
+    roots = ["--raster-roots", str(rasters)]
+    segmenter = ServiceProcess("segmenter", model_args(repo, scratch / "cache-fuzz-seg") + roots)
     adapter = ServiceProcess("adapter", adapter_args(repo, scratch / "cache-fuzz-ada", scratch / "sessions-fuzz",
-                                                     steps=2))
+                                                     steps=2) + roots)
     try:
         segmenter.wait_serving()
         adapter.wait_serving()
@@ -110,7 +122,7 @@ def fuzz(repo: Path, model: str, scratch: Path, bands: int, requests: int = 300,
             unexpected: list[str] = []
             fuzzer = (("caller", "fuzzer"),)
             for index in range(requests):
-                kind = index % 5
+                kind = index % 6
                 if kind == 0:
                     request = segmenter_pb2.PredictRequest(model=_model(rng, model), image=_image(rng, bands),
                                                            clicks=_clicks(rng),
@@ -137,6 +149,24 @@ def fuzz(repo: Path, model: str, scratch: Path, bands: int, requests: int = 300,
                             version=str(rng.choice(MODEL_VERSIONS_REFUSED))))
                     _call(lambda r, timeout: ada_stub.ExportSessionModel(r, timeout=timeout, metadata=fuzzer),
                           request, codes["adapter"], unexpected)
+                elif kind == 5 and index % 12 == 5:
+                    # A genuine GeoTIFF one time in three, so that hostile headers elsewhere reach deep code.
+                    raster = common_pb2.RasterReference(
+                        uri=str(planted["good"]) if rng.random() < 0.33 else str(rng.choice(uris)))
+                    header = segmenter_pb2.PredictRasterHeader(model=_model(rng, model), raster=raster)
+                    output = str(rng.choice(outputs))
+                    if output:
+                        header.output_uri = output
+                    else:
+                        header.stream_tiles = True
+                    request = segmenter_pb2.PredictRasterRequest(header=header)
+                    _call(lambda r, timeout: list(seg_stub.PredictRaster(iter([r]), timeout=timeout)), request,
+                          codes["segmenter"], unexpected)
+                elif kind == 5:
+                    raster = common_pb2.RasterReference(uri=str(rng.choice(uris)))
+                    request = adapter_pb2.CreateSessionRequest(model=_model(rng, model), raster=raster)
+                    _call(lambda r, timeout: ada_stub.CreateSession(r, timeout=timeout, metadata=fuzzer),
+                          request, codes["adapter"], unexpected)
                 else:
                     request = adapter_pb2.AdaptRequest(name=str(rng.choice(targets)))
                     if rng.random() < 0.5:
@@ -144,6 +174,8 @@ def fuzz(repo: Path, model: str, scratch: Path, bands: int, requests: int = 300,
                     _call(lambda r, timeout: ada_stub.Adapt(r, timeout=timeout, metadata=fuzzer),
                           request, codes["adapter"], unexpected)
             after_info, after_labels = kept.get(), kept.predict().labels
+            if outbound:
+                unexpected.append(f"GDAL made {len(outbound)} outbound request(s), e.g. {outbound[0]}")
         bystander_unharmed = (after_info.clicks == before_info.clicks
                               and after_info.adaptation_count == before_info.adaptation_count
                               and bool(np.array_equal(after_labels, before_labels)))
@@ -158,3 +190,4 @@ def fuzz(repo: Path, model: str, scratch: Path, bands: int, requests: int = 300,
     finally:
         segmenter.stop()
         adapter.stop()
+        server.close()

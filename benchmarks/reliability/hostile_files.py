@@ -141,3 +141,26 @@ def counting_http_server():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def plant(root: Path, outside: Path, url: str, bands: int = 3) -> dict[str, Path]:
+    """Every hostile file above in ``root``, plus a genuine GeoTIFF ("good") of ``bands``; name -> path."""
+    files = {**referencing_files(root, outside, url), **other_formats(root), **sidecar_files(root, outside),
+             **damaged_files(root), "good": _geotiff(root / "good.tif", 7, bands=bands)}
+    (root / "loop.tif").symlink_to(root / "loop.tif")
+    (root / "out-folder.tif").mkdir()
+    os.mkfifo(root / "out-fifo.tif")
+    return files
+
+
+def hostile_uris(root: Path, files: dict[str, Path]) -> list[str]:
+    """Raster URIs for requests: the planted files, and paths the file system refuses (too long, a loop)."""
+    return [str(p) for p in files.values()] + [
+        f"{root}/{'n' * 300}.tif", f"{root}/{'/'.join(['d' * 200] * 25)}.tif", f"{root}/loop.tif",
+        f"file://{files['vrt-of-a-file-outside']}", f"{files['good']}/below-a-file.tif"]
+
+
+def hostile_outputs(root: Path, files: dict[str, Path]) -> list[str]:
+    """Output URIs that must be refused: a folder, a FIFO, the input itself, too long, a loop."""
+    return [str(root / "out-folder.tif"), str(root / "out-fifo.tif"), str(files["good"]), f"{root}/./good.tif",
+            f"{root}/{'n' * 300}.tif", f"{root}/loop.tif"]
