@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -9,6 +10,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from benchmarks.reliability.fuzz import MODEL_NAMES_REFUSED, MODEL_VERSIONS_REFUSED
+from benchmarks.reliability.hostile_files import hostile_outputs, hostile_uris, plant
 from dial_client._proto.dial.v1 import common_pb2
 
 CLIENT_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED}
@@ -80,3 +82,17 @@ def clicks(draw, max_clicks: int) -> list[common_pb2.Click]:
 def assert_healthy(health) -> None:
     reply = health.Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def planted_rasters(root: Path, bands: int) -> tuple[list[str], list[str]]:
+    """Plant the reliability corpus's hostile files in ``root`` (and a folder beside it, outside the root).
+
+    Returns raster URIs that make GDAL read other files or URLs, or that the
+    file system refuses, and output URIs that must be refused (a folder, a
+    FIFO, the input itself, too long). Port 9 refuses connections, should a
+    server ever try one.
+    """
+    outside = root.parent / f"{root.name}-outside"
+    outside.mkdir()
+    files = plant(root, outside, "http://127.0.0.1:9", bands)
+    return hostile_uris(root, files), hostile_outputs(root, files)

@@ -23,7 +23,8 @@ from dial.imagery.raster import GeoTiffWriter
 from dial.imagery.readers import GeoInfo
 from dial.synthetic import make_scene
 from dial_client._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc, common_pb2
-from tests.hostile_requests import CLIENT_ERRORS, FUZZ, MODEL_NAMES, SIDES, assert_healthy, clicks, images, mostly
+from tests.hostile_requests import (
+    CLIENT_ERRORS, FUZZ, MODEL_NAMES, SIDES, assert_healthy, clicks, images, mostly, planted_rasters)
 
 MAX_CLICKS = 64
 # FAILED_PRECONDITION: a strategy whose head the model has not been trained with, or a queue not yet ranked;
@@ -71,6 +72,7 @@ def fuzz_target(tiny_repo, tiny_manifest, tmp_path_factory):
     with GeoTiffWriter(raster, height=96, width=96, bands=image.shape[2], dtype="uint8",
                        geo=GeoInfo("EPSG:32633", (0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0))) as writer:
         writer.write(image, 0, 0)
+    planted, planted_outputs = planted_rasters(rasters, image.shape[2])
     config = AcquisitionConfig(host="127.0.0.1", port=0, model_repo=tiny_repo, raster_roots=(rasters,),
                                provider="cpu", max_clicks=MAX_CLICKS, max_image_px=256 * 256,
                                job_store=root / "jobs", session_store=root / "sessions", max_rasters_per_job=6,
@@ -87,7 +89,7 @@ def fuzz_target(tiny_repo, tiny_manifest, tmp_path_factory):
         jobs[who] = wait_finished(stub, job.name, metadata)
         assert jobs[who].state == acquisition_pb2.QueueJob.SUCCEEDED
     yield {"stub": stub, "health": health_pb2_grpc.HealthStub(channel), "manifest": tiny_manifest,
-           "raster": str(raster), "jobs": jobs}
+           "raster": str(raster), "jobs": jobs, "planted": planted, "planted_outputs": planted_outputs}
     channel.close()
     running.stop(0)
 
@@ -124,9 +126,11 @@ def overlap(a, b) -> bool:
     return ar < br + bh and br < ar + ah and ac < bc + bw and bc < ac + aw
 
 
-def raster_uris(raster: str) -> st.SearchStrategy:
+def raster_uris(raster: str, planted: list[str]) -> st.SearchStrategy:
+    """``planted``: files in the root that make GDAL read elsewhere, and paths the file system refuses."""
     return mostly(raster, st.sampled_from(["", "/etc/passwd", raster + ".missing", f"file://{raster}",
-                                          "s3://bucket/scene.tif", "../../etc/shadow", "x" * 5000, "\x00"]))
+                                          "s3://bucket/scene.tif", "../../etc/shadow", "x" * 5000, "\x00",
+                                          *planted]))
 
 
 def windows() -> st.SearchStrategy:
@@ -142,7 +146,7 @@ def test_hostile_rank_requests_get_client_errors(fuzz_target):
              reduction=0, max_patches=3, exclude=[common_pb2.Window(row_off=0, col_off=0, height=32, width=32)],
              quantile=0.0, click_list=[], cost=True)
     @given(source=st.sampled_from(["image", "image", "raster", "raster", "session", "none"]),
-           image=images(manifest), uri=raster_uris(fuzz_target["raster"]),
+           image=images(manifest), uri=raster_uris(fuzz_target["raster"], fuzz_target["planted"]),
            session=st.sampled_from(["sessions/" + "0" * 32, "sessions/x", "", "x" * 3000]),
            strategy=STRATEGY_NAMES, patch=mostly(32, SIDES), reduction=mostly(0, st.sampled_from([2, 3, 2**31 - 1])),
            max_patches=U32, exclude=mostly([], st.lists(windows(), max_size=4)), quantile=QUANTILES,
@@ -183,9 +187,10 @@ def test_hostile_uncertainty_map_requests_get_client_errors(fuzz_target, tmp_pat
     @example(source="raster_window", image=None, uri=fuzz_target["raster"],
              window=common_pb2.Window(row_off=8, col_off=16, height=40, width=24), strategy="margin", output=inside)
     @given(source=st.sampled_from(["image", "raster", "raster_window"]), image=images(manifest),
-           uri=raster_uris(fuzz_target["raster"]), window=windows(), strategy=STRATEGY_NAMES,
+           uri=raster_uris(fuzz_target["raster"], fuzz_target["planted"]), window=windows(), strategy=STRATEGY_NAMES,
            output=st.sampled_from(["", "", "", inside, inside, inside.replace(".tif", ".png"), "/etc/dial-map.tif",
-                                   str(tmp_path / "outside.tif"), "../map.tif", fuzz_target["raster"] + "/x.tif"]))
+                                   str(tmp_path / "outside.tif"), "../map.tif", fuzz_target["raster"] + "/x.tif",
+                                   *fuzz_target["planted_outputs"]]))
     def check(source, image, uri, window, strategy, output):
         request = acquisition_pb2.GetUncertaintyMapRequest(model=common_pb2.ModelRef(name="tiny"), strategy=strategy,
                                                            output_uri=output)
@@ -220,7 +225,7 @@ def test_hostile_queue_requests_leave_a_bystanders_queue_as_it_was(fuzz_target):
     @example(kind="list", name=own, uris=[], strategy="", patch=0, reduction=0, budget=0, quantile=0.0, page_size=2,
              token="1", ids=[], model="tiny")
     @given(kind=st.sampled_from(["create", "get", "cancel", "list", "mark"]), name=names,
-           uris=st.lists(raster_uris(fuzz_target["raster"]), max_size=8), strategy=STRATEGY_NAMES,
+           uris=st.lists(raster_uris(fuzz_target["raster"], fuzz_target["planted"]), max_size=8), strategy=STRATEGY_NAMES,
            patch=mostly(32, SIDES), reduction=mostly(0, st.sampled_from([3, 2**31 - 1])), budget=U32,
            quantile=QUANTILES, page_size=st.one_of(st.integers(-3, 5), st.sampled_from([-(2**31), 2**31 - 1])),
            token=st.one_of(st.sampled_from(["", "1", "2", "-1", "1e9", "9" * 5000, "abc", "\x00"]),
