@@ -45,14 +45,55 @@ def images(draw, manifest) -> common_pb2.Image:
         dtype = draw(DTYPES)
         data = draw(st.binary(max_size=512))
     image = common_pb2.Image(data=data, dtype=dtype, height=height, width=width, bands=bands)
-    geo = draw(st.sampled_from(["none", "valid", "hostile"]))
-    if geo == "valid":
-        image.geo.crs = "EPSG:32631"
-        image.geo.transform.extend([0.5, 0.0, 500000.0, 0.0, -0.5, 5000000.0])
-    elif geo == "hostile":
-        image.geo.crs = draw(st.sampled_from(["", "EPSG:32631", "EPSG:4326", "EPSG:999999", "not a crs"]))
-        image.geo.transform.extend(draw(st.lists(FLOATS, max_size=7)))
+    image.geo.CopyFrom(draw(geo_references()))
     return image
+
+
+HOSTILE_CRS = ["", "EPSG:32631", "EPSG:4326", "EPSG:999999", "not a crs", "+proj=nonsense", "{}", "x" * 20000]
+
+
+@st.composite
+def geo_references(draw) -> common_pb2.GeoReference:
+    """None, a valid UTM georeference, or a hostile CRS with any list of floats (NaN, infinities, zeros)."""
+    geo = common_pb2.GeoReference()
+    kind = draw(st.sampled_from(["none", "valid", "hostile"]))
+    if kind == "valid":
+        geo.crs = "EPSG:32631"
+        geo.transform.extend([0.5, 0.0, 500000.0, 0.0, -0.5, 5000000.0])
+    elif kind == "hostile":
+        geo.crs = draw(st.sampled_from(HOSTILE_CRS))
+        geo.transform.extend(draw(st.one_of(st.lists(FLOATS, max_size=7),
+                                            st.sampled_from([[0.0] * 6, [0.5, 0.0, 0.0, 1.0, 0.0, 0.0]]))))
+    return geo
+
+
+@st.composite
+def tile_streams(draw, manifest) -> list:
+    """A PredictRaster request stream of tiles: a hostile header, then windows that may overlap, repeat, leave
+    gaps or lie outside the raster."""
+    from dial_client._proto.dial.v1 import segmenter_pb2
+
+    height, width = draw(mostly(32, SIDES)), draw(mostly(32, SIDES))
+    bands = draw(mostly(manifest.n_bands, st.sampled_from([0, 2, 4, 2**32 - 1])))
+    dtype = draw(mostly(common_pb2.DATA_TYPE_UINT8, DTYPES))
+    header = segmenter_pb2.TiledRasterHeader(height=height, width=width, bands=bands, dtype=dtype,
+                                             geo=draw(geo_references()))
+    requests = [segmenter_pb2.PredictRasterRequest(header=segmenter_pb2.PredictRasterHeader(
+        model=common_pb2.ModelRef(name="tiny"), tiles=header, stream_tiles=True))]
+    if draw(st.booleans()) and 0 < height <= 64 and 0 < width <= 64:
+        # Halves of the raster, often the same half twice.
+        half = height // 2 or 1
+        windows = [(0, 0, half, width), draw(st.sampled_from([(0, 0, half, width), (half, 0, height - half, width)]))]
+    else:
+        windows = draw(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(0, 40),
+                                          st.integers(0, 40)), max_size=4))
+    for row, col, h, w in windows:
+        size = h * w * manifest.n_bands
+        image = common_pb2.Image(data=bytes(size), dtype=common_pb2.DATA_TYPE_UINT8, height=h, width=w,
+                                 bands=manifest.n_bands)
+        requests.append(segmenter_pb2.PredictRasterRequest(tile=segmenter_pb2.ImageTile(
+            window=common_pb2.Window(row_off=row, col_off=col, height=h, width=w), image=image)))
+    return requests
 
 
 @st.composite

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from dial_client._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
 from tests.hostile_requests import (
-    CLIENT_ERRORS, FUZZ, MODEL_NAMES, MODEL_VERSIONS, assert_healthy, clicks, images, mostly,
+    CLIENT_ERRORS, FUZZ, MODEL_NAMES, MODEL_VERSIONS, assert_healthy, clicks, images, mostly, tile_streams,
 )
 
 MAX_CLICKS = 64
@@ -60,6 +60,33 @@ def test_hostile_predict_requests_get_client_errors(fuzz_target):
             assert len(response.class_map.data) == image.height * image.width
             labels = np.frombuffer(response.class_map.data, dtype=np.uint8)
             assert labels.max(initial=0) < manifest.n_classes
+        assert_healthy(health)
+
+    check()
+
+
+def test_hostile_tile_streams_get_client_errors(fuzz_target):
+    """Tile-stream headers with garbage CRSs, NaN, infinite or singular transforms and odd shapes, then windows
+    that repeat, overlap, leave gaps or fall outside: a client error or a complete class map, never INTERNAL."""
+    stub, health, manifest, _ = fuzz_target
+
+    @FUZZ
+    @given(requests=tile_streams(manifest))
+    def check(requests):
+        header = requests[0].header.tiles
+        try:
+            responses = list(stub.PredictRaster(iter(requests), timeout=60))
+        except grpc.RpcError as error:
+            event(error.code().name)
+            assert error.code() in CLIENT_ERRORS, (error.code(), error.details())
+            assert "Traceback" not in (error.details() or "")
+        else:
+            event("OK")
+            # Only tiles that cover the raster exactly, with no overlap, may succeed.
+            areas = sum(r.tile.window.height * r.tile.window.width for r in requests[1:])
+            assert areas == header.height * header.width
+            result = responses[-1].result
+            assert (result.height, result.width) == (header.height, header.width)
         assert_healthy(health)
 
     check()

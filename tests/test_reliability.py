@@ -51,6 +51,18 @@ def test_a_corrupt_model_fails_start_up_and_never_reports_serving(tiny_repo, tmp
     assert f"exited with status {result['exit_code']}" in text
 
 
+def test_idle_streams_neither_starve_a_bystander_nor_fool_the_probe(tiny_repo, tiny_manifest, tmp_path):
+    result = faults.idle_streams(tiny_repo, "tiny", tmp_path, n_bands=tiny_manifest.n_bands)
+    assert result["review_setting_refused"] and "--max-workers" in result["review_setting_message"]
+    one, every = result["one_caller_four_streams"], result["every_worker_taken"]
+    assert one["bystander_predict"] == "OK" and one["main_port_health"] == "SERVING"
+    assert every["probe_during"] == "NOT_SERVING" and every["probe_liveness_during"] == "SERVING"
+    assert one["idle_stream_codes"] == {"DEADLINE_EXCEEDED": 4}
+    assert every["idle_stream_codes"] == {"DEADLINE_EXCEEDED": 5}
+    assert result["probe_after"] == "SERVING" and result["serving_after"]
+    assert verdict({"faults": {"idle_streams": result}}) == []
+
+
 def test_malformed_requests_get_client_errors_and_leave_other_sessions_alone(tiny_repo, tiny_manifest, tmp_path):
     result = fuzz.fuzz(tiny_repo, "tiny", tmp_path, tiny_manifest.n_bands, requests=120, seed=1)
     assert result["unexpected_count"] == 0, result["unexpected_codes"]

@@ -163,6 +163,9 @@ def test_idle_streams_from_one_caller_do_not_starve_another_caller(make_segmente
     assert _in_flight(running) == 0
     assert running.metrics.registry.get_sample_value(
         "dial_client_streams_timed_out_total", {"service": "segmenter", "method": "PredictRaster"}) == 4
+    # The threads that waited on the silent streams end with the calls.
+    _wait_for(lambda: not [t for t in threading.enumerate() if t.name == "segmenter-PredictRaster-reader"], 10,
+              "the stream readers have ended")
     with grpc.insecure_channel(address) as channel:
         assert _predict(channel, tiny_manifest, ALICE).class_map.width == 64  # the slots came back
 

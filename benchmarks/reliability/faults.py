@@ -1,5 +1,5 @@
 """Faults: a killed adapter or acquisition replica, a segmenter restarted mid-raster, a corrupt model, a full or
-read-only store.
+read-only store, idle client streams.
 
 Each fault returns what a user would ask after it: how many requests were
 sent, which codes came back, and what was lost (sessions, clicks: must be 0).
@@ -9,14 +9,17 @@ from __future__ import annotations
 import errno
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from concurrent import futures
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.reliability.load import percentiles
+from benchmarks.common import free_port
 from benchmarks.processes import ServiceProcess, adapter_args, model_args
 from dial.synthetic import make_scene
 
@@ -388,3 +391,118 @@ def store_full_or_read_only(repo: Path, model: str, scratch: Path, image_px: int
     finally:
         server.stop()
         subprocess.run(["umount", str(store)], capture_output=True)
+
+
+IDLE_TIMEOUT_S = 3.0
+
+
+def _idle_raster_stream(address: str, token: str, n_bands: int, model: str, release: threading.Event) -> dict:
+    """A PredictRaster stream that sends a tiles header and then nothing: the code and when it ended."""
+    import grpc
+
+    from dial_client._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
+
+    header = segmenter_pb2.PredictRasterRequest(header=segmenter_pb2.PredictRasterHeader(
+        model=common_pb2.ModelRef(name=model), stream_tiles=True,
+        tiles=segmenter_pb2.TiledRasterHeader(height=256, width=256, bands=n_bands,
+                                              dtype=common_pb2.DATA_TYPE_UINT8)))
+
+    def requests():
+        yield header
+        release.wait(120)
+
+    started = time.monotonic()
+    with grpc.insecure_channel(address) as channel:
+        try:
+            list(segmenter_pb2_grpc.SegmenterStub(channel).PredictRaster(
+                requests(), timeout=120, metadata=[("authorization", f"Bearer {token}")]))
+            code, details = "OK", ""
+        except grpc.RpcError as error:
+            code, details = error.code().name, error.details() or ""
+    return {"code": code, "details": details, "seconds": time.monotonic() - started}
+
+
+def idle_streams(repo: Path, model: str, scratch: Path, n_bands: int = 3) -> dict:
+    """The review's starvation attack: a caller opens PredictRaster streams, sends a header and then nothing.
+
+    First the review's own setting (four workers, four calls per caller) must
+    be refused at start-up. Then, on five workers with four calls per caller:
+    alice's four idle streams, while bob's Predict and the main port's health
+    check must still be answered; and alice's four plus one of bob's, which take
+    every worker, while the probe port must say NOT_SERVING. Every idle stream
+    must end with DEADLINE_EXCEEDED after the idle timeout, and the probe must
+    say SERVING again.
+    """
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from dial_client import SegmenterClient
+    from dial_services.common.auth import hash_token
+    from dial.synthetic import make_scene
+
+    tokens = scratch / "idle-tokens"
+    tokens.write_text(f"alice:{hash_token('alice-idle-token')}\nbob:{hash_token('bob-idle-token')}\n")
+    refused = subprocess.run([sys.executable, "-m", "dial_services.cli", "serve", "segmenter",
+                              *model_args(repo, scratch / "cache-idle"), "--port", "0", "--max-workers", "4",
+                              "--max-calls-per-caller", "4", "--auth-tokens-file", str(tokens)],
+                             capture_output=True, text=True, timeout=120)
+    refusal = (refused.stderr.strip().splitlines() or [""])[-1].replace(str(scratch), "<scratch>")[:300]
+    probe_port = free_port()
+    server = ServiceProcess("segmenter", [*model_args(repo, scratch / "cache-idle"), "--max-workers", "5",
+                                          "--max-calls-per-caller", "4", "--auth-tokens-file", str(tokens),
+                                          "--health-port", str(probe_port)],
+                            env={"DIAL_STREAM_IDLE_TIMEOUT_SECONDS": str(IDLE_TIMEOUT_S)})
+    image = make_scene(64, 64, seed=13).image[..., :n_bands]
+    probe = grpc.insecure_channel(f"127.0.0.1:{probe_port}")
+
+    def probe_status(service: str = "") -> str:
+        try:
+            reply = health_pb2_grpc.HealthStub(probe).Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+        except grpc.RpcError as error:
+            return error.code().name
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    def attack(streams: list[tuple[str, str]], during) -> dict:
+        release = threading.Event()
+        with futures.ThreadPoolExecutor(len(streams)) as pool:
+            calls = [pool.submit(_idle_raster_stream, server.address, f"{who}-idle-token", n_bands, model, release)
+                     for who, _ in streams]
+            time.sleep(1.0)  # the streams are open and waiting before the bystander calls
+            observed = during()
+            ended = [c.result(60) for c in calls]
+            release.set()
+        observed["idle_stream_codes"] = dict(Counter(e["code"] for e in ended))
+        observed["idle_streams_ended_after_s"] = round(max(e["seconds"] for e in ended), 1)
+        observed["idle_stream_message"] = ended[0]["details"][:200]
+        return observed
+
+    def bystander_and_health() -> dict:
+        started = time.monotonic()
+        try:
+            with SegmenterClient(server.address, timeout=IDLE_TIMEOUT_S * 0.8, retries=0, caller="bob",
+                                 token="bob-idle-token") as client:
+                client.predict(image, model=model)
+            code = "OK"
+        except Exception as error:  # noqa: BLE001 - reported, not hidden
+            code = getattr(getattr(error, "code", None), "name", type(error).__name__)
+        bystander_s = time.monotonic() - started
+        return {"bystander_predict": code, "bystander_seconds": round(bystander_s, 2),
+                "main_port_health": server.health_status(), "probe_during": probe_status()}
+
+    def probe_only() -> dict:
+        return {"probe_during": probe_status(), "probe_liveness_during": probe_status("liveness")}
+
+    try:
+        server.wait_serving()
+        one_caller = attack([("alice", "")] * 4, bystander_and_health)
+        every_worker = attack([("alice", "")] * 4 + [("bob", "")], probe_only)
+        time.sleep(0.5)
+        return {"fault": f"PredictRaster streams that send a header and then nothing (idle timeout "
+                         f"{IDLE_TIMEOUT_S:g} s, 5 workers, 4 calls per caller)",
+                "review_setting_refused": refused.returncode != 0, "review_setting_message": refusal,
+                "one_caller_four_streams": one_caller, "every_worker_taken": every_worker,
+                "probe_after": probe_status(), "serving_after": server.serving()}
+    finally:
+        probe.close()
+        server.stop()
+

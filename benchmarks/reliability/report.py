@@ -59,6 +59,15 @@ def verdict(results: dict) -> list[str]:
         if r["clicks_lost"] or not r["server_alive"] or not r["full"]["prediction_unchanged"] \
                 or set(r["full"]["codes"]) - {"RESOURCE_EXHAUSTED"} or set(r["read_only"]["codes"]) - {"UNAVAILABLE"}:
             problems.append(f"faults/session store: {r}")
+    if "idle_streams" in f:
+        r = f["idle_streams"]
+        one, every = r["one_caller_four_streams"], r["every_worker_taken"]
+        ended = {**one["idle_stream_codes"], **every["idle_stream_codes"]}
+        if not r["review_setting_refused"] or one["bystander_predict"] != "OK" \
+                or one["main_port_health"] != "SERVING" or every["probe_during"] != "NOT_SERVING" \
+                or every["probe_liveness_during"] != "SERVING" or set(ended) != {"DEADLINE_EXCEEDED"} \
+                or r["probe_after"] != "SERVING" or not r["serving_after"]:
+            problems.append(f"faults/idle streams: {r}")
     for name, r in results.get("fuzz", {}).items():
         if r["unexpected_count"] or not (r["segmenter_serving_after"] and r["adapter_serving_after"]) \
                 or not r["bystander_session_unharmed"]:
@@ -170,6 +179,19 @@ def render(results: dict, command: str) -> str:
                       f"{ro['clicks_after']} click(s) and took changes again after the remount.",
                       f"- acknowledged clicks lost: {r['clicks_lost']} of {r['clicks_acknowledged']}; server alive: "
                       f"{r['server_alive']}", ""]
+    if "idle_streams" in f:
+        r = f["idle_streams"]
+        one, every = r["one_caller_four_streams"], r["every_worker_taken"]
+        lines += ["### Idle client streams", "",
+                  f"{r['fault']}. The review's setting (4 workers, 4 calls per caller) refused at start-up: "
+                  f"{r['review_setting_refused']} (`{r['review_setting_message']}`).", "",
+                  f"- one caller's four idle streams: the other caller's Predict answered {one['bystander_predict']} "
+                  f"in {one['bystander_seconds']} s, the main port's health {one['main_port_health']}, the probe "
+                  f"{one['probe_during']}; the streams ended {_codes(one['idle_stream_codes'])} after "
+                  f"{one['idle_streams_ended_after_s']} s (`{one['idle_stream_message']}`).",
+                  f"- five idle streams taking every worker: the probe said {every['probe_during']} (liveness "
+                  f"{every['probe_liveness_during']}); the streams ended {_codes(every['idle_stream_codes'])} after "
+                  f"{every['idle_streams_ended_after_s']} s; the probe said {r['probe_after']} afterwards.", ""]
     for name, r in results.get("fuzz", {}).items():
         lines += ["## Fuzzing", "",
                   f"{r['requests']} malformed requests (seed {r['seed']}): random bytes in image fields, extreme "
