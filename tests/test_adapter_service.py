@@ -172,7 +172,7 @@ def test_per_caller_session_limit(tiny_repo, tmp_path, image):
 
 
 def test_full_store_refuses_the_change_and_leaves_the_session_as_it_was(adapter, image, monkeypatch):
-    from dial_services.adapter import store as store_module
+    from dial_services.common import durable  # every store writes through durable.write_atomic
 
     address, _ = adapter
     with AdapterClient(address) as client:
@@ -180,12 +180,12 @@ def test_full_store_refuses_the_change_and_leaves_the_session_as_it_was(adapter,
         session.add_clicks([Click(5, 5, 2)])
         session.adapt()
         labels = session.predict().labels
-        real_write = store_module.write_atomic
+        real_write = durable.write_atomic
 
         def full(path, data):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(store_module, "write_atomic", full)
+        monkeypatch.setattr(durable, "write_atomic", full)
         with pytest.raises(ResourceExhausted):
             session.add_clicks([Click(9, 9, 1)])
         with pytest.raises(ResourceExhausted):
@@ -196,14 +196,14 @@ def test_full_store_refuses_the_change_and_leaves_the_session_as_it_was(adapter,
         assert info.clicks == (Click(5, 5, 2),) and info.adaptation_count == 1
         assert np.array_equal(session.predict().labels, labels)
 
-        monkeypatch.setattr(store_module, "write_atomic", real_write)
+        monkeypatch.setattr(durable, "write_atomic", real_write)
         assert session.add_clicks([Click(9, 9, 1)]).clicks[-1] == Click(9, 9, 1)
         assert session.adapt().session.adaptation_count == 2
 
 
 def test_read_only_store_is_unavailable_and_sessions_stay_readable(adapter, image, monkeypatch):
     from dial_client.errors import Unavailable
-    from dial_services.adapter import store as store_module
+    from dial_services.common import durable  # every store writes through durable.write_atomic
 
     address, _ = adapter
     with AdapterClient(address, retries=0) as client:
@@ -220,8 +220,8 @@ def test_read_only_store_is_unavailable_and_sessions_stay_readable(adapter, imag
                 raise OSError(errno.EROFS, "Read-only file system", str(path))
             return real_open(path, flags, *args)
 
-        monkeypatch.setattr(store_module, "write_atomic", read_only)
-        monkeypatch.setattr(store_module.os, "open", open_read_only)
+        monkeypatch.setattr(durable, "write_atomic", read_only)
+        monkeypatch.setattr(durable.os, "open", open_read_only)
         with pytest.raises(Unavailable, match="read-only"):
             session.add_clicks([Click(9, 9, 1)])
         assert session.get().clicks == (Click(5, 5, 2),)

@@ -130,6 +130,8 @@ def test_a_full_job_store_refuses_new_jobs_as_exhausted_and_says_so_in_health_un
         assert "job store is full" in error.value.message
         # Only the service whose store is full says so; the server stays up (liveness must not restart it).
         assert health(running.port, ACQUISITION) == NOT_SERVING and health(running.port) == SERVING
+        running.publish_health()  # as when a worker frees: capacity does not hide the store
+        assert health(running.port, ACQUISITION) == NOT_SERVING
         assert metric(running, "dial_acquisition_job_store_writable") == 0.0
         # A bystander's finished job reads as before.
         assert alice.job(kept.name).state == "SUCCEEDED" and len(next(alice.queue(kept))) > 0

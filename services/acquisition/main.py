@@ -5,7 +5,6 @@ import logging
 
 from pathlib import Path
 
-from grpc_health.v1 import health_pb2
 from pydantic import Field
 
 from dial_client._proto.dial.v1 import acquisition_pb2_grpc
@@ -43,21 +42,12 @@ def start(config: AcquisitionConfig, extra_interceptors: tuple = ()) -> RunningS
         return (SERVICE_NAME,)
 
     running = start_server(config, metrics, register, extra_interceptors)
-    servicer.jobs.start(on_store_health=lambda writable: _report_job_store(running, writable))
+    # A job store that refuses writes turns dial.v1.Acquisition NOT_SERVING in health, and back. The server
+    # ("", readiness) stays as its capacity says: ranking needs no store, existing jobs can still be read,
+    # and another replica shares the same full volume.
+    servicer.jobs.start(on_store_health=lambda writable: running.set_impaired(SERVICE_NAME, not writable))
     running.on_stop(servicer.jobs.close)
     return running
-
-
-def _report_job_store(running: RunningServer, writable: bool) -> None:
-    """A job store that refuses writes turns the Acquisition service NOT_SERVING in health, and back.
-
-    The server as a whole ("", what the probes ask) stays SERVING: ranking needs no store, existing jobs
-    can still be read, and a restart would not mend a full volume, so liveness must not fail over it.
-    """
-    if not running.guard.accepting.is_set():
-        return  # stopping: the server has said NOT_SERVING for everything
-    running.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING if writable
-                       else health_pb2.HealthCheckResponse.NOT_SERVING)
 
 
 def run(config: AcquisitionConfig) -> None:

@@ -61,6 +61,9 @@ class RunningServer:
     health_port: int | None = None
     _on_stop: list[Callable[[], None]] = field(default_factory=list)
     _health_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Services that cannot do their work while the server can (a store that refuses writes): NOT_SERVING
+    # under their own name only, so that "" and liveness stay as capacity and the process say.
+    _impaired: set[str] = field(default_factory=set)
 
     def set_serving(self, serving: bool) -> None:
         if serving:
@@ -69,14 +72,21 @@ class RunningServer:
             self.guard.accepting.clear()
         self.publish_health()
 
+    def set_impaired(self, service_name: str, impaired: bool) -> None:
+        with self._health_lock:
+            (self._impaired.add if impaired else self._impaired.discard)(service_name)
+        self.publish_health()
+
     def publish_health(self) -> None:
-        """SERVING while calls are accepted and a worker is free to take one."""
+        """SERVING while calls are accepted and a worker is free to take one (and, for a service, while it
+        is not impaired)."""
         # Read and set under one lock: a later change always publishes the state it saw last.
         with self._health_lock:
             serving = self.guard.accepting.is_set() and not self.guard.saturated
             status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
             for name in ("",) + self.service_names:
-                self.health.set(name, status)
+                self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING if name in self._impaired
+                                else status)
 
     def on_stop(self, callback: Callable[[], None]) -> None:
         self._on_stop.append(callback)
