@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             step("faults.segmenter_restarted_mid_raster", faults.segmenter_restarted_mid_raster, *common)
             step("faults.corrupt_model", faults.corrupt_model, *common)
             step("faults.session_store", faults.store_full_or_read_only, *common)
+            step("faults.stores", faults.damaged_records_and_a_full_job_store, *common)
             step("faults.idle_streams", faults.idle_streams, *common, n_bands=manifest.n_bands)
         if "fuzz" in parts:
             step("fuzz.segmenter_and_adapter", fuzz.fuzz, *common, manifest.n_bands, requests=args.fuzz_requests)

@@ -1,5 +1,5 @@
 """Faults: a killed adapter or acquisition replica, a segmenter restarted mid-raster, a corrupt model, a full or
-read-only store, idle client streams.
+read-only store, damaged store records and a full job store, idle client streams.
 
 Each fault returns what a user would ask after it: how many requests were
 sent, which codes came back, and what was lost (sessions, clicks: must be 0).
@@ -506,3 +506,136 @@ def idle_streams(repo: Path, model: str, scratch: Path, n_bands: int = 3) -> dic
         probe.close()
         server.stop()
 
+
+def _code(call) -> str:
+    return next(iter(_outcomes(call)))
+
+
+def damaged_records_and_a_full_job_store(repo: Path, model: str, scratch: Path, image_px: int = 128) -> dict:
+    """Shared stores under faults: a session's and a queue job's record truncated on disk, a dead replica's
+    lease a day ahead, and a job store on a real small tmpfs filled to the last byte.
+
+    A damaged record must be DATA_LOSS to its owner alone, who may remove it, while another caller's
+    session and jobs go on unchanged; a job leased far ahead must still cancel; a full job store must
+    answer RESOURCE_EXHAUSTED and say NOT_SERVING for dial.v1.Acquisition until it frees, then take jobs.
+    """
+    import grpc
+    from grpc_health.v1 import health_pb2
+
+    from dial.imagery.raster import GeoTiffWriter
+    from dial.model.repository import ModelRepository
+    from dial_client import AcquisitionClient, AdapterClient, Click
+    from dial_client._proto.dial.v1 import acquisition_pb2
+    from dial_services.acquisition.job_store import JobRecord, JobStore
+
+    results: dict = {"fault": "a truncated session meta.json and job.json, a dead replica's job leased a day "
+                              "ahead, and a job store on an 8 MiB tmpfs filled to the last byte"}
+    image = make_scene(image_px, image_px, seed=21).image
+    sessions = scratch / "damaged-sessions"
+    adapter = ServiceProcess("adapter", adapter_args(repo, scratch / "cache-damaged", sessions, steps=1))
+    try:
+        adapter.wait_serving()
+        with AdapterClient(adapter.address, timeout=120, retries=0, caller="victim") as victim, \
+                AdapterClient(adapter.address, timeout=120, retries=0, caller="bystander") as bystander:
+            damaged = victim.create_session(image, model=model)
+            kept = bystander.create_session(image, model=model)
+            kept.add_clicks([Click(5, 5, 1)])
+            meta = sessions / damaged.session_id / "meta.json"
+            meta.write_bytes(meta.read_bytes()[:50])
+            results["session"] = {
+                "owner_get": _code(damaged.get), "other_caller_get": _code(lambda: bystander.get_session(damaged.name)),
+                "bystander_list": _code(bystander.list_sessions),
+                "bystander_create": _code(lambda: bystander.create_session(image, model=model)),
+                "owner_delete": _code(damaged.delete), "owner_get_after_delete": _code(damaged.get),
+                "bystander_session_unchanged": bystander.get_session(kept.name).info.clicks == (Click(5, 5, 1),)}
+        results["adapter_serving_after"] = adapter.serving()
+    finally:
+        adapter.stop()
+
+    folder = scratch / "damaged-rasters"
+    folder.mkdir(exist_ok=True)
+    uri = str(folder / "scene.tif")
+    with GeoTiffWriter(uri, height=image_px, width=image_px, bands=image.shape[2], dtype=str(image.dtype),
+                       geo=None) as writer:
+        writer.write(image, 0, 0)
+    store = scratch / "small-job-store"
+    problem = _mount_tmpfs(store, "8m")
+    jobs = JobStore(store)
+    version = ModelRepository(repo).manifest(model).version
+    now = time.time()
+
+    def planted(job_id: str, rasters: int, **state) -> JobRecord:
+        spec = acquisition_pb2.QueueJobSpec(model={"name": model, "version": version},
+                                            rasters=[{"uri": uri}] * rasters, patch_size_px=image_px // 2)
+        record = JobRecord(job_id, "victim", spec.SerializeToString(), (uri,) * rasters, 0, now, now, **state)
+        jobs.create(record)
+        return record
+
+    broken = planted("00000000000000d1", 1)
+    (store / broken.id / "job.json").write_bytes((store / broken.id / "job.json").read_bytes()[:60])
+    skewed = planted("00000000000000d2", 100, state="RUNNING", holder="replica-with-a-fast-clock",
+                     lease_until=now + 86400.0)
+    server = ServiceProcess("acquisition", [*model_args(repo, scratch / "cache-damaged-acq"), "--raster-roots",
+                                            str(folder), "--job-store", str(store), "--intra-op-threads", "1"],
+                            env={"DIAL_JOB_LEASE_SECONDS": "2", "OMP_NUM_THREADS": "1"})
+
+    def acquisition_health() -> str:
+        try:
+            reply = server.health.Check(health_pb2.HealthCheckRequest(service="dial.v1.Acquisition"), timeout=2)
+        except grpc.RpcError as error:
+            return error.code().name
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    def finished(client, name: str, seconds: float = 120) -> str:
+        deadline = time.monotonic() + seconds
+        while not (job := client.job(name)).finished and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return job.state
+
+    try:
+        server.wait_serving()
+        with AcquisitionClient(server.address, timeout=120, retries=0, caller="victim") as victim, \
+                AcquisitionClient(server.address, timeout=120, retries=0, caller="bystander") as bystander:
+            started = time.monotonic()
+            victim.cancel(f"queueJobs/{skewed.id}")
+            results["lease_a_day_ahead"] = {"state": finished(victim, f"queueJobs/{skewed.id}", 60),
+                                            "cancelled_after_s": round(time.monotonic() - started, 2)}
+            name = f"queueJobs/{broken.id}"
+            results["job"] = {
+                "bystander_job": finished(bystander, bystander.submit_queue([uri], model=model).name),
+                "owner_get": _code(lambda: victim.job(name)), "other_caller_get": _code(lambda: bystander.job(name)),
+                "owner_cancel_removes_it": _code(lambda: victim.cancel(name)),
+                "owner_get_after_cancel": _code(lambda: victim.job(name))}
+            if problem:
+                results["full"] = {"measured": False, "why_not": f"cannot mount a tmpfs here ({problem}); the "
+                                   "in-process tests inject ENOSPC"}
+            else:
+                kept = bystander.submit_queue([uri], model=model)
+                finished(bystander, kept.name)
+                filler = store / "filler"
+                with open(filler, "wb") as out:
+                    try:
+                        while True:
+                            out.write(b"\0" * 2**16)
+                            out.flush()
+                    except OSError as error:
+                        if error.errno != errno.ENOSPC:
+                            raise
+                full = {"measured": True, "create": _code(lambda: bystander.submit_queue([uri], model=model)),
+                        "health_acquisition": acquisition_health(), "health_server": server.health_status(),
+                        "bystander_job_readable": _code(lambda: bystander.job(kept.name))}
+                filler.unlink()
+                freed = time.monotonic()
+                while acquisition_health() != "SERVING" and time.monotonic() - freed < 30:
+                    time.sleep(0.1)
+                full["serving_again_after_s"] = round(time.monotonic() - freed, 2)
+                full["health_acquisition_after"] = acquisition_health()
+                full["job_after"] = finished(bystander, bystander.submit_queue([uri], model=model).name)
+                results["full"] = full
+        results["acquisition_serving_after"] = server.serving()
+        results["server_alive"] = server.process.poll() is None
+        return results
+    finally:
+        server.stop()
+        if not problem:
+            subprocess.run(["umount", str(store)], capture_output=True)

@@ -59,6 +59,22 @@ def verdict(results: dict) -> list[str]:
         if r["clicks_lost"] or not r["server_alive"] or not r["full"]["prediction_unchanged"] \
                 or set(r["full"]["codes"]) - {"RESOURCE_EXHAUSTED"} or set(r["read_only"]["codes"]) - {"UNAVAILABLE"}:
             problems.append(f"faults/session store: {r}")
+    if "stores" in f:
+        r = f["stores"]
+        expected = {"session": {"owner_get": "DATA_LOSS", "other_caller_get": "NOT_FOUND", "bystander_list": "OK",
+                                "bystander_create": "OK", "owner_delete": "OK", "owner_get_after_delete": "NOT_FOUND",
+                                "bystander_session_unchanged": True},
+                    "job": {"bystander_job": "SUCCEEDED", "owner_get": "DATA_LOSS", "other_caller_get": "NOT_FOUND",
+                            "owner_cancel_removes_it": "OK", "owner_get_after_cancel": "NOT_FOUND"},
+                    "lease_a_day_ahead": {"state": "CANCELLED"}}
+        if r["full"]["measured"]:
+            expected["full"] = {"create": "RESOURCE_EXHAUSTED", "health_acquisition": "NOT_SERVING",
+                                "health_server": "SERVING", "bystander_job_readable": "OK",
+                                "health_acquisition_after": "SERVING", "job_after": "SUCCEEDED"}
+        wrong = {f"{part}.{k}": r[part][k] for part, want in expected.items() for k, v in want.items()
+                 if r[part][k] != v}
+        if wrong or not (r["server_alive"] and r["adapter_serving_after"] and r["acquisition_serving_after"]):
+            problems.append(f"faults/stores: {wrong or r}")
     if "idle_streams" in f:
         r = f["idle_streams"]
         one, every = r["one_caller_four_streams"], r["every_worker_taken"]
@@ -179,6 +195,29 @@ def render(results: dict, command: str) -> str:
                       f"{ro['clicks_after']} click(s) and took changes again after the remount.",
                       f"- acknowledged clicks lost: {r['clicks_lost']} of {r['clicks_acknowledged']}; server alive: "
                       f"{r['server_alive']}", ""]
+    if "stores" in f:
+        r = f["stores"]
+        s, j, lease, full = r["session"], r["job"], r["lease_a_day_ahead"], r["full"]
+        lines += ["### Damaged records, a lease a day ahead, a full job store", "",
+                  f"{r['fault']}.", "",
+                  f"- damaged session: its owner's GetSession {s['owner_get']}, another caller's "
+                  f"{s['other_caller_get']}; the bystander's ListSessions {s['bystander_list']} and CreateSession "
+                  f"{s['bystander_create']}, its session unchanged: {s['bystander_session_unchanged']}; the owner's "
+                  f"DeleteSession {s['owner_delete']}, then GetSession {s['owner_get_after_delete']}.",
+                  f"- damaged queue job: the bystander's new job {j['bystander_job']}; the owner's GetQueueJob "
+                  f"{j['owner_get']}, another caller's {j['other_caller_get']}; the owner's CancelQueueJob "
+                  f"{j['owner_cancel_removes_it']} (removes it), then GetQueueJob {j['owner_get_after_cancel']}.",
+                  f"- a dead replica's RUNNING job leased a day ahead: CancelQueueJob, then **{lease['state']}** "
+                  f"after {lease['cancelled_after_s']} s."]
+        if full["measured"]:
+            lines += [f"- job store full: CreateQueueJob {full['create']}; health of dial.v1.Acquisition "
+                      f"{full['health_acquisition']}, of the server {full['health_server']}; an existing job read "
+                      f"{full['bystander_job_readable']}. Space freed: SERVING again after "
+                      f"{full['serving_again_after_s']} s, the next job {full['job_after']}."]
+        else:
+            lines += [f"- job store full: not measured here: {full['why_not']}."]
+        alive = r["server_alive"] and r["adapter_serving_after"] and r["acquisition_serving_after"]
+        lines += [f"- processes alive and SERVING afterwards: {alive}", ""]
     if "idle_streams" in f:
         r = f["idle_streams"]
         one, every = r["one_caller_four_streams"], r["every_worker_taken"]
