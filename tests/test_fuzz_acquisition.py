@@ -4,7 +4,8 @@ another caller's queue comes out exactly as it was.
 Ranking with any strategy, patch size, reduction, exclusion window, hint quantile
 and click list; uncertainty maps written to hostile paths; queue jobs over hostile
 raster references; job names, page sizes, page tokens and patch ids that are
-wrong, out of range or someone else's.
+wrong, out of range, someone else's or the fuzzer's own job with a damaged
+record.
 """
 from __future__ import annotations
 
@@ -23,13 +24,16 @@ from dial.imagery.raster import GeoTiffWriter
 from dial.imagery.readers import GeoInfo
 from dial.synthetic import make_scene
 from dial_client._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc, common_pb2
+from dial_services.acquisition.job_store import JobRecord, JobStore
 from tests.hostile_requests import (
     CLIENT_ERRORS, FUZZ, MODEL_NAMES, SIDES, assert_healthy, clicks, images, mostly, planted_rasters)
 
 MAX_CLICKS = 64
 # FAILED_PRECONDITION: a strategy whose head the model has not been trained with, or a queue not yet ranked;
-# PERMISSION_DENIED: a path outside the server's raster roots.
-ERRORS = CLIENT_ERRORS | {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED}
+# PERMISSION_DENIED: a path outside the server's raster roots; DATA_LOSS: the fuzzer's own damaged job.
+ERRORS = CLIENT_ERRORS | {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED,
+                          grpc.StatusCode.DATA_LOSS}
+DAMAGED_JOB = "queueJobs/00000000000000aa"
 FUZZER = (("caller", "fuzzer"),)
 BYSTANDER = (("caller", "bystander"),)
 U32 = st.one_of(st.integers(0, 300), st.sampled_from([2**31, 2**32 - 1]))
@@ -73,6 +77,11 @@ def fuzz_target(tiny_repo, tiny_manifest, tmp_path_factory):
                        geo=GeoInfo("EPSG:32633", (0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0))) as writer:
         writer.write(image, 0, 0)
     planted, planted_outputs = planted_rasters(rasters, image.shape[2])
+    # A job of the fuzzer's own whose record is truncated on disk, still PENDING: it must hold up no one.
+    store = JobStore(root / "jobs")
+    store.create(JobRecord(DAMAGED_JOB.split("/")[1], "fuzzer", b"", (str(raster),), 0, time.time(), time.time()))
+    record = store.folder(DAMAGED_JOB.split("/")[1]) / "job.json"
+    record.write_text(record.read_text()[:60])
     config = AcquisitionConfig(host="127.0.0.1", port=0, model_repo=tiny_repo, raster_roots=(rasters,),
                                provider="cpu", max_clicks=MAX_CLICKS, max_image_px=256 * 256,
                                job_store=root / "jobs", session_store=root / "sessions", max_rasters_per_job=6,
@@ -108,6 +117,7 @@ def call(method, request, metadata=FUZZER):
         SEEN[error.code().name] += 1
         assert error.code() in ERRORS, (error.code(), error.details())
         assert "Traceback" not in (error.details() or "")
+        assert len(error.details() or "") < 2000  # never the caller's unbounded input echoed back
         return None
     event("OK")
     SEEN["OK"] += 1
@@ -219,7 +229,8 @@ def test_hostile_queue_requests_leave_a_bystanders_queue_as_it_was(fuzz_target):
     own = jobs["fuzzer"].name
     own_ids = [p.id for p in all_patches(stub, own, FUZZER)]
     names = st.sampled_from([own, bystander, "", "queueJobs/", "queueJobs/0123456789abcdef", "queueJobs/../x",
-                             "jobs/" + own.split("/")[1], own + "\x00", "x" * 5000])
+                             "jobs/" + own.split("/")[1], own + "\x00", "x" * 5000, "queueJobs/" + "0" * 20000,
+                             DAMAGED_JOB])
 
     @FUZZ
     @example(kind="list", name=own, uris=[], strategy="", patch=0, reduction=0, budget=0, quantile=0.0, page_size=2,
