@@ -69,6 +69,7 @@ def test_hostile_tile_streams_get_client_errors(fuzz_target):
     """Tile-stream headers with garbage CRSs, NaN, infinite or singular transforms and odd shapes, then windows
     that repeat, overlap, leave gaps or fall outside: a client error or a complete class map, never INTERNAL."""
     stub, health, manifest, _ = fuzz_target
+    outcomes = set()
 
     @FUZZ
     @given(requests=tile_streams(manifest))
@@ -78,10 +79,12 @@ def test_hostile_tile_streams_get_client_errors(fuzz_target):
             responses = list(stub.PredictRaster(iter(requests), timeout=60))
         except grpc.RpcError as error:
             event(error.code().name)
+            outcomes.add(error.code().name)
             assert error.code() in CLIENT_ERRORS, (error.code(), error.details())
             assert "Traceback" not in (error.details() or "")
         else:
             event("OK")
+            outcomes.add("OK")
             # Only tiles that cover the raster exactly, with no overlap, may succeed.
             areas = sum(r.tile.window.height * r.tile.window.width for r in requests[1:])
             assert areas == header.height * header.width
@@ -90,6 +93,8 @@ def test_hostile_tile_streams_get_client_errors(fuzz_target):
         assert_healthy(health)
 
     check()
+    # The streams must reach both the refusals and a served raster, or they test nothing.
+    assert {"OK", "INVALID_ARGUMENT"} <= outcomes, outcomes
 
 
 def test_the_click_limit_is_enforced_with_a_field_violation(fuzz_target):
