@@ -1,9 +1,65 @@
-"""The click-aware segmentation network: any smp architecture, no downloaded weights."""
+"""The click-aware segmentation network: any smp architecture, no downloaded weights.
+
+``ARCH+click-fusion`` (e.g. ``Linknet+click-fusion``) adds a late path that
+sees the click channels again next to the decoder's last features. In a
+plain smp network the clicks enter only at the first convolution, next to
+the image, and a network that can segment from the image soon learns to
+ignore them; re-injected near the output (as RITM and FocalClick do with
+their click maps) a click decides the pixels around it through a few
+convolutions instead of the whole encoder.
+"""
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from dial.model.torchvision_shim import ensure_torchvision_importable
+
+CLICK_FUSION = "click-fusion"
+FUSION_CHANNELS = 16
+
+
+class ClickFusion(nn.Module):
+    """An smp network whose logits get a residual from ``(decoder features, click channels)``.
+
+    The residual's last convolution starts at zero, so a base network loaded
+    into ``net`` predicts exactly as before until training teaches the
+    residual. Dilated 3x3 convolutions let a click reach about 13 px past its
+    cone, at about a third of the base's cost (1x1 then two 16-channel 3x3s).
+    """
+
+    def __init__(self, net: nn.Module, n_classes: int):
+        super().__init__()
+        self.net = net
+        self.n_classes = n_classes
+        features = net.segmentation_head[0].in_channels
+        self.fusion = nn.Sequential(
+            nn.Conv2d(features + n_classes, FUSION_CHANNELS, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(FUSION_CHANNELS, FUSION_CHANNELS, 3, padding=2, dilation=2), nn.ReLU(inplace=True),
+            nn.Conv2d(FUSION_CHANNELS, FUSION_CHANNELS, 3, padding=4, dilation=4), nn.ReLU(inplace=True),
+            nn.Conv2d(FUSION_CHANNELS, n_classes, 1),
+        )
+        # A direct 1x1 path from click channels to logits: the one thing every
+        # click must do (its own pixels take its class) is then one layer deep.
+        self.click_logits = nn.Conv2d(n_classes, n_classes, 1)
+        for layer in (self.fusion[-1], self.click_logits):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        decoded = self.net.decoder(self.net.encoder(x))
+        clicks = x[:, x.shape[1] - self.n_classes:]
+        return (self.net.segmentation_head(decoded) + self.fusion(torch.cat([decoded, clicks], dim=1))
+                + self.click_logits(clicks))
+
+
+def split_architecture(architecture: str) -> tuple[str, bool]:
+    """``"Linknet+click-fusion"`` -> ``("Linknet", True)``; the smp class and whether clicks are re-injected."""
+    base, _, extra = architecture.partition("+")
+    if extra not in ("", CLICK_FUSION):
+        raise ValueError(f"unknown architecture option {extra!r} in {architecture!r}; DIAL knows "
+                         f"'+{CLICK_FUSION}'")
+    return base, extra == CLICK_FUSION
 
 
 def build_network(architecture: str, encoder: str, in_channels: int, n_classes: int) -> torch.nn.Module:
@@ -15,8 +71,10 @@ def build_network(architecture: str, encoder: str, in_channels: int, n_classes: 
     ensure_torchvision_importable()
     import segmentation_models_pytorch as smp
 
+    base, fusion = split_architecture(architecture)
     try:
-        cls = getattr(smp, architecture)
+        cls = getattr(smp, base)
     except AttributeError:
-        raise ValueError(f"unknown smp architecture {architecture!r}") from None
-    return cls(encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=n_classes)
+        raise ValueError(f"unknown smp architecture {base!r}") from None
+    net = cls(encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=n_classes)
+    return ClickFusion(net, n_classes) if fusion else net

@@ -29,7 +29,7 @@ from dial.inference.inputs import network_input
 from dial.inference.predictors import TorchPredictor
 from dial.inference.tiling import predict_labels
 from dial.model.manifest import BandNorm, Manifest, ModelClass
-from dial.model.network import build_network
+from dial.model.network import CLICK_FUSION, build_network, split_architecture
 from dial.model.repository import ModelRepository, check_name
 from dial.inference.superpixels import slic_segments
 from dial.training.click_sampling import sample_training_clicks
@@ -43,6 +43,8 @@ RESUMABLE_CHANGES = {"resume", "iterations", "checkpoint_every", "threads", "bfl
 # Superpixels for label swaps are larger than the baseline's: a swap should
 # cover a field-sized part of the crop, not a 50 px patch.
 SWAP_SUPERPIXEL_PX = 10_000
+FUSION_LR_FACTOR = 10.0
+FUSION_PARAMETERS = ("fusion.", "click_logits.")
 DEFAULT_BAND_NAMES = {1: ("grey",), 3: ("red", "green", "blue"), 4: ("red", "green", "blue", "nir")}
 
 
@@ -296,14 +298,31 @@ def train(config: TrainConfig, progress: Callable | None = None, command: str | 
     manifest.validate("new model")
 
     if base is not None:
-        if (base.architecture, base.encoder) != (config.architecture, config.encoder):
+        adds_fusion = (split_architecture(config.architecture) == (base.architecture, True))
+        if (base.encoder != config.encoder
+                or (base.architecture != config.architecture and not adds_fusion)):
             raise ValueError(f"{config.init_from} is {base.architecture}/{base.encoder}; pass the same "
-                             "--architecture and --encoder to fine-tune it")
-        model = base_model.train()
+                             f"--architecture (or {base.architecture}+{CLICK_FUSION}) and --encoder "
+                             "to fine-tune it")
+        if adds_fusion:
+            # The base network becomes the fused one's inner network; the fusion
+            # starts at zero, so training begins from the base's own predictions.
+            model = build_network(config.architecture, config.encoder, manifest.in_channels, manifest.n_classes)
+            model.net.load_state_dict(base_model.state_dict())
+            model.train()
+        else:
+            model = base_model.train()
     else:
         model = build_network(config.architecture, config.encoder, manifest.in_channels, manifest.n_classes)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.learning_rate,
+    groups = [{"params": [p for n, p in model.named_parameters() if not n.startswith(FUSION_PARAMETERS)],
+               "lr": config.learning_rate}]
+    fusion = [p for n, p in model.named_parameters() if n.startswith(FUSION_PARAMETERS)]
+    if fusion:
+        # The click fusion starts at zero on top of a trained network; at the
+        # network's fine-tuning rate it would barely move in a CPU budget.
+        groups.append({"params": fusion, "lr": config.learning_rate * FUSION_LR_FACTOR})
+    optimiser = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=[g["lr"] for g in groups],
                                                     total_steps=config.iterations, pct_start=0.1)
     workdir = Path(config.workdir) / config.name
     workdir.mkdir(parents=True, exist_ok=True)
