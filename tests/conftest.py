@@ -78,3 +78,24 @@ def writable_repo(tiny_repo, tmp_path) -> Path:
     copy = tmp_path / "writable-models"
     shutil.copytree(tiny_repo, copy)
     return copy
+
+
+@pytest.fixture()
+def full_store(monkeypatch):
+    """While set, every write to a session or job store fails as on a full volume (ENOSPC): the stores
+    all write through durable.write_atomic."""
+    import errno
+    import threading
+
+    from dial_services.common import durable
+
+    full = threading.Event()
+    real = durable.write_atomic
+
+    def write_atomic(path, data):
+        if full.is_set():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real(path, data)
+
+    monkeypatch.setattr(durable, "write_atomic", write_atomic)
+    return full

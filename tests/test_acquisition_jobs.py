@@ -12,7 +12,6 @@ import pytest
 from dial.acquisition.ranking import RankedPatch
 from dial_services.acquisition.job_store import JobRecord, JobStore, StoredPatch
 from dial_services.acquisition.jobs import JobManager, TooManyJobs
-from dial_services.common import durable
 from dial_services.common.durable import LEFTOVER_SECONDS, DamagedRecord, StoreWriteError
 
 
@@ -241,22 +240,6 @@ def test_a_stored_job_round_trips(tmp_path):
     assert store.drop_stray_live_marks(older_than=time.time() - 60) == 0
     assert store.drop_stray_live_marks(older_than=time.time() + 1) == 1 and store.live_ids() == []
     assert store.update("../../etc", lambda r: pytest.fail("never a path outside the store")) is None
-
-
-@pytest.fixture()
-def full_store(monkeypatch):
-    """While set, every write to a store fails as on a full volume (ENOSPC), as the stores all write through
-    durable.write_atomic."""
-    full = threading.Event()
-    real = durable.write_atomic
-
-    def write_atomic(path, data):
-        if full.is_set():
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        real(path, data)
-
-    monkeypatch.setattr(durable, "write_atomic", write_atomic)
-    return full
 
 
 def test_a_full_store_in_a_jobs_own_error_path_leaves_the_worker_alive(managers, full_store):

@@ -5,9 +5,7 @@ server keeps serving (the Acquisition service name says NOT_SERVING only while i
 writes)."""
 from __future__ import annotations
 
-import errno
 import os
-import threading
 import time
 
 import grpc
@@ -22,7 +20,6 @@ from dial_client import AcquisitionClient, AdapterClient
 from dial_client._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc, adapter_pb2, adapter_pb2_grpc
 from dial_client.errors import DialError, InvalidArgument, NotFound, ResourceExhausted
 from dial_services.acquisition.job_store import JobRecord, JobStore
-from dial_services.common import durable
 from dial_services.common.durable import LEFTOVER_SECONDS
 
 SIZE = 64
@@ -60,22 +57,6 @@ def wait_finished(client, name, seconds=120):
         assert time.monotonic() < deadline, job
         time.sleep(0.05)
     return job
-
-
-@pytest.fixture()
-def full_store(monkeypatch):
-    """While set, every store write fails as on a full volume: the stores all write through
-    durable.write_atomic."""
-    full = threading.Event()
-    real = durable.write_atomic
-
-    def write_atomic(path, data):
-        if full.is_set():
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        real(path, data)
-
-    monkeypatch.setattr(durable, "write_atomic", write_atomic)
-    return full
 
 
 @pytest.fixture()

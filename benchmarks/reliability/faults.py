@@ -314,6 +314,20 @@ def _mount_tmpfs(path: Path, size: str) -> str | None:
     return None if result.returncode == 0 else (result.stderr.strip() or f"mount exited {result.returncode}")
 
 
+def _fill(volume: Path) -> Path:
+    """Fill ``volume`` to its last byte with one file; that file, to free the space again."""
+    filler = volume / "filler"
+    with open(filler, "wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 2**16)
+                out.flush()
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+    return filler
+
+
 def _outcomes(*calls) -> Counter:
     """Run each call once; count the status codes they end with."""
     from dial_client.errors import DialError
@@ -354,15 +368,7 @@ def store_full_or_read_only(repo: Path, model: str, scratch: Path, image_px: int
             session.add_clicks(acknowledged)
             session.adapt()
             before = session.predict().labels
-            filler = store / "filler"
-            with open(filler, "wb") as out:
-                try:
-                    while True:
-                        out.write(b"\0" * 2**20)
-                        out.flush()
-                except OSError as error:
-                    if error.errno != errno.ENOSPC:
-                        raise
+            filler = _fill(store)
             codes = _outcomes(lambda: session.add_clicks([Click(20, 20, 0)]), session.adapt,
                               lambda: client.create_session(image, model=model))
             info = session.get()
@@ -612,15 +618,7 @@ def damaged_records_and_a_full_job_store(repo: Path, model: str, scratch: Path, 
             else:
                 kept = bystander.submit_queue([uri], model=model)
                 finished(bystander, kept.name)
-                filler = store / "filler"
-                with open(filler, "wb") as out:
-                    try:
-                        while True:
-                            out.write(b"\0" * 2**16)
-                            out.flush()
-                    except OSError as error:
-                        if error.errno != errno.ENOSPC:
-                            raise
+                filler = _fill(store)
                 full = {"measured": True, "create": _code(lambda: bystander.submit_queue([uri], model=model)),
                         "health_acquisition": acquisition_health(), "health_server": server.health_status(),
                         "bystander_job_readable": _code(lambda: bystander.job(kept.name))}
