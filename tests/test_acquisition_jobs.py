@@ -367,3 +367,15 @@ def test_leftovers_of_a_killed_replica_are_removed_at_start_once_old(managers, t
     managers(plan_of(scores_by_uri))
     assert [p.exists() for p in stale] == [False, False]
     assert fresh.exists() and store.read(record.id) == record
+
+
+def test_a_damaged_queue_is_reported_as_damaged_not_as_a_crash(managers):
+    a = managers(plan_of(scores_by_uri))
+    job = a.create("alice", b"spec", ["r"], budget=0)
+    done = wait_state(a, job.id, {"SUCCEEDED"})
+    damage(a.store.folder(job.id) / "patches.json")
+    with pytest.raises(DamagedRecord):
+        a.page(done, 10, 0)
+    (a.store.folder(job.id) / "done.json").write_text("[1, ")
+    with pytest.raises(DamagedRecord):
+        a.store.read_done(job.id)

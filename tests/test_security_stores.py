@@ -5,6 +5,7 @@ server keeps serving (the Acquisition service name says NOT_SERVING only while i
 writes)."""
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -369,3 +370,37 @@ def test_an_error_message_is_bounded_whatever_a_handler_puts_in_it():
     assert len(error.message) <= MAX_MESSAGE_CHARS and len(error.violations) == 20
     # What travels in the trailers fits well inside gRPC's default 8 KiB of metadata.
     assert sum(len(value) for _, value in status.trailing_metadata) < 8192
+
+
+def test_acquisition_reading_a_damaged_session_tells_its_owner_alone_even_on_a_read_only_store(tmp_path,
+                                                                                               monkeypatch):
+    from dial_services.acquisition.sessions import SessionReader
+    from dial_services.adapter.store import SessionRecord, SessionStore, new_session_id
+    from dial_services.common.errors import ApiError
+
+    store = SessionStore(tmp_path)
+    now = time.time()
+    record = SessionRecord(id=new_session_id(), owner="alice", model_name="tiny", model_version="1", height=4,
+                           width=4, clicks=(), settings={}, create_time=now, update_time=now)
+    store.create(record, np.zeros((4, 4, 3), np.uint8), np.zeros((2, 4, 4), np.float32))
+    meta = tmp_path / record.id / "meta.json"
+    meta.write_text(meta.read_text()[:30])
+    reader = SessionReader(tmp_path, ttl_seconds=0)
+    real_rename = os.rename
+
+    def read_only(source, target):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(os, "rename", read_only)  # Acquisition may mount the session store read-only
+    codes = {}
+    for caller in ("alice", "bob"):
+        with pytest.raises(ApiError) as error:
+            reader.read(caller, record.id)
+        codes[caller] = error.value.code
+    assert codes == {"alice": grpc.StatusCode.DATA_LOSS, "bob": grpc.StatusCode.NOT_FOUND}
+    assert meta.exists() and store.quarantined_count() == 0  # left where it is
+    monkeypatch.setattr(os, "rename", real_rename)
+    with pytest.raises(ApiError) as error:
+        reader.read("alice", record.id)  # moved aside now, and still its owner's to hear about
+    assert error.value.code == grpc.StatusCode.DATA_LOSS and store.quarantined_count() == 1
+    assert store.records() == []
