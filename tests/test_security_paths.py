@@ -115,6 +115,20 @@ def test_an_output_names_the_input_by_its_own_spelling_too(servers, paths, write
 
 
 @pytest.mark.parametrize("writer", WRITERS)
+def test_an_output_hard_linked_to_a_file_outside_the_roots_is_refused(servers, paths, planted, writer):
+    """GetUncertaintyMap rewrites its output in place: through a hard link that would change the other file."""
+    root, files = paths
+    outside = planted[1] / f"precious-{WRITERS.index(writer)}.tif"
+    outside.write_bytes(files["good"].read_bytes())
+    link = root / f"linked-out-{WRITERS.index(writer)}.tif"
+    os.link(outside, link)
+    before = outside.read_bytes()
+    error = _refused(lambda: _writers(servers, root)[writer](str(link), str(files["good"])))
+    assert "other hard links" in error.message and str(outside) not in error.message
+    assert outside.read_bytes() == before
+
+
+@pytest.mark.parametrize("writer", WRITERS)
 def test_a_fresh_output_and_a_replaced_output_are_still_written(servers, paths, writer):
     root, files = paths
     output = root / f"fresh-{WRITERS.index(writer)}.tif"

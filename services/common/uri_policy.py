@@ -70,11 +70,12 @@ class UriPolicy:
         """The checked path of a raster to read: inside a root, a regular file, and of an allowed format."""
         path = self._path(uri, field_path)
         self._check_root(path, field_path)
-        mode = _mode(path, field_path)
-        if mode is None:
+        found = _stat(path, field_path)
+        if found is None:
             raise not_found(f"{field_path}: no raster at that path")
-        if not stat.S_ISREG(mode):
-            raise invalid_argument([(field_path, f"not a regular file ({_kind(mode)}); name a GeoTIFF file")])
+        if not stat.S_ISREG(found.st_mode):
+            raise invalid_argument([(field_path, f"not a regular file ({_kind(found.st_mode)}); name a GeoTIFF "
+                                                 "file")])
         try:
             self.open_policy.driver_for(path)
         except ImageFormatError as error:
@@ -99,18 +100,23 @@ class UriPolicy:
         self._check_root(path, field_path)
         if path.suffix.lower() not in (".tif", ".tiff"):
             raise invalid_argument([(field_path, "outputs are GeoTIFFs: use a .tif or .tiff name")])
-        parent = _mode(path.parent, field_path)
-        if parent is None or not stat.S_ISDIR(parent):
+        parent = _stat(path.parent, field_path)
+        if parent is None or not stat.S_ISDIR(parent.st_mode):
             raise invalid_argument([(field_path, "the output folder does not exist")])
-        mode = _mode(path, field_path)
-        if mode is not None:
-            if not stat.S_ISREG(mode):
-                raise invalid_argument([(field_path, f"{_kind(mode)} is there; an output replaces only a "
-                                                     "regular file: choose another name")])
+        found = _stat(path, field_path)
+        if found is not None:
+            if not stat.S_ISREG(found.st_mode):
+                raise invalid_argument([(field_path, f"{_kind(found.st_mode)} is there; an output replaces only "
+                                                     "a regular file: choose another name")])
             for source in inputs:
                 if source and self._same_file(source, path):
                     raise invalid_argument([(field_path, "is the input raster; choose another output name, "
                                                          "the input is never overwritten")])
+            # A writer that rewrites the file in place would change every other name of it too,
+            # wherever those names are, roots or not.
+            if found.st_nlink > 1:
+                raise invalid_argument([(field_path, "that file has other hard links; an output replaces only "
+                                                     "a file of its own: choose another name")])
         return path
 
     def _same_file(self, uri: str, output: Path) -> bool:
@@ -139,10 +145,10 @@ class _FieldRaster(RasterReader):
             raise invalid_argument([(self.field_path, error.reason)]) from None
 
 
-def _mode(path: Path, field_path: str) -> int | None:
-    """``st_mode`` of ``path`` (symlinks followed), None when nothing is there."""
+def _stat(path: Path, field_path: str) -> os.stat_result | None:
+    """``os.stat`` of ``path`` (symlinks followed), None when nothing is there."""
     try:
-        return os.stat(path).st_mode
+        return os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except PermissionError:
