@@ -231,12 +231,13 @@ class JobStore:
     def delete(self, job_id: str) -> None:
         """Remove a job; the rename makes the removal atomic for readers on other replicas."""
         trash = self.root / f".deleted-{job_id}-{uuid.uuid4().hex[:8]}"
-        with contextlib.suppress(FileNotFoundError):
-            (self.root / "live" / job_id).unlink()
-        try:
-            os.replace(self.folder(job_id), trash)
-        except FileNotFoundError:
-            return
+        with writing():
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / "live" / job_id).unlink()
+            try:
+                os.replace(self.folder(job_id), trash)
+            except FileNotFoundError:
+                return
         shutil.rmtree(trash, ignore_errors=True)
 
 

@@ -153,7 +153,8 @@ class JobManager:
             return True
 
     def cancel(self, record: JobRecord) -> JobRecord:
-        """Cancel a PENDING job at once; ask a RUNNING one to stop (its replica notices within one stage)."""
+        """Cancel a PENDING job, or one whose replica no longer holds it, at once; ask a RUNNING one to stop
+        (its replica notices within one stage)."""
         def change(r: JobRecord) -> JobRecord | None:
             now = self.clock()
             if r.state in FINAL:

@@ -27,7 +27,7 @@ from dial_services.common.config import ConfigError, ModelServingConfig
 from dial_services.common.convert import geo_to_proto
 from dial_services.common.durable import DamagedRecord, StoreWriteError
 from dial_services.common.errors import (
-    Violations, data_loss, failed_precondition, invalid_argument, not_found, quoted, resource_exhausted,
+    ApiError, Violations, data_loss, failed_precondition, invalid_argument, not_found, quoted, resource_exhausted,
     store_write_error, unavailable)
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.uri_policy import UriPolicy
@@ -113,7 +113,7 @@ def job_store_writes(unchanged: str) -> Iterator[None]:
                or unavailable(f"the job store cannot be written now ({error.strerror}); {unchanged}")) from None
 
 
-def damaged_job(name: str) -> Exception:
+def damaged_job(name: str) -> ApiError:
     return data_loss(f"{name} is damaged in the job store and cannot be used; CancelQueueJob removes it, "
                      "then create the job again")
 
