@@ -190,3 +190,26 @@ def test_cli_errors_are_one_line_the_user_can_act_on(tmp_path, capsys, args, mes
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("strip_px", [8 * 3, 8 * 5, 8 * 7])
+def test_regions_crossing_strips_are_joined_into_the_same_features(monkeypatch, strip_px):
+    import shapely
+
+    import dial.imagery.vector as vector
+
+    rng = np.random.default_rng(3)
+    m = (rng.random((30, 8)) < 0.45).astype(np.uint8) + (rng.random((30, 8)) < 0.2).astype(np.uint8)
+    m[10:20, 1:7] = 2
+    m[13:16, 3:5] = 0      # a hole that strip edges cut through
+    m[25, :] = 255
+    whole = [(f.class_id, shape(f.geometry)) for f in features(m, GEO)]
+    monkeypatch.setattr(vector, "STRIP_PX", strip_px)  # strips of 3, 5 and 7 rows of 8 pixels
+    strips = [(f.class_id, shape(f.geometry)) for f in features(m, GEO)]
+    assert len(strips) == len(whole) > 20
+    assert all(g.is_valid and g.geom_type == "Polygon" for _, g in strips)
+    for class_id, target in whole:
+        matches = [g for c, g in strips if c == class_id and g.equals(target)]
+        assert len(matches) == 1, (class_id, target.wkt)
+    assert any(len(g.interiors) for _, g in strips)
+    assert shapely.union_all([g for _, g in strips]).area == pytest.approx((m != 255).sum() * PIXEL_M**2)

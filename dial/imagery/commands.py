@@ -11,7 +11,6 @@ DEFAULT_REPO = "models"
 def class_names_from(spec: str, model_repo: str) -> tuple[str, ...]:
     """Class names from a manifest.json (or its folder), a comma-separated list, or NAME[:VERSION] in the repository."""
     from dial.model.manifest import Manifest
-    from dial.model.repository import ModelRepository
 
     path = Path(spec)
     if path.is_file():
@@ -20,6 +19,8 @@ def class_names_from(spec: str, model_repo: str) -> tuple[str, ...]:
         return Manifest.load(path).class_names
     if "," in spec:
         return tuple(name.strip() for name in spec.split(","))
+    from dial.model.repository import ModelRepository  # imports torch: only when a model is named
+
     return ModelRepository(model_repo).manifest(spec).class_names
 
 

@@ -7,9 +7,11 @@ simple polygon with its holes and neighbouring classes share their edges
 exactly. Ignored pixels (``ignore_index``) and the raster's nodata make no
 feature.
 
-Memory stays bounded on large maps: GDAL's polygonizer reads the class map
-line by line (from the file, when a path is given), and features are
-streamed to the writer in batches, never gathered in Python.
+Memory stays bounded on large maps: the class map is polygonised (by GDAL)
+in strips of about a million pixels, read from the file when a path is
+given; a region that crosses a strip's edge is joined with its continuation
+in the next strip (shapely), and finished features are streamed to the
+writer in batches, never gathered.
 
 Formats:
 - GeoPackage keeps the class map's own CRS and map units.
@@ -30,6 +32,7 @@ import rasterio
 import rasterio.features
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
+from rasterio.windows import Window
 
 from dial.imagery.legend import IGNORE_INDEX
 from dial.imagery.readers import GeoInfo, geo_info
@@ -58,23 +61,119 @@ def class_name_for(class_names: Sequence[str], class_id: int) -> str:
     return class_names[class_id] if 0 <= class_id < len(class_names) else f"class_{class_id}"
 
 
-def _simplified(geometry: dict, tolerance: float) -> dict | None:
-    """Douglas-Peucker in map units, keeping each polygon valid (holes stay inside).
+# Pixels polygonised at a time: a strip of the class map this large, its
+# polygons and those crossing the strip's lower edge are all that is held.
+STRIP_PX = 1_000_000
 
-    Each polygon is simplified on its own, so an edge two classes share may
-    move by up to ``tolerance`` differently on each side.
+
+def _pixel_shapes(block: np.ndarray, row_off: int):
+    """GDAL's polygons of one strip in pixel coordinates (x = column, y = row), exact in floats."""
+    return rasterio.features.shapes(block, connectivity=4, transform=Affine(1, 0, 0, 0, 1, row_off))
+
+
+def _merge(pending: list, touching: list) -> list:
+    """Join regions of the strip above (``pending``) with those of this strip they share an edge with.
+
+    Both lists hold ``(polygon, class_id)``; shared corners do not join
+    (4-connectivity). Regions that join no one come back unchanged.
     """
+    from shapely import STRtree, union_all
+
+    if not pending or not touching:
+        return pending + touching
+    parent = list(range(len(pending) + len(touching)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    tree = STRtree([p for p, _ in touching])
+    for i, (polygon, class_id) in enumerate(pending):
+        for j in tree.query(polygon):
+            other, other_class = touching[int(j)]
+            if other_class == class_id and polygon.intersection(other).length > 0:
+                parent[find(i)] = find(len(pending) + int(j))
+    groups: dict[int, list] = {}
+    for i, item in enumerate(pending + touching):
+        groups.setdefault(find(i), []).append(item)
+    merged = []
+    for members in groups.values():
+        if len(members) == 1:
+            merged.append(members[0])
+            continue
+        union = union_all([p for p, _ in members])
+        merged.extend((part, members[0][1]) for part in getattr(union, "geoms", [union]))
+    return merged
+
+
+def _regions(read_rows, height: int, width: int, skip: set[int]) -> Iterator[tuple[object, int]]:
+    """Every connected region once, in pixel coordinates: a GeoJSON-like dict, or a shapely polygon after a join.
+
+    The map is polygonised strip by strip; a region crossing a strip's edge
+    is held until the strip below shows where it ends.
+    """
+    from shapely.geometry import shape
+
+    rows = max(1, STRIP_PX // max(width, 1))
+    pending: list = []
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        touching, others = [], []
+        for geometry, value in _pixel_shapes(read_rows(top, bottom), top):
+            class_id = int(value)
+            if class_id in skip:
+                continue
+            ys = [y for _, y in geometry["coordinates"][0]]
+            at_top, at_bottom = top > 0 and min(ys) == top, bottom < height and max(ys) == bottom
+            if not (at_top or at_bottom):
+                yield geometry, class_id
+            elif at_top:
+                touching.append((shape(geometry), class_id))
+            else:
+                others.append((shape(geometry), class_id))
+        pending_next = []
+        for polygon, class_id in _merge(pending, touching) + others:
+            if bottom < height and polygon.bounds[3] == bottom:
+                pending_next.append((polygon, class_id))
+            else:
+                yield polygon, class_id
+        pending = pending_next
+    yield from pending
+
+
+def _to_map(geometry, transform: Affine, simplify: float) -> dict | None:
+    """Pixel coordinates to map coordinates, then Douglas-Peucker in map units if asked.
+
+    Simplification keeps each polygon valid (holes stay inside), but each
+    polygon is simplified on its own, so an edge two classes share may move
+    by up to the tolerance differently on each side.
+    """
+    if isinstance(geometry, dict) and not simplify:
+        m = np.array([[transform.a, transform.d], [transform.b, transform.e]])
+        offset = np.array([transform.c, transform.f])
+        rings = [(np.asarray(ring, dtype=float) @ m + offset).tolist() for ring in geometry["coordinates"]]
+        return {"type": "Polygon", "coordinates": rings}
+    from shapely.affinity import affine_transform
     from shapely.geometry import mapping, shape
 
-    simple = shape(geometry).simplify(tolerance, preserve_topology=True)
-    return None if simple.is_empty else mapping(simple)
+    polygon = shape(geometry) if isinstance(geometry, dict) else geometry
+    polygon = affine_transform(polygon, [transform.a, transform.b, transform.d, transform.e, transform.c,
+                                         transform.f])
+    if simplify:
+        polygon = polygon.simplify(simplify, preserve_topology=True)
+        if polygon.is_empty:
+            return None
+    return mapping(polygon)
 
 
 def features(source, geo: GeoInfo | None, class_names: Sequence[str] = (), *, simplify: float = 0.0,
              nodata: int | None = None, ignore_index: int = IGNORE_INDEX) -> Iterator[Feature]:
-    """The connected regions of ``source``, an ``(H, W)`` integer array or a ``rasterio.band``.
+    """The connected regions of ``source``: an ``(H, W)`` integer array, or a rasterio dataset (its band 1).
 
     ``simplify`` is a tolerance in map units (0: the exact pixel outlines).
+    A dataset is read strip by strip, so memory follows the strip, not the map.
     """
     if simplify < 0:
         raise VectorError(f"simplify must be a distance in map units >= 0, not {simplify}")
@@ -83,17 +182,21 @@ def features(source, geo: GeoInfo | None, class_names: Sequence[str] = (), *, si
             raise VectorError(f"a class map is (H, W); got shape {source.shape}")
         if source.dtype not in (np.uint8, np.uint16, np.int16, np.int32):
             source = source.astype(np.int32)
+        height, width = source.shape
+
+        def read_rows(top: int, bottom: int) -> np.ndarray:
+            return source[top:bottom]
+    else:
+        height, width = source.height, source.width
+
+        def read_rows(top: int, bottom: int) -> np.ndarray:
+            return source.read(1, window=Window(0, top, width, bottom - top))
     transform = Affine(*geo.transform) if geo is not None else Affine.identity()
     skip = {ignore_index} | ({int(nodata)} if nodata is not None else set())
-    for geometry, value in rasterio.features.shapes(source, connectivity=4, transform=transform):
-        class_id = int(value)
-        if class_id in skip:
-            continue
-        if simplify > 0:
-            geometry = _simplified(geometry, simplify)
-            if geometry is None:
-                continue
-        yield Feature(geometry, class_id, class_name_for(class_names, class_id))
+    for geometry, class_id in _regions(read_rows, height, width, skip):
+        mapped = _to_map(geometry, transform, simplify)
+        if mapped is not None:
+            yield Feature(mapped, class_id, class_name_for(class_names, class_id))
 
 
 def _batches(items: Iterable[Feature]) -> Iterator[list[dict]]:
@@ -184,5 +287,5 @@ def vectorize_file(class_map_path: str | Path, path: str | Path, class_names: Se
                               f"not {ds.dtypes[0]}")
         geo = geo_info(ds) if (ds.crs or not ds.transform.is_identity) else None
         nodata = int(ds.nodata) if ds.nodata is not None else None
-        items = features(rasterio.band(ds, 1), geo, names, simplify=simplify, nodata=nodata)
+        items = features(ds, geo, names, simplify=simplify, nodata=nodata)
         return write_features(items, path, geo.crs if geo is not None else None)
