@@ -1,0 +1,151 @@
+"""End to end: the QGIS plugin, installed from its zip into a real headless QGIS, against `dial serve` processes.
+
+QGIS runs on its own Python (Debian's /usr/bin/python3), not this project's
+virtualenv, so the session runs as a child process: clients/qgis/tests/qgis_session.py.
+The plugin zip is built by the same script `make qgis-plugin` runs, unzipped
+into a QGIS profile's plugin folder, and loaded by QGIS's own plugin loader.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, SHARED_DATA
+
+QGIS_PYTHON = os.environ.get("DIAL_QGIS_PYTHON", "/usr/bin/python3")
+IMAGE = SHARED_DATA / "spacenet" / "images" / "road_mask_input.tif"
+SESSION = REPO_ROOT / "clients" / "qgis" / "tests" / "qgis_session.py"
+SCREENSHOT = REPO_ROOT / "clients" / "qgis" / "docs" / "session.png"
+
+
+def require_qgis() -> None:
+    """QGIS is part of the test environment (.ci/run installs it): its absence fails, it is never skipped."""
+    probe = subprocess.run([QGIS_PYTHON, "-c", "import qgis.core, osgeo.gdal"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.fail(f"QGIS's Python ({QGIS_PYTHON}) cannot import qgis: install Debian's QGIS with "
+                    "`apt-get install -y --no-install-recommends qgis python3-qgis` (.ci/run does). "
+                    f"{probe.stderr.strip()[-300:]}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def plugins_folder(tmp_path_factory) -> Path:
+    """The zip from clients/qgis/build.py, installed as QGIS's "Install from ZIP" does: unzipped into python/plugins."""
+    require_qgis()
+    out = tmp_path_factory.mktemp("plugin-zip")
+    built = subprocess.run([sys.executable, str(REPO_ROOT / "clients" / "qgis" / "build.py"), "--out", str(out)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    archive = Path(built.stdout.strip().splitlines()[-1])
+    plugins = tmp_path_factory.mktemp("profile") / "python" / "plugins"
+    plugins.mkdir(parents=True)
+    with zipfile.ZipFile(archive) as z:
+        names = z.namelist()
+        assert all(n.startswith("dial_qgis/") for n in names)
+        assert not any("torch" in n for n in names)
+        z.extractall(plugins)
+    return plugins
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    """A segmenter and an acquisition server on the shipped landcover model."""
+    from benchmarks.processes import ServiceProcess
+
+    assert IMAGE.is_file(), f"{IMAGE} is missing: the shared data belongs at ../shared/data"
+    cache = tmp_path_factory.mktemp("model-cache")
+    common = ["--model-repo", str(REPO_ROOT / "models"), "--model-cache", str(cache)]
+    segmenter = ServiceProcess("segmenter", common)
+    acquisition = ServiceProcess("acquisition", [*common, "--job-store", str(tmp_path_factory.mktemp("jobs")),
+                                                 "--session-store", str(tmp_path_factory.mktemp("sessions"))])
+    try:
+        segmenter.wait_serving()
+        acquisition.wait_serving()
+        yield segmenter, acquisition
+    finally:
+        segmenter.stop()
+        acquisition.stop()
+
+
+def test_a_user_segments_clicks_undoes_and_exports_in_qgis(plugins_folder, servers, tmp_path):
+    import fiona
+    import rasterio
+
+    segmenter, acquisition = servers
+    work = tmp_path / "session"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env.update(QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path))
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if ".venv" not in p)
+    run = subprocess.run(
+        [QGIS_PYTHON, str(SESSION), "--plugins", str(plugins_folder), "--image", str(IMAGE),
+         "--segmenter", segmenter.address, "--acquisition", acquisition.address, "--model", "landcover",
+         "--work", str(work)], capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("REPORT ")]
+    assert run.returncode == 0 and lines, f"QGIS session failed:\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
+    report = json.loads(lines[-1].removeprefix("REPORT "))
+
+    # the plugin ran on its vendored client, in QGIS's Python, with a project CRS unlike the layer's
+    assert "/dial_qgis/vendor/dial_client/" in report["dial_client_from"]
+    assert report["layer_crs"] == "EPSG:4326" and report["project_crs"] == "EPSG:3857"
+    assert any(label.startswith("landcover:") and "(CPU" in label for label in report["models"])
+
+    # segmenting filled the whole class map, with progress, styled with the manifest's colours
+    assert report["segmented_px"] == 1300 * 1300
+    assert report["segment_progress_updates"] >= 1
+    name, version = report["model"].split(":")
+    manifest = json.loads((REPO_ROOT / "models" / name / version / "manifest.json").read_text())
+    assert report["class_layer_colours"] == {c["name"]: c["colour"].lower() for c in manifest["classes"]}
+
+    # the click went through the canvas CRS to the right ground position, and changed the map around it
+    click, clicked = report["click"], report["clicked"]
+    assert click["event_map_point"] == pytest.approx(click["canvas_xy"], abs=2.0)  # metres: within a screen pixel
+    assert clicked["clicks"] == 1 and clicked["changed_px"] > 0
+    row, col = click["row"], click["col"]
+    r0, c0, h, w = clicked["edit_window"]
+    assert r0 <= row < r0 + h and c0 <= col < c0 + w
+    assert r0 <= clicked["changed_rows"][0] and clicked["changed_rows"][1] < r0 + h
+    assert c0 <= clicked["changed_cols"][0] and clicked["changed_cols"][1] < c0 + w
+    assert clicked["clicked_class_px_within_8px"] > 0
+    assert clicked["class_at_ground_before"] != click["class_id"]
+
+    # undo restores the map exactly and drops the click; redo brings both back
+    assert report["undo"] == {"restored": True, "clicks": 0, "edit": True}
+    assert report["redo"] == {"same_as_after": True, "clicks": 1}
+
+    # where next: outlines, zoom to the best patch, done takes it out
+    nxt = report["where_next"]
+    assert nxt["patches"] >= 2 and nxt["outlines_after_done"] == nxt["patches"] - 1
+    assert nxt["done"] == nxt["first"] and nxt["next_after_done"] != nxt["first"]
+    pr, pc, ph, pw = nxt["first"]
+    crow, ccol = nxt["canvas_centre_pixel"]
+    assert pr <= crow <= pr + ph and pc <= ccol <= pc + pw
+
+    # export: a GeoPackage in the layer's CRS with the manifest's class names, both files in the project
+    exported = report["export"]
+    with fiona.open(exported["gpkg"], layer="classes") as layer:
+        assert layer.crs.to_epsg() == 4326
+        records = list(layer)
+    names = [c["name"] for c in manifest["classes"]]
+    assert len(records) == exported["features"] > 0
+    assert {r.properties["class_name"] for r in records} <= set(names)
+    assert all(r.properties["class_name"] == names[r.properties["class_id"]] for r in records)
+    with rasterio.open(IMAGE) as image:
+        height, width, pixel_area = image.height, image.width, abs(image.transform.a * image.transform.e)
+    assert exported["area_sq_deg"] == pytest.approx(height * width * pixel_area, rel=1e-6)
+    assert {"DIAL class map (GeoTIFF)", "DIAL classes (GeoPackage)"} <= set(exported["layers_in_project"])
+
+    # a server error is one actionable message, no traceback
+    level, text = report["error_message"][-1]
+    assert "no-such-model" in text and "Traceback" not in text and "Press Check" in text
+
+    # the documentation's screenshot comes from this session
+    if os.environ.get("DIAL_UPDATE_SCREENSHOT"):
+        shutil.copy(work / "window.png", SCREENSHOT)
+
