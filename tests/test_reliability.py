@@ -63,6 +63,17 @@ def test_idle_streams_neither_starve_a_bystander_nor_fool_the_probe(tiny_repo, t
     assert verdict({"faults": {"idle_streams": result}}) == []
 
 
+def test_damaged_records_and_a_full_job_store_harm_no_bystander(tiny_repo, tmp_path):
+    result = faults.damaged_records_and_a_full_job_store(tiny_repo, "tiny", tmp_path, image_px=96)
+    assert result["session"]["owner_get"] == "DATA_LOSS" and result["session"]["other_caller_get"] == "NOT_FOUND"
+    assert result["job"]["owner_get"] == "DATA_LOSS" and result["job"]["bystander_job"] == "SUCCEEDED"
+    assert result["lease_a_day_ahead"]["state"] == "CANCELLED"
+    if result["full"]["measured"]:  # a real tmpfs needs root
+        assert result["full"]["create"] == "RESOURCE_EXHAUSTED"
+        assert result["full"]["health_acquisition_after"] == "SERVING"
+    assert verdict({"faults": {"stores": result}}) == []
+
+
 def test_malformed_requests_get_client_errors_and_leave_other_sessions_alone(tiny_repo, tiny_manifest, tmp_path):
     result = fuzz.fuzz(tiny_repo, "tiny", tmp_path, tiny_manifest.n_bands, requests=120, seed=1)
     assert result["unexpected_count"] == 0, result["unexpected_codes"]
