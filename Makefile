@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000:glibc.malloc.arena_max=2
 
-.PHONY: setup up test bench protos clean
+.PHONY: setup up test bench protos clean qgis-plugin
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ bench: setup
 
 protos: setup
 	$(PY) protos/generate.py
+
+# The QGIS plugin zip, with the DIAL client and grpcio/protobuf for QGIS's Python (clients/qgis/README.md).
+qgis-plugin: setup
+	$(PY) clients/qgis/build.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
