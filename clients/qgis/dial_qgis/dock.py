@@ -109,9 +109,14 @@ class DialDock(QDockWidget):
             return
         self.controller.choose_model(label)
         model = self.controller.ws.model
+        if model is None:
+            return
+        self.models.blockSignals(True)
+        self.models.setCurrentText(label)
+        self.models.blockSignals(False)
         for button in self.palette.buttons():
             self.palette.removeButton(button)
-            button.deleteLater()
+            button.setParent(None)  # gone now, not at the next event loop turn
         for class_id, name, colour in model.classes:
             button = QRadioButton(name)
             swatch = QPixmap(12, 12)

@@ -203,7 +203,10 @@ def main() -> int:
     controller.on_map_click(on_canvas.x(), on_canvas.y(), mercator)
     report["error_message"] = report["messages"][before_messages:]
 
-    # The panel and canvas, side by side, for the documentation.
+    # The panel and canvas, side by side, for the documentation: class map over the image, patch outlines.
+    canvas.setLayers([controller.outlines, controller.class_layer, layer])
+    canvas.setExtent(to_canvas.transformBoundingBox(layer.extent()))
+    bar.clearWidgets()
     canvas.refresh()
     canvas.waitWhileRendering()
     window.grab().save(str(work / "window.png"))
