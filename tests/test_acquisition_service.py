@@ -1,6 +1,8 @@
 """The Acquisition service over a real in-process gRPC channel, through AcquisitionClient."""
 from __future__ import annotations
 
+import re
+
 import time
 
 import grpc
@@ -344,6 +346,8 @@ def test_a_failed_job_reports_why_and_lists_nothing(acquisition, raster_root):
     path = str(write_raster(raster_root, "r.tif", scene_image()))
     job = wait_finished(client, client.submit_queue([path], model="tiny", strategy="metaseg").name)
     assert job.state == "FAILED" and "train-metaseg" in job.error_message
+    # The message a call would get, without the server's exception class names.
+    assert not re.search(r"\b[A-Z]\w*(Error|Exception)\b", job.error_message), job.error_message
     with pytest.raises(FailedPrecondition):
         next(client.queue(job))
 

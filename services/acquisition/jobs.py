@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 
 from dial.acquisition.ranking import RankedPatch
 from dial_services.acquisition.job_store import FINAL, JobRecord, JobStore, StoredPatch, new_job_id, with_changes
+from dial_services.common.call_guard import status_for
 from dial_services.common.durable import LEFTOVER_SECONDS, DamagedRecord, StoreWriteError
 
 log = logging.getLogger(__name__)
@@ -363,8 +364,10 @@ class JobManager:
             log.warning("queue job %s could not be saved (%s); it will run again", job_id, error.strerror)
             self._store_state(False, error)
         except Exception as error:  # noqa: BLE001 - a job's failure is reported on the job, not raised
-            log.exception("queue job %s failed", job_id)
-            self._end(job_id, state="FAILED", error_message=f"{type(error).__name__}: {error}")
+            # The same client message a call would get: no internal class names, paths or stack traces.
+            _, message, _ = status_for(error)
+            log.warning("queue job %s failed: %s", job_id, message)
+            self._end(job_id, state="FAILED", error_message=message)
         finally:
             with self._lock:
                 self._running.discard(job_id)

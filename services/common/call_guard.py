@@ -120,7 +120,8 @@ class TimedRequests:
         self._asked.release()
 
 
-def _status_for(error: Exception) -> tuple[grpc.StatusCode, str, grpc.Status | None]:
+def status_for(error: Exception) -> tuple[grpc.StatusCode, str, grpc.Status | None]:
+    """The status code and client message for any failure: the one mapping, also used for queue jobs."""
     if isinstance(error, ApiError):
         return error.code, error.message, error.to_status()
     if isinstance(error, ModelNotFound):
@@ -139,7 +140,7 @@ def _status_for(error: Exception) -> tuple[grpc.StatusCode, str, grpc.Status | N
 
 
 def _abort(context: grpc.ServicerContext, error: Exception) -> None:
-    code, message, status = _status_for(error)
+    code, message, status = status_for(error)
     if status is not None:
         context.abort_with_status(status)
     context.abort(code, message)
