@@ -128,7 +128,8 @@ class AcquisitionServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetQueueJob(self, request, context):
-        """Returns a queue job, to follow its progress.
+        """Returns a queue job, to follow its progress. DATA_LOSS when the job's
+        record was damaged: cancel it to remove it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -137,7 +138,9 @@ class AcquisitionServicer:
     def CancelQueueJob(self, request, context):
         """Cancels a PENDING job at once and asks a RUNNING one to stop, which it
         does between rasters (it is returned still RUNNING until then). A job
-        that has already finished is returned unchanged.
+        that has already finished is returned unchanged. A job whose record was
+        damaged (DATA_LOSS from the other job RPCs) is removed and returned
+        CANCELLED, with a message saying so.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -108,7 +108,8 @@ class AdapterServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetSession(self, request, context):
-        """Returns a session.
+        """Returns a session. DATA_LOSS when the session's record was damaged:
+        only its owner is told, and DeleteSession removes it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,7 +123,7 @@ class AdapterServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteSession(self, request, context):
-        """Deletes a session and its adapted model.
+        """Deletes a session and its adapted model, also one whose record was damaged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
