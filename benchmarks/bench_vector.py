@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> dict:
         class_map = raster_root / "labels.tif"
         from dial.model.repository import ModelRepository
 
-        name, version = ModelRepository(repo).resolve(model)
-        manifest = repo / name / version / "manifest.json"
+        # The names as a list: naming the model would make each `dial vectorize` load torch for the lookup.
+        class_names = ",".join(ModelRepository(repo).manifest(model).class_names)
         server = start_segmenter(repo, raster_root)
         predict_s: list[float] = []
         runs: dict[str, list[dict]] = {name: [] for name in variants}
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
                     predict_s.append(time.perf_counter() - t)
                     for name, (file_name, *extra) in variants.items():
                         runs[name].append(vectorize_process(class_map, work / file_name, *extra,
-                                                            "--classes", str(manifest)))
+                                                            "--classes", class_names))
         finally:
             server.stop()
     predict = statistics.median(predict_s)
