@@ -213,3 +213,22 @@ def test_regions_crossing_strips_are_joined_into_the_same_features(monkeypatch, 
         assert len(matches) == 1, (class_id, target.wkt)
     assert any(len(g.interiors) for _, g in strips)
     assert shapely.union_all([g for _, g in strips]).area == pytest.approx((m != 255).sum() * PIXEL_M**2)
+
+
+def test_a_class_map_that_refers_to_another_file_is_refused(tmp_path):
+    """dial vectorize reads through the guarded opener: a VRT named .tif never pulls in its source."""
+    from dial.imagery.opener import ImageFormatError
+
+    source = tmp_path / "outside.tif"
+    with rasterio.open(source, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8") as ds:
+        ds.write(np.ones((1, 4, 4), dtype=np.uint8))
+    disguised = tmp_path / "map.tif"
+    disguised.write_text(
+        '<VRTDataset rasterXSize="4" rasterYSize="4"><VRTRasterBand dataType="Byte" band="1"><SimpleSource>'
+        f'<SourceFilename relativeToVRT="0">{source}</SourceFilename><SourceBand>1</SourceBand></SimpleSource>'
+        '</VRTRasterBand></VRTDataset>')
+    with rasterio.open(disguised) as plain:  # plain GDAL follows the reference
+        assert plain.read(1).sum() == 16
+    with pytest.raises(ImageFormatError):
+        vectorize_file(disguised, tmp_path / "out.gpkg", ["a", "b"])
+    assert not (tmp_path / "out.gpkg").exists()

@@ -21,20 +21,18 @@ Formats:
 """
 from __future__ import annotations
 
-import warnings
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 import rasterio.features
-from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from dial.imagery.legend import IGNORE_INDEX
+from dial.imagery.opener import GEOTIFF, reading
 from dial.imagery.readers import GeoInfo, geo_info
 
 FORMATS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}
@@ -278,10 +276,8 @@ def vectorize_file(class_map_path: str | Path, path: str | Path, class_names: Se
     """
     output_driver(path)
     names = tuple(class_names) if class_names else category_names(class_map_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        ds = rasterio.open(class_map_path)
-    with ds:
+    # The one guarded opener: a class map named .tif is read as a GeoTIFF and nothing it refers to.
+    with reading(class_map_path, GEOTIFF) as ds:
         if ds.count < 1 or not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
             raise VectorError(f"{Path(class_map_path).name}: a class map has integer class ids in band 1, "
                               f"not {ds.dtypes[0]}")
