@@ -317,14 +317,15 @@ def _mount_tmpfs(path: Path, size: str) -> str | None:
 def _fill(volume: Path) -> Path:
     """Fill ``volume`` to its last byte with one file; that file, to free the space again."""
     filler = volume / "filler"
-    with open(filler, "wb") as out:
-        try:
+    try:
+        with open(filler, "wb") as out:
             while True:
                 out.write(b"\0" * 2**16)
                 out.flush()
-        except OSError as error:
-            if error.errno != errno.ENOSPC:
-                raise
+    except OSError as error:
+        # ENOSPC at open means the store had already filled up by itself: full is what we want.
+        if error.errno != errno.ENOSPC:
+            raise
     return filler
 
 
@@ -368,6 +369,7 @@ def store_full_or_read_only(repo: Path, model: str, scratch: Path, image_px: int
             session.add_clicks(acknowledged)
             session.adapt()
             before = session.predict().labels
+            results["store_bytes_before_filling"] = shutil.disk_usage(store).used
             filler = _fill(store)
             codes = _outcomes(lambda: session.add_clicks([Click(20, 20, 0)]), session.adapt,
                               lambda: client.create_session(image, model=model))
@@ -375,7 +377,7 @@ def store_full_or_read_only(repo: Path, model: str, scratch: Path, image_px: int
             results["full"] = {"codes": dict(codes), "clicks_after": len(info.clicks),
                                "adaptations_after": info.adaptation_count,
                                "prediction_unchanged": bool(np.array_equal(session.predict().labels, before))}
-            filler.unlink()
+            filler.unlink(missing_ok=True)
             session.add_clicks([Click(30, 30, 1)])
             acknowledged.append(Click(30, 30, 1))
             results["full"]["takes_changes_when_space_returns"] = True
@@ -622,7 +624,7 @@ def damaged_records_and_a_full_job_store(repo: Path, model: str, scratch: Path, 
                 full = {"measured": True, "create": _code(lambda: bystander.submit_queue([uri], model=model)),
                         "health_acquisition": acquisition_health(), "health_server": server.health_status(),
                         "bystander_job_readable": _code(lambda: bystander.job(kept.name))}
-                filler.unlink()
+                filler.unlink(missing_ok=True)
                 freed = time.monotonic()
                 while acquisition_health() != "SERVING" and time.monotonic() - freed < 30:
                     time.sleep(0.1)
