@@ -13,6 +13,7 @@ from dial.acquisition.ranking import RankedPatch
 from dial_services.acquisition.job_store import JobRecord, JobStore, StoredPatch
 from dial_services.acquisition.jobs import JobManager, TooManyJobs
 from dial_services.common.durable import LEFTOVER_SECONDS, DamagedRecord, StoreWriteError
+from dial_services.common.errors import invalid_argument
 
 
 def patch(score: float, row: int = 0) -> RankedPatch:
@@ -185,14 +186,21 @@ def test_a_running_replica_renews_its_lease(managers):
 
 def test_a_failing_raster_fails_the_job_with_its_reason(managers):
     def rank(uri, should_stop):
-        raise ValueError(f"{uri} is not a GeoTIFF")
+        if uri == "bad.png":  # what UriPolicy.open_raster raises for a raster it refuses
+            raise invalid_argument([("spec.rasters[0].uri", f"{uri} is not a GeoTIFF")])
+        raise ValueError(f"/srv/private/{uri} broke")  # a failure nobody expected
 
     ended = []
     a = managers(plan_of(rank), on_end=ended.append)
     job = a.create("alice", b"spec", ["bad.png"], budget=0)
     failed = wait_state(a, job.id, {"FAILED"})
-    assert "bad.png is not a GeoTIFF" in failed.error_message
+    assert "spec.rasters[0].uri: bad.png is not a GeoTIFF" in failed.error_message
+    assert "ApiError" not in failed.error_message
     assert eventually(lambda: ended == ["FAILED"] and a.running_count() == 0), ended
+    # An unexpected failure reads as a call's INTERNAL would: a request id, no class name, no server path.
+    other = wait_state(a, a.create("alice", b"spec", ["odd.tif"], budget=0).id, {"FAILED"})
+    assert other.error_message.startswith("internal error (request id ")
+    assert "ValueError" not in other.error_message and "/srv/private" not in other.error_message
 
 
 def test_one_caller_may_hold_only_so_many_live_jobs(managers):
