@@ -26,6 +26,7 @@ from dial.acquisition.model import file_sha256, record_head
 from dial.imagery.dataset import Dataset
 from dial.inference.inputs import normalise
 from dial.model.manifest import Manifest
+from dial.model.network import NetworkParts
 
 HEAD_FILE = "confidnet.pt"
 
@@ -95,15 +96,16 @@ def train_head(network: nn.Module, manifest: Manifest, dataset: Dataset, config:
         images.append(np.concatenate([x, np.broadcast_to(zeros[:, None, None], (manifest.n_classes,) + x.shape[1:])]))
         masks.append(mask)
     with torch.no_grad():
-        probe = network.decoder(network.encoder(torch.zeros(1, manifest.in_channels, 64, 64)))
+        parts = NetworkParts(network)
+        probe = parts.decoder(parts.encoder(torch.zeros(1, manifest.in_channels, 64, 64)))
     head = ConfidNetHead(probe.shape[1], config.pool)
     optimiser = torch.optim.Adam(head.parameters(), lr=config.learning_rate)
     started, losses = time.perf_counter(), []
     for step in range(config.iterations):
         x, y = _crops(images, masks, config, rng)
         with torch.no_grad():
-            decoded = network.decoder(network.encoder(x))
-            probs = torch.softmax(network.segmentation_head(decoded), dim=1)
+            decoded = parts.decoder(parts.encoder(x))
+            probs = torch.softmax(parts.head(decoded, x), dim=1)
             valid = y < manifest.n_classes
             target = probs.gather(1, torch.where(valid, y, 0)[:, None])[:, 0]
         confidence = head(decoded, x.shape[-2:])[:, 0]

@@ -19,6 +19,7 @@ from dial.acquisition.model import AcquisitionModel
 from dial.acquisition.tiled import blend_tiles, logit_maps
 from dial.inference.classwise import class_argmax, entropy_from_logits, margin_from_logits
 from dial.inference.tiling import predict_probabilities
+from dial.model.network import NetworkParts
 from dial.clicks import Click
 
 Window = tuple[int, int, int, int]
@@ -191,15 +192,15 @@ class McDropoutStrategy(TorchStrategy):
         return self._masks  # a strategy instance serves one request, so no lock
 
     def tile_outputs(self, model, inputs):
-        network = model.torch_network()
+        parts = NetworkParts(model.torch_network())
         with torch.inference_mode():
-            features = network.encoder(inputs)
+            features = parts.encoder(inputs)
             total = squares = None
             for index, masks in enumerate(self._masks_for(features)):
                 if index and not self.reuse_encoder:
-                    features = network.encoder(inputs)
+                    features = parts.encoder(inputs)
                 dropped = [features[0]] + [f * m for f, m in zip(features[1:], masks)]
-                probs = torch.softmax(network.segmentation_head(network.decoder(dropped)), dim=1)
+                probs = torch.softmax(parts.logits(dropped, inputs), dim=1)
                 # Running sums: torch.var over a stacked pass axis took a fifth of the strategy's time.
                 total = probs if total is None else total.add_(probs)
                 squares = probs * probs if squares is None else squares.addcmul_(probs, probs)
@@ -253,11 +254,11 @@ class ConfidNetStrategy(TorchStrategy):
     def tile_outputs(self, model, inputs):
         from dial.acquisition.confidnet import load_head
 
-        network = model.torch_network()
+        parts = NetworkParts(model.torch_network())
         head = model.head("confidnet", load_head)
         with torch.inference_mode():
-            decoded = network.decoder(network.encoder(inputs))
-            logits = network.segmentation_head(decoded)
+            decoded = parts.decoder(parts.encoder(inputs))
+            logits = parts.head(decoded, inputs)
             confidence = head(decoded, inputs.shape[-2:])
             return torch.cat([1.0 - confidence, torch.softmax(logits, dim=1)], dim=1)
 

@@ -58,6 +58,7 @@ from dial.inference.inputs import network_input
 from dial.inference.predictors import TorchPredictor
 from dial.inference.tiling import STRIDE_MULTIPLE, pad_to_multiple, predict_probabilities
 from dial.model.manifest import Manifest
+from dial.model.network import NetworkParts
 
 VARIANTS = ("full", "fast")
 # Adam, tuned per variant with the INRIA buildings model on three Dubai
@@ -207,13 +208,6 @@ def crop_windows(clicks: Sequence[Click], shape: tuple[int, int], crop_px: int,
     return windows
 
 
-def _split_model(model: torch.nn.Module):
-    """The encoder and the rest of an smp model, for the fast variant."""
-    if not all(hasattr(model, a) for a in ("encoder", "decoder", "segmentation_head")):
-        raise ValueError("the fast variant needs an encoder/decoder/segmentation_head network (smp)")
-    return model.encoder, model.decoder, model.segmentation_head
-
-
 class DiscaAdapter:
     """One image, one private copy of a model, and its adaptation on the image's clicks.
 
@@ -250,8 +244,8 @@ class DiscaAdapter:
     def _trainable_names(self) -> list[str]:
         names = [n for n, _ in self.model.named_parameters()]
         if self.settings.variant == "fast":
-            _split_model(self.model)
-            return [n for n in names if not n.startswith("encoder.")]
+            prefix = NetworkParts(self.model).encoder_prefix
+            return [n for n in names if not n.startswith(prefix)]
         return names
 
     # -- image and p0 ------------------------------------------------------
@@ -300,7 +294,7 @@ class DiscaAdapter:
             self._features.move_to_end(key)
         else:
             with torch.no_grad():
-                self._features[key] = [f.detach() for f in self.model.encoder(x)]
+                self._features[key] = [f.detach() for f in NetworkParts(self.model).encoder(x)]
             while len(self._features) > max(FEATURE_CACHE_WINDOWS, self.settings.max_crops):
                 self._features.popitem(last=False)
         return self._features[key]
@@ -340,7 +334,7 @@ class DiscaAdapter:
                 # Windows share a size, so their cached features stack into one batch.
                 per_window = [self._encoder_features(windows[i], x[j : j + 1]) for j, i in enumerate(chosen)]
                 features = [torch.cat(level, dim=0) for level in zip(*per_window)]
-                logits = self.model.segmentation_head(self.model.decoder(features))
+                logits = NetworkParts(self.model).logits(features, x)
             else:
                 logits = self.model(x)
             loss = disca_loss(logits, targets, p0, s.recall_weight)

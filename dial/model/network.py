@@ -46,11 +46,38 @@ class ClickFusion(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        decoded = self.net.decoder(self.net.encoder(x))
+    def head(self, decoded: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Logits from the decoder's last features and the network input (for its click channels)."""
         clicks = x[:, x.shape[1] - self.n_classes:]
         return (self.net.segmentation_head(decoded) + self.fusion(torch.cat([decoded, clicks], dim=1))
                 + self.click_logits(clicks))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.net.decoder(self.net.encoder(x)), x)
+
+
+class NetworkParts:
+    """A DIAL network seen as encoder -> decoder -> head, for the methods that work between the stages.
+
+    The fast DISCA variant caches encoder features and trains the rest;
+    MC dropout drops encoder features; ConfidNet reads the decoder's last
+    features. ``head(decoded, x)`` takes the network input too, since a
+    click-fusion head sees the click channels again.
+    """
+
+    def __init__(self, network: nn.Module):
+        if isinstance(network, ClickFusion):
+            self.encoder, self.decoder = network.net.encoder, network.net.decoder
+            self.head, self.encoder_prefix = network.head, "net.encoder."
+        elif all(hasattr(network, a) for a in ("encoder", "decoder", "segmentation_head")):
+            self.encoder, self.decoder = network.encoder, network.decoder
+            self.head, self.encoder_prefix = (lambda decoded, x: network.segmentation_head(decoded)), "encoder."
+        else:
+            raise ValueError(f"{type(network).__name__} is not an encoder/decoder/segmentation_head network "
+                             "(an smp architecture, optionally with +click-fusion)")
+
+    def logits(self, features: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.decoder(features), x)
 
 
 def split_architecture(architecture: str) -> tuple[str, bool]:
