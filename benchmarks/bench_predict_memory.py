@@ -59,7 +59,7 @@ class PeakRss:
 
 
 def concurrent_predicts(server: ServiceProcess, manifest, side: int, calls: int, probabilities: bool) -> dict:
-    from dial_client._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
+    from dial_client.wire import common_pb2, segmenter_pb2, segmenter_pb2_grpc
 
     image = np.random.default_rng(0).integers(0, 255, (side, side, manifest.n_bands), dtype=np.uint8)
     request = segmenter_pb2.PredictRequest(

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from benchmarks.reliability.fuzz import MODEL_NAMES_REFUSED, MODEL_VERSIONS_REFUSED
 from benchmarks.reliability.hostile_files import hostile_outputs, hostile_uris, plant
-from dial_client._proto.dial.v1 import common_pb2
+from dial_client.wire import common_pb2
 
 CLIENT_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED}
 FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -71,7 +71,7 @@ def geo_references(draw) -> common_pb2.GeoReference:
 def tile_streams(draw, manifest) -> list:
     """A PredictRaster request stream of tiles: a hostile header, then windows that may overlap, repeat, leave
     gaps or lie outside the raster."""
-    from dial_client._proto.dial.v1 import segmenter_pb2
+    from dial_client.wire import segmenter_pb2
 
     height, width = draw(mostly(32, SIDES)), draw(mostly(32, SIDES))
     bands = draw(mostly(manifest.n_bands, st.sampled_from([0, 2, 4, 2**32 - 1])))

@@ -15,7 +15,7 @@ from dial.imagery.readers import GeoInfo
 from dial.synthetic import make_scene
 from dial_client import (
     AcquisitionClient, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted)
-from dial_client._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc
+from dial_client.wire import acquisition_pb2, acquisition_pb2_grpc
 
 GEO = GeoInfo("EPSG:32633", (0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0))
 
@@ -159,7 +159,7 @@ def test_rank_a_session_follows_its_adapted_weights_and_clicks(adapter_and_acqui
 
 def test_rank_a_session_refuses_what_it_cannot_rank(adapter_and_acquisition):
     from dial_client import AdapterClient, Click
-    from dial_client._proto.dial.v1 import acquisition_pb2
+    from dial_client.wire import acquisition_pb2
 
     adapter_address, acquisition_address = adapter_and_acquisition
     with AdapterClient(adapter_address, caller="alice") as adapter, \

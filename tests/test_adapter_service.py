@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from dial_client import AdapterClient, Click, Session
-from dial_client._proto.dial.v1 import adapter_pb2
+from dial_client.wire import adapter_pb2
 from dial_client.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 
 SIZE = 64

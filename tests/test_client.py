@@ -27,7 +27,7 @@ from dial_client import (
     click_from_proto,
     error_from_rpc,
 )
-from dial_client._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
+from dial_client.wire import common_pb2, segmenter_pb2, segmenter_pb2_grpc
 from dial_client.arrays import (
     class_map_from_proto,
     class_map_to_proto,

@@ -23,7 +23,7 @@ from dial.acquisition import STRATEGIES
 from dial.imagery.raster import GeoTiffWriter
 from dial.imagery.readers import GeoInfo
 from dial.synthetic import make_scene
-from dial_client._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc, common_pb2
+from dial_client.wire import acquisition_pb2, acquisition_pb2_grpc, common_pb2
 from dial_services.acquisition.job_store import JobRecord, JobStore
 from tests.hostile_requests import (
     CLIENT_ERRORS, FUZZ, MODEL_NAMES, SIDES, assert_healthy, clicks, images, mostly, planted_rasters)

@@ -325,7 +325,7 @@ def test_a_queue_job_that_meets_a_hostile_file_fails_cleanly(servers, planted, t
     The job is put in the shared store as another replica would, since a swap of the file between
     CreateQueueJob's check and the worker's read is a race a test cannot win every time.
     """
-    from dial_client._proto.dial.v1 import acquisition_pb2, common_pb2
+    from dial_client.wire import acquisition_pb2, common_pb2
     from dial_services.acquisition.job_store import JobStore
     from dial_services.acquisition.jobs import JobManager
     from dial_services.common.auth import ANONYMOUS

@@ -20,7 +20,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchmarks.reliability.fuzz import MODEL_NAMES_REFUSED, MODEL_VERSIONS_REFUSED
-from dial_client._proto.dial.v1 import (
+from dial_client.wire import (
     acquisition_pb2, acquisition_pb2_grpc, adapter_pb2, adapter_pb2_grpc, common_pb2, segmenter_pb2,
     segmenter_pb2_grpc,
 )

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from dial.imagery.raster import GeoTiffWriter
 from dial.imagery.readers import GeoInfo
 from dial_client import AcquisitionClient, AdapterClient
-from dial_client._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc, adapter_pb2, adapter_pb2_grpc
+from dial_client.wire import acquisition_pb2, acquisition_pb2_grpc, adapter_pb2, adapter_pb2_grpc
 from dial_client.errors import DialError, InvalidArgument, NotFound, ResourceExhausted
 from dial_services.acquisition.job_store import JobRecord, JobStore
 from dial_services.common.durable import LEFTOVER_SECONDS

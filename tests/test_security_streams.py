@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from dial_client._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
+from dial_client.wire import common_pb2, segmenter_pb2, segmenter_pb2_grpc
 from dial_services.common.auth import hash_token
 from dial_services.common.config import MiB, ConfigError, SegmenterConfig, ServerConfig, load_config
 from dial_services.segmenter.batching import MemoryBudget, OverBudget

@@ -19,7 +19,7 @@ from dial.synthetic import make_scene
 from dial_client import (
     Click, DeadlineExceeded, InvalidArgument, MapClick, NotFound, PermissionDenied, SegmenterClient,
 )
-from dial_client._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
+from dial_client.wire import common_pb2, segmenter_pb2, segmenter_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 

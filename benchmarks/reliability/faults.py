@@ -408,7 +408,7 @@ def _idle_raster_stream(address: str, token: str, n_bands: int, model: str, rele
     """A PredictRaster stream that sends a tiles header and then nothing: the code and when it ended."""
     import grpc
 
-    from dial_client._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
+    from dial_client.wire import common_pb2, segmenter_pb2, segmenter_pb2_grpc
 
     header = segmenter_pb2.PredictRasterRequest(header=segmenter_pb2.PredictRasterHeader(
         model=common_pb2.ModelRef(name=model), stream_tiles=True,
@@ -533,7 +533,7 @@ def damaged_records_and_a_full_job_store(repo: Path, model: str, scratch: Path, 
     from dial.imagery.raster import GeoTiffWriter
     from dial.model.repository import ModelRepository
     from dial_client import AcquisitionClient, AdapterClient, Click
-    from dial_client._proto.dial.v1 import acquisition_pb2
+    from dial_client.wire import acquisition_pb2
     from dial_services.acquisition.job_store import JobRecord, JobStore
 
     results: dict = {"fault": "a truncated session meta.json and job.json, a dead replica's job leased a day "

@@ -35,7 +35,7 @@ MODEL_VERSIONS_REFUSED = ["-1", "latest", "..", "../1", "²", "٣", "３", "1" *
 
 
 def _image(rng: np.random.Generator, bands: int):
-    from dial_client._proto.dial.v1 import common_pb2
+    from dial_client.wire import common_pb2
 
     if rng.random() < 0.5:  # well-formed, so the rest of the request reaches deeper code
         h, w = int(rng.integers(1, 64)), int(rng.integers(1, 64))
@@ -52,7 +52,7 @@ def _image(rng: np.random.Generator, bands: int):
 
 
 def _clicks(rng: np.random.Generator) -> list:
-    from dial_client._proto.dial.v1 import common_pb2
+    from dial_client.wire import common_pb2
 
     count = int(rng.choice([0, 1, 3, 6, 1001, 20000]))
     out = []
@@ -69,7 +69,7 @@ def _clicks(rng: np.random.Generator) -> list:
 
 
 def _model(rng: np.random.Generator, name: str):
-    from dial_client._proto.dial.v1 import common_pb2
+    from dial_client.wire import common_pb2
 
     if rng.random() < 0.75:
         return common_pb2.ModelRef(name=name)
@@ -90,7 +90,7 @@ def _call(stub_method, request, codes: Counter, unexpected: list) -> None:
 
 def fuzz(repo: Path, model: str, scratch: Path, bands: int, requests: int = 300, seed: int = 0) -> dict:
     from dial_client import AdapterClient, Click
-    from dial_client._proto.dial.v1 import adapter_pb2, adapter_pb2_grpc, common_pb2, segmenter_pb2, segmenter_pb2_grpc
+    from dial_client.wire import adapter_pb2, adapter_pb2_grpc, common_pb2, segmenter_pb2, segmenter_pb2_grpc
 
     rng = np.random.default_rng(seed)
     rasters, outside = scratch / "rasters-fuzz", scratch / "outside-fuzz"

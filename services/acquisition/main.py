@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from dial_client._proto.dial.v1 import acquisition_pb2_grpc
+from dial_client.wire import acquisition_pb2_grpc
 from dial_services.acquisition.servicer import SERVICE_NAME, AcquisitionModels, AcquisitionServicer
 from dial_services.common.config import SessionStoreConfig
 from dial_services.common.metrics import ServiceMetrics

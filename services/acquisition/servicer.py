@@ -17,7 +17,7 @@ from dial.imagery.raster import GeoTiffWriter
 from dial.imagery.readers import GeoInfo
 from dial.inference.predictors import OnnxPredictor
 from dial.model.repository import ModelRef, ModelRepository
-from dial_client._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc, common_pb2
+from dial_client.wire import acquisition_pb2, acquisition_pb2_grpc, common_pb2
 from dial_services.acquisition.job_store import JobRecord, JobStore, is_job_id
 from dial_services.acquisition.jobs import JobManager, TooManyJobs
 from dial_services.acquisition.sessions import SessionReader

@@ -7,7 +7,7 @@ import threading
 import torch
 
 from dial.model.repository import ModelRepository
-from dial_client._proto.dial.v1 import adapter_pb2_grpc
+from dial_client.wire import adapter_pb2_grpc
 from dial_services.adapter.config import AdapterConfig
 from dial_services.adapter.servicer import SERVICE_NAME, AdapterServicer
 from dial_services.adapter.sessions import SessionManager

@@ -12,7 +12,7 @@ from dial.adaptation.disca import DiscaSettings
 from dial.clicks import Click
 from dial.inference.classwise import class_argmax
 from dial.model.manifest import Manifest
-from dial_client._proto.dial.v1 import adapter_pb2, adapter_pb2_grpc, common_pb2, segmenter_pb2
+from dial_client.wire import adapter_pb2, adapter_pb2_grpc, common_pb2, segmenter_pb2
 from dial_services.adapter.config import MAX_LEARNING_RATE, MAX_RECALL_WEIGHT, MAX_STEPS_PER_CALL, AdapterConfig
 from dial_services.adapter.identity import caller_of
 from dial_services.adapter.sessions import LiveSession, SessionManager, store_error

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from dial.model.manifest import Manifest
-from dial_client._proto.dial.v1 import common_pb2
+from dial_client.wire import common_pb2
 from dial_services.common.validation import PROTO_DTYPE
 
 

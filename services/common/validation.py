@@ -13,7 +13,7 @@ import numpy as np
 from dial.clicks import Click
 from dial.model.manifest import Manifest
 from dial.model.repository import ModelRef, check_name, check_version
-from dial_client._proto.dial.v1 import common_pb2
+from dial_client.wire import common_pb2
 from dial_services.common.errors import Violations, invalid_argument
 
 DTYPES = {common_pb2.DATA_TYPE_UINT8: np.dtype("<u1"), common_pb2.DATA_TYPE_UINT16: np.dtype("<u2")}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from dial_client._proto.dial.v1 import segmenter_pb2_grpc
+from dial_client.wire import segmenter_pb2_grpc
 from dial_services.common.config import SegmenterConfig
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.server import RunningServer, serve_until_signalled, start_server

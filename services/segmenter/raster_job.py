@@ -20,7 +20,7 @@ from dial.clicks import Click
 from dial.imagery.raster import GeoTiffWriter, RasterReader
 from dial.imagery.readers import GeoInfo
 from dial.inference.tiling import iter_blended_rows
-from dial_client._proto.dial.v1 import segmenter_pb2
+from dial_client.wire import segmenter_pb2
 from dial_services.common.call_guard import DeadlineExpired
 from dial_services.common.convert import class_map_to_proto, geo_to_proto
 from dial_services.common.errors import Violations, invalid_argument

@@ -12,7 +12,7 @@ import numpy as np
 from dial.inference.classwise import class_argmax
 from dial.inference.tiling import array_reader, iter_blended_rows
 from dial.model.repository import ModelRef
-from dial_client._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
+from dial_client.wire import common_pb2, segmenter_pb2, segmenter_pb2_grpc
 from dial_services.common.config import SegmenterConfig
 from dial_services.common.convert import (
     class_map_to_proto, model_to_proto, probabilities_to_proto, quantise_probabilities,

@@ -80,7 +80,7 @@ class ModelInfo:
 
 
 def model_info(model) -> ModelInfo:
-    from dial_client._proto.dial.v1 import common_pb2
+    from dial_client.wire import common_pb2
 
     return ModelInfo(
         name=model.name, version=model.version,
