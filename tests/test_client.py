@@ -28,7 +28,7 @@ from dial_client import (
     error_from_rpc,
 )
 from dial_client.wire import common_pb2, segmenter_pb2, segmenter_pb2_grpc
-from dial_client.arrays import (
+from dial_client.wire import (
     class_map_from_proto,
     class_map_to_proto,
     image_from_proto,
@@ -157,7 +157,7 @@ class FakeRpcError(grpc.RpcError, grpc.Call):
         return False
 
 
-def bad_request_trailer(*violations):
+def bad_request_trailer(*violations, message="invalid request"):
     """A grpc-status-details-bin trailer carrying a google.rpc.Status with a BadRequest."""
     bad_request = error_details_pb2.BadRequest(
         field_violations=[
@@ -167,7 +167,7 @@ def bad_request_trailer(*violations):
     )
     detail = any_pb2.Any()
     detail.Pack(bad_request)
-    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message="invalid request", details=[detail])
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message, details=[detail])
     return (("grpc-status-details-bin", status.SerializeToString()),)
 
 
@@ -219,6 +219,16 @@ def test_undecodable_status_details_are_ignored():
     trailer = (("grpc-status-details-bin", b"\xff\xff not a status"),)
     error = error_from_rpc(FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "bad", trailer))
     assert error.field_violations == ()
+
+
+def test_status_details_that_contradict_the_call_are_ignored():
+    # A rich status must agree with the call's code and message (grpcio-status checks both), so a
+    # proxy that rewrote the status cannot leave another error's field violations attached to it.
+    trailer = bad_request_trailer(("image.bands", "wrong"))
+    error = error_from_rpc(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "invalid request", trailer))
+    assert isinstance(error, Unavailable) and error.field_violations == ()
+    error = error_from_rpc(FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "another message", trailer))
+    assert isinstance(error, InvalidArgument) and error.field_violations == ()
 
 
 # --- retry policy ------------------------------------------------------------
@@ -412,7 +422,7 @@ def test_retries_stop_after_the_configured_attempts(serve):
 
 
 def test_invalid_argument_is_not_retried_and_names_the_fields(serve):
-    trailer = bad_request_trailer(("image.bands", "model expects 3 bands, got 1"))
+    trailer = bad_request_trailer(("image.bands", "model expects 3 bands, got 1"), message="injected failure")
     servicer = FakeSegmenter(failures=5, failure_code=grpc.StatusCode.INVALID_ARGUMENT, trailer=trailer)
     with SegmenterClient(serve(servicer), retries=FAST_RETRIES) as client:
         with pytest.raises(InvalidArgument) as raised:

@@ -1,17 +1,11 @@
 """dial_client: a thin Python client for the DIAL dial.v1 gRPC API.
 
-Depends only on grpcio, protobuf and numpy; never on torch or rasterio.
+Depends only on grpcio, protobuf and numpy; never on torch or rasterio. The
+wire format itself (the generated modules and the array codecs) is
+:mod:`dial_client.wire`.
 """
 from ._version import __version__
 from .acquisition import AcquisitionClient, Patch, QueueJob, QueuedPatch, UncertaintyMap
-from .arrays import (
-    class_map_from_proto,
-    class_map_to_proto,
-    image_from_proto,
-    image_to_proto,
-    probabilities_from_proto,
-    probabilities_to_proto,
-)
 from .clicks import Click, MapClick, click_from_proto
 from .errors import (
     AlreadyExists,
@@ -72,10 +66,4 @@ __all__ = [
     "Internal",
     "error_from_rpc",
     "click_from_proto",
-    "image_to_proto",
-    "image_from_proto",
-    "class_map_to_proto",
-    "class_map_from_proto",
-    "probabilities_to_proto",
-    "probabilities_from_proto",
 ]

@@ -8,13 +8,12 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import grpc
 import numpy as np
 
-from ._proto.dial.v1 import acquisition_pb2, acquisition_pb2_grpc, common_pb2
 from .adapter import Session, SessionInfo
-from .arrays import image_to_proto
 from .clicks import AnyClick
 from .errors import Internal
 from .geo import GeoReference
-from .transport import DEFAULT_MAX_MESSAGE_BYTES, Connection, RetryPolicy, TlsConfig
+from .transport import DEFAULT_MAX_MESSAGE_BYTES, RetryPolicy, ServiceClient, TlsConfig
+from .wire import acquisition_pb2, acquisition_pb2_grpc, common_pb2, image_to_proto
 
 ImageSource = Union[str, "os.PathLike[str]", np.ndarray]
 # An Adapter session is ranked with its adapted weights and its own clicks.
@@ -88,32 +87,20 @@ class UncertaintyMap:
     geo: Optional[GeoReference]
 
 
-class AcquisitionClient:
+class AcquisitionClient(ServiceClient):
     """A client of the Acquisition service; use it as a context manager to close its channel.
 
     Failures raise subclasses of ``dial_client.DialError``; ``timeout``,
     ``retries``, ``token``, ``tls`` and ``caller`` work as in SegmenterClient.
     """
 
+    STUB = acquisition_pb2_grpc.AcquisitionStub
+
     def __init__(self, target: str, *, timeout: Optional[float] = 300.0, retries: Union[int, RetryPolicy] = 3,
                  token: Optional[str] = None, tls: Optional[TlsConfig] = None, caller: Optional[str] = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        self._connection = Connection(target, timeout=timeout, retries=retries, token=token, tls=tls,
-                                      caller=caller, max_message_bytes=max_message_bytes)
-        self._stub = acquisition_pb2_grpc.AcquisitionStub(self._connection.channel)
-
-    def __enter__(self) -> "AcquisitionClient":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._connection.close()
-
-    def _unary(self, method, request, timeout):
-        return self._connection.call(lambda deadline, metadata: method(request, timeout=deadline, metadata=metadata),
-                                     timeout)
+        super().__init__(target, timeout=timeout, retries=retries, token=token, tls=tls, caller=caller,
+                         max_message_bytes=max_message_bytes)
 
     def rank(self, source: RankSource, *, model: Optional[str] = None, version: Optional[str] = None,
              strategy: str = "entropy", patch_size: int = 0, reduction: str = "mean", cost_weighting: bool = False,
@@ -162,7 +149,7 @@ class AcquisitionClient:
             request.raster_window.window.CopyFrom(_window(window))
         else:
             _set_source(request, source, geo)
-        reply = self._unary(self._stub.GetUncertaintyMap, request, timeout)
+        reply = self._call("GetUncertaintyMap", request, timeout)
         w = reply.window
         values = None
         if not reply.output_uri:
@@ -183,16 +170,15 @@ class AcquisitionClient:
             rasters=[common_pb2.RasterReference(uri=os.fspath(r)) for r in rasters], model=_model_ref(model, version),
             strategy=strategy, max_patches=budget, patch_size_px=patch_size, reduction=REDUCTIONS[reduction],
             cost_weighting=cost_weighting, hint_quantile=hint_quantile)
-        return QueueJob.from_proto(self._unary(self._stub.CreateQueueJob,
-                                               acquisition_pb2.CreateQueueJobRequest(spec=spec), timeout))
+        request = acquisition_pb2.CreateQueueJobRequest(spec=spec)
+        return QueueJob.from_proto(self._call("CreateQueueJob", request, timeout))
 
     def job(self, name: str, *, timeout: Optional[float] = None) -> QueueJob:
-        return QueueJob.from_proto(self._unary(self._stub.GetQueueJob, acquisition_pb2.GetQueueJobRequest(name=name),
-                                               timeout))
+        return QueueJob.from_proto(self._call("GetQueueJob", acquisition_pb2.GetQueueJobRequest(name=name), timeout))
 
     def cancel(self, name: str, *, timeout: Optional[float] = None) -> QueueJob:
-        return QueueJob.from_proto(self._unary(self._stub.CancelQueueJob,
-                                               acquisition_pb2.CancelQueueJobRequest(name=name), timeout))
+        request = acquisition_pb2.CancelQueueJobRequest(name=name)
+        return QueueJob.from_proto(self._call("CancelQueueJob", request, timeout))
 
     def queue(self, job: Union[str, QueueJob], *, page_size: int = 0,
               timeout: Optional[float] = None) -> Iterator[list[QueuedPatch]]:
@@ -201,7 +187,7 @@ class AcquisitionClient:
         token = ""
         while True:
             request = acquisition_pb2.ListQueuePatchesRequest(parent=name, page_size=page_size, page_token=token)
-            reply = self._unary(self._stub.ListQueuePatches, request, timeout)
+            reply = self._call("ListQueuePatches", request, timeout)
             yield [QueuedPatch(q.id, q.raster_uri, Patch.from_proto(q.patch)) for q in reply.patches]
             token = reply.next_page_token
             if not token:
@@ -212,7 +198,7 @@ class AcquisitionClient:
         """Remove patches from the queue; returns how many were newly marked."""
         name = job.name if isinstance(job, QueueJob) else job
         request = acquisition_pb2.MarkPatchesDoneRequest(name=name, patch_ids=list(patch_ids))
-        return self._unary(self._stub.MarkPatchesDone, request, timeout).marked_count
+        return self._call("MarkPatchesDone", request, timeout).marked_count
 
 
 def _model_ref(name: str, version: Optional[str]) -> common_pb2.ModelRef:

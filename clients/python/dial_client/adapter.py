@@ -13,12 +13,11 @@ from typing import Iterable, Optional, Union
 
 import numpy as np
 
-from ._proto.dial.v1 import adapter_pb2, adapter_pb2_grpc, common_pb2
-from .arrays import image_to_proto
 from .clicks import AnyClick, Click
 from .geo import GeoReference
 from .segmenter import PredictResult
-from .transport import DEFAULT_MAX_MESSAGE_BYTES, Connection, RetryPolicy, TlsConfig
+from .transport import DEFAULT_MAX_MESSAGE_BYTES, RetryPolicy, ServiceClient, TlsConfig
+from .wire import adapter_pb2, adapter_pb2_grpc, common_pb2, image_to_proto
 
 VARIANTS = {"full": adapter_pb2.ADAPTATION_VARIANT_FULL, "fast": adapter_pb2.ADAPTATION_VARIANT_FAST}
 _VARIANT_NAMES = {v: k for k, v in VARIANTS.items()}
@@ -135,12 +134,14 @@ class Session:
         self._client._call("DeleteSession", adapter_pb2.DeleteSessionRequest(name=self.name), timeout)
 
 
-class AdapterClient:
+class AdapterClient(ServiceClient):
     """A client of the Adapter service; use it as a context manager to close its channel.
 
     The options mean what they mean for ``SegmenterClient``; ``caller`` names
     the caller, and sessions are visible only to the caller that created them.
     """
+
+    STUB = adapter_pb2_grpc.AdapterStub
 
     def __init__(
         self,
@@ -153,26 +154,8 @@ class AdapterClient:
         caller: Optional[str] = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        self._connection = Connection(target, timeout=timeout, retries=retries, token=token, tls=tls,
-                                      caller=caller, max_message_bytes=max_message_bytes)
-        self._stub = adapter_pb2_grpc.AdapterStub(self._connection.channel)
-
-    def __enter__(self) -> "AdapterClient":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._connection.close()
-
-    def _call(self, method: str, request, timeout: Optional[float], idempotent: bool = True):
-        stub_method = getattr(self._stub, method)
-        return self._connection.call(
-            lambda deadline, metadata: stub_method(request, timeout=deadline, metadata=metadata),
-            timeout,
-            may_retry=lambda: idempotent,
-        )
+        super().__init__(target, timeout=timeout, retries=retries, token=token, tls=tls, caller=caller,
+                         max_message_bytes=max_message_bytes)
 
     def create_session(
         self,

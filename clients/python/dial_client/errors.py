@@ -2,17 +2,16 @@
 
 Servers reject invalid requests with INVALID_ARGUMENT and a google.rpc.Status
 in the ``grpc-status-details-bin`` trailer whose BadRequest detail names each
-offending field. Decoding that needs googleapis-common-protos (the ``details``
-extra); without it errors still carry their code and message.
+offending field. grpcio-status (the ``details`` extra) reads that trailer;
+without it errors still carry their code and message.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
 import grpc
-
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
+from google.protobuf.message import DecodeError
 
 
 @dataclass(frozen=True)
@@ -112,26 +111,25 @@ def error_from_rpc(error: grpc.RpcError) -> DialError:
     """The typed exception for a failed call, field violations decoded when possible."""
     code = _call_attribute(error, "code") or grpc.StatusCode.UNKNOWN
     message = _call_attribute(error, "details") or ""
-    violations = decode_field_violations(_call_attribute(error, "trailing_metadata") or ())
+    violations = field_violations(error) if isinstance(error, grpc.Call) else ()
     return _ERROR_TYPES.get(code, DialError)(code, message, violations)
 
 
-def decode_field_violations(trailing_metadata: Sequence[tuple[str, object]]) -> tuple[FieldViolation, ...]:
-    """BadRequest field violations from a ``grpc-status-details-bin`` trailer, if any."""
-    raw = next((value for key, value in trailing_metadata if key == STATUS_DETAILS_KEY), None)
-    if not isinstance(raw, bytes):
-        return ()
+def field_violations(call: grpc.Call) -> tuple[FieldViolation, ...]:
+    """The BadRequest field violations of a failed call's rich status, if it has any."""
     try:
-        from google.protobuf.message import DecodeError
-        from google.rpc import error_details_pb2, status_pb2
+        from google.rpc import error_details_pb2
+        from grpc_status import rpc_status
     except ImportError:
         return ()
     try:
-        status = status_pb2.Status.FromString(raw)
-    except DecodeError:
+        status = rpc_status.from_call(call)
+    except (DecodeError, ValueError):
+        # Bytes that are no Status, or a Status that contradicts the call's own code and
+        # message (a proxy rewrote one of them): its details cannot be trusted either.
         return ()
     violations: list[FieldViolation] = []
-    for detail in status.details:
+    for detail in status.details if status is not None else ():
         bad_request = error_details_pb2.BadRequest()
         if detail.Unpack(bad_request):
             violations.extend(FieldViolation(v.field, v.description) for v in bad_request.field_violations)

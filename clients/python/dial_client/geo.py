@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from ._proto.dial.v1 import common_pb2
+from .wire import common_pb2
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,19 @@ from typing import Callable, Iterable, Iterator, Optional, Union
 import grpc
 import numpy as np
 
-from ._proto.dial.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
-from .arrays import class_map_from_proto, data_type_of, image_to_proto, probabilities_from_proto
 from .clicks import AnyClick
 from .errors import Internal
 from .geo import GeoReference
-from .transport import DEFAULT_MAX_MESSAGE_BYTES, Connection, RetryPolicy, TlsConfig
+from .transport import DEFAULT_MAX_MESSAGE_BYTES, RetryPolicy, ServiceClient, TlsConfig
+from .wire import (
+    class_map_from_proto,
+    common_pb2,
+    data_type_of,
+    image_to_proto,
+    probabilities_from_proto,
+    segmenter_pb2,
+    segmenter_pb2_grpc,
+)
 
 # Side of the tiles an in-memory raster is streamed in: 1024^2 x 9 bands of
 # uint16 is 18.9 MB per message, large enough to keep per-message overhead
@@ -68,7 +75,7 @@ class RasterPrediction:
     geo: Optional[GeoReference]
 
 
-class SegmenterClient:
+class SegmenterClient(ServiceClient):
     """A client of the Segmenter service; use it as a context manager to close its channel.
 
     ``timeout`` bounds each call, retries included, in seconds (None: no
@@ -77,6 +84,8 @@ class SegmenterClient:
     ``token`` is sent as ``authorization: Bearer <token>``, ``caller`` as
     ``caller`` metadata. Failures raise subclasses of ``dial_client.DialError``.
     """
+
+    STUB = segmenter_pb2_grpc.SegmenterStub
 
     def __init__(
         self,
@@ -90,26 +99,9 @@ class SegmenterClient:
         caller: Optional[str] = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        self._connection = Connection(
-            target,
-            timeout=timeout,
-            retries=retries,
-            token=token,
-            tls=tls,
-            caller=caller,
-            max_message_bytes=max_message_bytes,
-        )
+        super().__init__(target, timeout=timeout, retries=retries, token=token, tls=tls, caller=caller,
+                         max_message_bytes=max_message_bytes)
         self._raster_timeout = raster_timeout
-        self._stub = segmenter_pb2_grpc.SegmenterStub(self._connection.channel)
-
-    def __enter__(self) -> "SegmenterClient":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._connection.close()
 
     def predict(
         self,
@@ -132,11 +124,7 @@ class SegmenterClient:
             clicks=[click.to_proto() for click in clicks],
             return_probabilities=return_probabilities,
         )
-        response = self._connection.call(
-            lambda deadline, metadata: self._stub.Predict(request, timeout=deadline, metadata=metadata),
-            timeout,
-        )
-        return PredictResult.from_proto(response)
+        return PredictResult.from_proto(self._call("Predict", request, timeout))
 
     def predict_raster(
         self,
@@ -222,10 +210,7 @@ class SegmenterClient:
         page_token = ""
         while True:
             request = segmenter_pb2.ListModelsRequest(page_size=page_size, page_token=page_token)
-            response = self._connection.call(
-                lambda deadline, metadata: self._stub.ListModels(request, timeout=deadline, metadata=metadata),
-                timeout,
-            )
+            response = self._call("ListModels", request, timeout)
             models.extend(response.models)
             page_token = response.next_page_token
             if not page_token:
@@ -234,10 +219,7 @@ class SegmenterClient:
     def get_model(self, name: str, version: Optional[str] = None, *, timeout: Optional[float] = None) -> common_pb2.Model:
         """One model version's metadata; the latest version when ``version`` is None."""
         request = segmenter_pb2.GetModelRequest(model=_model_ref(name, version))
-        return self._connection.call(
-            lambda deadline, metadata: self._stub.GetModel(request, timeout=deadline, metadata=metadata),
-            timeout,
-        )
+        return self._call("GetModel", request, timeout)
 
 
 def _model_ref(name: str, version: Optional[str]) -> common_pb2.ModelRef:

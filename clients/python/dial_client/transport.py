@@ -1,7 +1,7 @@
 """How calls reach a DIAL server: channel, credentials, metadata, deadlines and retries.
 
-Shared by every service client, so all of them size messages, authenticate
-and retry the same way.
+Shared by every service client (each is a :class:`ServiceClient`), so all
+of them open channels, size messages, authenticate and retry the same way.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, TypeVar, Union
+from typing import Any, Callable, ClassVar, Optional, TypeVar, Union
 
 import grpc
 
@@ -25,6 +25,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE})
 
 T = TypeVar("T")
+ClientT = TypeVar("ClientT", bound="ServiceClient")
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,57 @@ class Connection:
 
     def close(self) -> None:
         self.channel.close()
+
+
+class ServiceClient:
+    """A client of one dial.v1 service: a stub on a :class:`Connection`; a context manager that closes it.
+
+    Subclasses name their generated stub class in ``STUB`` and give their own
+    default ``timeout``; everything else about reaching the server is here.
+    """
+
+    STUB: ClassVar[Callable[[grpc.Channel], Any]]
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: Optional[float],
+        retries: Union[int, RetryPolicy] = 3,
+        token: Optional[str] = None,
+        tls: Optional[TlsConfig] = None,
+        caller: Optional[str] = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self._connection = Connection(
+            target,
+            timeout=timeout,
+            retries=retries,
+            token=token,
+            tls=tls,
+            caller=caller,
+            max_message_bytes=max_message_bytes,
+        )
+        self._stub = type(self).STUB(self._connection.channel)
+
+    def __enter__(self: ClientT) -> ClientT:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def _call(self, method: str, request: Any, timeout: Optional[float], idempotent: bool = True) -> Any:
+        """One unary call of the stub's ``method``; never retried when not ``idempotent``, so a
+        retry cannot apply a change twice."""
+        stub_method = getattr(self._stub, method)
+        return self._connection.call(
+            lambda deadline, metadata: stub_method(request, timeout=deadline, metadata=metadata),
+            timeout,
+            may_retry=lambda: idempotent,
+        )
 
 
 def open_channel(
