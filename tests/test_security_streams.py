@@ -279,7 +279,7 @@ def test_probabilities_are_unchanged_by_block_quantisation(make_segmenter, tiny_
     from dial.inference.classwise import class_argmax
     from dial.inference.tiling import array_reader, iter_blended_rows
     from dial.model.repository import ModelRef
-    from dial_services.common.convert import probabilities_to_proto
+    from dial_client.wire import probabilities_to_proto
     from dial_services.common.metrics import ServiceMetrics
     from dial_services.segmenter.models import ModelRegistry
 

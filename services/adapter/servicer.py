@@ -12,12 +12,14 @@ from dial.adaptation.disca import DiscaSettings
 from dial.clicks import Click
 from dial.inference.classwise import class_argmax
 from dial.model.manifest import Manifest
-from dial_client.wire import adapter_pb2, adapter_pb2_grpc, common_pb2, segmenter_pb2
+from dial_client.wire import (
+    adapter_pb2, adapter_pb2_grpc, class_map_to_proto, common_pb2, probabilities_to_proto, segmenter_pb2,
+)
 from dial_services.adapter.config import MAX_LEARNING_RATE, MAX_RECALL_WEIGHT, MAX_STEPS_PER_CALL, AdapterConfig
 from dial_services.adapter.identity import caller_of
 from dial_services.adapter.sessions import LiveSession, SessionManager, store_error
 from dial_services.adapter.store import session_id_of
-from dial_services.common.convert import class_map_to_proto, geo_to_proto, model_to_proto, probabilities_to_proto
+from dial_services.common.convert import geo_to_proto, model_to_proto
 from dial_services.common.errors import ApiError, Violations, failed_precondition, invalid_argument
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.uri_policy import UriPolicy

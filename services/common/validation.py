@@ -1,8 +1,10 @@
 """Edge validation: protobuf messages in, core types out, or field violations.
 
-Every service converts requests here and nowhere else, so each rule (byte
-length for a shape, known dtype, sane sizes, band count, clicks inside the
-image, class ids the model knows) is written once and holds everywhere.
+Every service converts requests here and nowhere else, so each rule (sane
+sizes, band count, clicks inside the image, class ids the model knows) is
+written once and holds everywhere. Decoding the bytes themselves (known
+dtype, byte length for a shape) is the wire format's, shared with the client:
+here its errors become field violations.
 """
 from __future__ import annotations
 
@@ -13,12 +15,9 @@ import numpy as np
 from dial.clicks import Click
 from dial.model.manifest import Manifest
 from dial.model.repository import ModelRef, check_name, check_version
-from dial_client.wire import common_pb2
+from dial_client import wire
+from dial_client.wire import DTYPE_NAMES, WireError, common_pb2
 from dial_services.common.errors import Violations, invalid_argument
-
-DTYPES = {common_pb2.DATA_TYPE_UINT8: np.dtype("<u1"), common_pb2.DATA_TYPE_UINT16: np.dtype("<u2")}
-DTYPE_NAMES = {common_pb2.DATA_TYPE_UINT8: "uint8", common_pb2.DATA_TYPE_UINT16: "uint16"}
-PROTO_DTYPE = {"uint8": common_pb2.DATA_TYPE_UINT8, "uint16": common_pb2.DATA_TYPE_UINT16}
 
 
 def check_shape(v: Violations, field: str, height: int, width: int, bands: int | None, max_px: int) -> bool:
@@ -43,26 +42,31 @@ def check_model_input(v: Violations, field: str, bands: int, dtype_name: str | N
 
 def image_from_proto(image: common_pb2.Image, field: str, max_px: int, manifest: Manifest | None = None,
                      v: Violations | None = None) -> np.ndarray | None:
-    """``(H, W, B)`` array or None with violations recorded (raises if ``v`` is not given)."""
+    """``(H, W, B)`` read-only view of the message's bytes, or None with violations recorded
+    (raises if ``v`` is not given)."""
     own = v is None
     v = v or Violations()
-    dtype = DTYPES.get(image.dtype)
-    if dtype is None:
-        v.add(f"{field}.dtype", f"unknown dtype {image.dtype}; use DATA_TYPE_UINT8 or DATA_TYPE_UINT16")
+    # The dtype is checked on its own first, so that a bad dtype and a bad shape are reported together.
+    dtype_ok = wire_decoded(v, field, wire.wire_dtype, image.dtype) is not None
     shape_ok = check_shape(v, field, image.height, image.width, image.bands, max_px)
     array = None
-    if dtype is not None and shape_ok:
-        expected = image.height * image.width * image.bands * dtype.itemsize
-        if len(image.data) != expected:
-            v.add(f"{field}.data", f"expected {expected} bytes for {image.height}x{image.width}x{image.bands} "
-                                   f"{DTYPE_NAMES[image.dtype]}, got {len(image.data)}")
-        else:
-            array = np.frombuffer(image.data, dtype=dtype).reshape(image.height, image.width, image.bands)
-            if manifest is not None:
-                check_model_input(v, field, image.bands, DTYPE_NAMES[image.dtype], manifest)
+    if dtype_ok and shape_ok:
+        # No copy: a large image would otherwise be held twice while it is served.
+        array = wire_decoded(v, field, wire.image_from_proto, image, copy=False)
+        if array is not None and manifest is not None:
+            check_model_input(v, field, image.bands, DTYPE_NAMES[image.dtype], manifest)
     if own:
         v.raise_if_any()
     return array
+
+
+def wire_decoded(v: Violations, field: str, decode, *args, **kwargs):
+    """What ``decode`` returns, or None with its WireError recorded as a violation of ``field``'s part."""
+    try:
+        return decode(*args, **kwargs)
+    except WireError as error:
+        v.add(f"{field}.{error.field}", error.description)
+        return None
 
 
 def map_to_pixel(x: float, y: float, transform, crs_from: str, crs_to: str | None) -> tuple[float, float]:

@@ -20,11 +20,11 @@ from dial.clicks import Click
 from dial.imagery.raster import GeoTiffWriter, RasterReader
 from dial.imagery.readers import GeoInfo
 from dial.inference.tiling import iter_blended_rows
-from dial_client.wire import segmenter_pb2
+from dial_client.wire import DTYPE_NAMES, DTYPES, class_map_to_proto, segmenter_pb2
 from dial_services.common.call_guard import DeadlineExpired
-from dial_services.common.convert import class_map_to_proto, geo_to_proto
+from dial_services.common.convert import geo_to_proto
 from dial_services.common.errors import Violations, invalid_argument
-from dial_services.common.validation import DTYPE_NAMES, DTYPES, check_shape, geo_from_proto, image_from_proto
+from dial_services.common.validation import check_shape, geo_from_proto, image_from_proto
 
 STREAM_CHUNK_ROWS = 256
 

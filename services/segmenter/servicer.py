@@ -12,16 +12,17 @@ import numpy as np
 from dial.inference.classwise import class_argmax
 from dial.inference.tiling import array_reader, iter_blended_rows
 from dial.model.repository import ModelRef
-from dial_client.wire import common_pb2, segmenter_pb2, segmenter_pb2_grpc
-from dial_services.common.config import SegmenterConfig
-from dial_services.common.convert import (
-    class_map_to_proto, model_to_proto, probabilities_to_proto, quantise_probabilities,
+from dial_client.wire import (
+    DTYPE_NAMES, class_map_to_proto, common_pb2, probabilities_to_proto, quantise_probabilities, segmenter_pb2,
+    segmenter_pb2_grpc,
 )
+from dial_services.common.config import SegmenterConfig
+from dial_services.common.convert import model_to_proto
 from dial_services.common.errors import Violations, invalid_argument, resource_exhausted
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.uri_policy import UriPolicy
 from dial_services.common.validation import (
-    DTYPE_NAMES, check_model_input, check_shape, clicks_from_proto, geo_from_proto, image_from_proto,
+    check_model_input, check_shape, clicks_from_proto, geo_from_proto, image_from_proto,
     model_ref_from_proto, page_bounds,
 )
 from dial_services.segmenter.batching import MemoryBudget, OverBudget, tiler_bytes
