@@ -1,12 +1,12 @@
-"""Build the QGIS plugin zip: the plugin, the DIAL client and grpcio/protobuf wheels for QGIS's Python.
+"""Build the QGIS plugin zip: the plugin, the DIAL client and the gRPC wheels for QGIS's Python.
 
     python clients/qgis/build.py [--python-version 3.11] [--platform manylinux2014_x86_64] [--out DIR]
 
 (``make qgis-plugin`` runs it.) The defaults fit Debian 12's QGIS, which runs
 on Python 3.11; QGIS on Windows runs its own Python 3.12, so pass
-``--python-version 3.12 --platform win_amd64`` there. grpcio and protobuf
-are pinned to the versions in constraints.txt, the ones the client's
-generated code was made with. The zip installs with QGIS's
+``--python-version 3.12 --platform win_amd64`` there. grpcio, grpcio-status
+and protobuf are pinned to the versions in constraints.txt, the ones the
+client's generated code was made with. The zip installs with QGIS's
 Plugins > Manage and Install Plugins > Install from ZIP.
 """
 from __future__ import annotations
@@ -25,8 +25,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 PLUGIN = HERE / "dial_qgis"
 CLIENT = ROOT / "clients" / "python" / "dial_client"
-# googleapis-common-protos decodes the servers' per-field error details.
-VENDORED = ("grpcio", "protobuf", "googleapis-common-protos")
+# grpcio-status (with googleapis-common-protos, its dependency) decodes the servers' per-field error details.
+VENDORED = ("grpcio", "protobuf", "grpcio-status")
 
 
 def pinned(names) -> list[str]:

@@ -80,13 +80,13 @@ class ModelInfo:
 
 
 def model_info(model) -> ModelInfo:
-    from dial_client.wire import common_pb2
+    from dial_client.wire import DTYPE_NAMES
 
     return ModelInfo(
         name=model.name, version=model.version,
         runs_on=PROVIDERS.get(model.execution_provider, model.execution_provider or "not loaded"),
         ready=model.ready, classes=tuple((c.id, c.name, c.colour) for c in model.classes),
-        bands=len(model.bands), input_dtype=common_pb2.DataType.Name(model.input_dtype).lower().removeprefix("data_type_"),
+        bands=len(model.bands), input_dtype=DTYPE_NAMES.get(model.input_dtype, "unspecified"),
         tile_px=model.tile_px or 512)
 
 
