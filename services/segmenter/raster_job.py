@@ -20,11 +20,11 @@ from dial.clicks import Click
 from dial.imagery.raster import GeoTiffWriter, RasterReader
 from dial.imagery.readers import GeoInfo
 from dial.inference.tiling import iter_blended_rows
-from dial_client.wire import DTYPE_NAMES, DTYPES, class_map_to_proto, segmenter_pb2
+from dial_client.wire import DTYPE_NAMES, class_map_to_proto, segmenter_pb2, wire_dtype
 from dial_services.common.call_guard import DeadlineExpired
 from dial_services.common.convert import geo_to_proto
 from dial_services.common.errors import Violations, invalid_argument
-from dial_services.common.validation import check_shape, geo_from_proto, image_from_proto
+from dial_services.common.validation import check_shape, geo_from_proto, image_from_proto, wire_decoded
 
 STREAM_CHUNK_ROWS = 256
 
@@ -76,8 +76,7 @@ def spool_tiles(header: segmenter_pb2.TiledRasterHeader, requests: Iterator, scr
                 max_px: int, max_tile_px: int) -> RasterSource:
     """Write streamed ``ImageTile`` messages into a temporary GeoTIFF."""
     v = Violations()
-    dtype = DTYPES.get(header.dtype)
-    v.check(dtype is not None, "header.tiles.dtype", f"unknown dtype {header.dtype}")
+    wire_decoded(v, "header.tiles", wire_dtype, header.dtype)
     check_shape(v, "header.tiles", header.height, header.width, header.bands, max_px)
     georeference = geo_from_proto(header.geo, "header.tiles.geo", v)
     geo = GeoInfo(*georeference) if georeference else None
