@@ -115,3 +115,19 @@ def test_class_maps_of_any_integer_type_encode_to_uint8_ids():
         wire.class_map_to_proto(np.array([[-1, 0]]))
     with pytest.raises(WireError, match="expected 6 bytes"):
         wire.class_map_from_proto(common_pb2.ClassMap(data=bytes(5), height=2, width=3))
+
+
+def test_uncertainty_maps_round_trip_within_half_a_step_of_their_range():
+    scores = np.random.default_rng(2).normal(3.0, 2.0, (6, 9)).astype(np.float32)
+    quantised, low, high = wire.quantise_scores(scores)
+    assert (quantised.min(), quantised.max()) == (0, 255) and (low, high) == (scores.min(), scores.max())
+    reply = wire.acquisition_pb2.UncertaintyMap(window=common_pb2.Window(height=6, width=9), data=quantised.tobytes(),
+                                                value_min=low, value_max=high)
+    values = wire.uncertainty_from_proto(reply)
+    assert values.dtype == np.float32 and values.shape == (6, 9)
+    assert np.abs(values - scores).max() <= (high - low) / 510 + 1e-5
+    # A flat map is all zero steps, not a division by zero.
+    assert wire.quantise_scores(np.full((2, 2), 0.7))[0].tolist() == [[0, 0], [0, 0]]
+    reply.window.height = 5
+    with pytest.raises(WireError, match="expected 45 bytes"):
+        wire.uncertainty_from_proto(reply)

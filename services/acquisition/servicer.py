@@ -17,7 +17,7 @@ from dial.imagery.raster import GeoTiffWriter
 from dial.imagery.readers import GeoInfo
 from dial.inference.predictors import OnnxPredictor
 from dial.model.repository import ModelRef, ModelRepository
-from dial_client.wire import acquisition_pb2, acquisition_pb2_grpc, common_pb2
+from dial_client.wire import acquisition_pb2, acquisition_pb2_grpc, common_pb2, quantise_scores
 from dial_services.acquisition.job_store import JobRecord, JobStore, is_job_id
 from dial_services.acquisition.jobs import JobManager, TooManyJobs
 from dial_services.acquisition.sessions import SessionReader
@@ -263,10 +263,8 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
             image, geo, (row_off, col_off) = self._source(request, model.manifest)
             clicks = ()
         _, result = self._compute(request.strategy, model, image, clicks)
-        scores = result.scores
-        low, high = float(scores.min()), float(scores.max())
-        quantised = np.rint((scores - low) / ((high - low) or 1.0) * 255.0).astype(np.uint8)
-        height, width = scores.shape
+        quantised, low, high = quantise_scores(result.scores)
+        height, width = quantised.shape
         reply = acquisition_pb2.UncertaintyMap(
             window=common_pb2.Window(row_off=row_off, col_off=col_off, height=height, width=width),
             value_min=low, value_max=high)

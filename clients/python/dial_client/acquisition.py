@@ -13,7 +13,14 @@ from .clicks import AnyClick
 from .errors import Internal
 from .geo import GeoReference
 from .transport import DEFAULT_MAX_MESSAGE_BYTES, RetryPolicy, ServiceClient, TlsConfig
-from .wire import acquisition_pb2, acquisition_pb2_grpc, common_pb2, image_to_proto
+from .wire import (
+    WireError,
+    acquisition_pb2,
+    acquisition_pb2_grpc,
+    common_pb2,
+    image_to_proto,
+    uncertainty_from_proto,
+)
 
 ImageSource = Union[str, "os.PathLike[str]", np.ndarray]
 # An Adapter session is ranked with its adapted weights and its own clicks.
@@ -153,11 +160,10 @@ class AcquisitionClient(ServiceClient):
         w = reply.window
         values = None
         if not reply.output_uri:
-            raw = np.frombuffer(reply.data, dtype=np.uint8)
-            if raw.size != w.height * w.width:
-                raise Internal(grpc.StatusCode.INTERNAL, "uncertainty map bytes do not match its window")
-            scale = (reply.value_max - reply.value_min) / 255.0
-            values = (reply.value_min + raw.reshape(w.height, w.width).astype(np.float32) * scale).astype(np.float32)
+            try:
+                values = uncertainty_from_proto(reply)
+            except WireError:
+                raise Internal(grpc.StatusCode.INTERNAL, "uncertainty map bytes do not match its window") from None
         return UncertaintyMap(values, (w.row_off, w.col_off, w.height, w.width), reply.output_uri,
                               GeoReference.from_proto(reply.geo))
 

@@ -30,6 +30,8 @@ from .arrays import (
     probabilities_from_proto,
     probabilities_to_proto,
     quantise_probabilities,
+    quantise_scores,
+    uncertainty_from_proto,
     wire_dtype,
 )
 
@@ -54,5 +56,7 @@ __all__ = [
     "probabilities_from_proto",
     "probabilities_to_proto",
     "quantise_probabilities",
+    "quantise_scores",
+    "uncertainty_from_proto",
     "wire_dtype",
 ]

@@ -4,7 +4,8 @@ Images travel as their native uint8/uint16 bytes, little-endian and
 band-interleaved-by-pixel, never as floats: that keeps a 512 x 512 x 9 tile
 at 2.4 MB (uint8) instead of 9.4 MB of float32. Class maps are uint8 class
 ids; probabilities are quantised to round(p * 255), 4x smaller than float32
-and within 1/510 of the value sent.
+and within 1/510 of the value sent. Uncertainty maps, whose range is
+anything, are quantised to 255 steps between their minimum and maximum.
 
 Clients and servers encode and decode with these functions alone, so both
 ends agree byte for byte; a message that does not decode raises
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from .._proto.dial.v1 import common_pb2
+from .._proto.dial.v1 import acquisition_pb2, common_pb2
 
 if TYPE_CHECKING:
     from ..geo import GeoReference
@@ -129,6 +130,21 @@ def probabilities_from_proto(probabilities: common_pb2.Probabilities) -> np.ndar
     shape = (probabilities.classes, probabilities.height, probabilities.width)
     quantised = _from_bytes(probabilities.data, np.dtype(np.uint8), shape)
     return quantised.astype(np.float32) / np.float32(255.0)
+
+
+def quantise_scores(scores: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """An ``(H, W)`` score map as (uint8 steps from its minimum to its maximum, minimum, maximum)."""
+    low, high = float(scores.min()), float(scores.max())
+    quantised = np.rint((scores - low) / ((high - low) or 1.0) * 255.0).astype(np.uint8)
+    return quantised, low, high
+
+
+def uncertainty_from_proto(reply: acquisition_pb2.UncertaintyMap) -> np.ndarray:
+    """The ``(H, W)`` float32 values of an UncertaintyMap's bytes: min + byte / 255 * (max - min)."""
+    window = reply.window
+    raw = _from_bytes(reply.data, np.dtype(np.uint8), (window.height, window.width))
+    scale = (reply.value_max - reply.value_min) / 255.0
+    return (reply.value_min + raw.astype(np.float32) * scale).astype(np.float32)
 
 
 def _from_bytes(data: bytes, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
