@@ -90,10 +90,9 @@ RUN groupadd --gid 10001 dial && useradd --uid 10001 --gid 10001 --no-create-hom
  && mkdir -p /var/cache/dial /var/lib/dial/sessions /var/lib/dial/queues /data \
  && chown 10001:10001 /var/cache/dial /var/lib/dial/sessions /var/lib/dial/queues
 COPY --from=models --chown=0:0 /models/ /models/
-# The malloc tunables double torch CPU throughput (see the engineering notes);
-# set here so the CLI does not have to re-exec itself to apply them.
+# No GLIBC_TUNABLES here: the `dial` entrypoint applies the malloc tunables
+# (services/malloc.env, their one source) by re-executing itself once at start.
 ENV PATH=/opt/dial/bin:$PATH \
-    GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000:glibc.malloc.arena_max=2 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp XDG_CACHE_HOME=/tmp/.cache MPLCONFIGDIR=/tmp/matplotlib \
     DIAL_MODEL_REPO=/models DIAL_MODEL_CACHE=/var/cache/dial DIAL_SESSION_STORE=/var/lib/dial/sessions \
     DIAL_JOB_STORE=/var/lib/dial/queues \
@@ -112,7 +111,6 @@ RUN groupadd --gid 10001 dial && useradd --uid 10001 --gid 10001 --no-create-hom
  && chown 10001:10001 /var/cache/dial /var/lib/dial/sessions /var/lib/dial/queues
 COPY --from=models --chown=0:0 /models/ /models/
 ENV PATH=/opt/dial/bin:$PATH \
-    GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000:glibc.malloc.arena_max=2 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp XDG_CACHE_HOME=/tmp/.cache MPLCONFIGDIR=/tmp/matplotlib \
     DIAL_MODEL_REPO=/models DIAL_MODEL_CACHE=/var/cache/dial DIAL_SESSION_STORE=/var/lib/dial/sessions \
     DIAL_JOB_STORE=/var/lib/dial/queues \

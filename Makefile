@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-export GLIBC_TUNABLES ?= glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000:glibc.malloc.arena_max=2
+# The malloc tunables `dial` runs under, for the test and benchmark processes too (unless already set).
+export GLIBC_TUNABLES ?= $(shell sed -n 's/^GLIBC_TUNABLES=//p' services/malloc.env)
 
 .PHONY: setup up test bench protos clean qgis-plugin
 

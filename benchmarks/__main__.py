@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dial_services.cli import MALLOC_TUNABLES
+from dial_services.malloc_tuning import MALLOC_TUNABLES
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,43 +1,35 @@
-"""The ``dial`` console script: the core's science commands plus serving."""
+"""The ``dial`` console script: the core's commands (``dial.commands``) and the serving ones.
+
+This is the one place the command line is assembled; it runs under the malloc
+tunables (``dial_services.malloc_tuning``), which it applies to itself.
+"""
 from __future__ import annotations
 
-import os
+import argparse
+import logging
 import sys
 
-from dial import cli as core_cli
-
-# glibc's default malloc returns freed arenas to the kernel after every large
-# tensor, costing about a million page faults per batch and halving torch CPU
-# speed on our machines. Tunables are read once at process start, so the CLI
-# re-executes itself with them unless the operator has set their own.
-# Since freed memory then stays in the process, arena_max=2 keeps the gRPC
-# worker threads from each growing an arena of their own: under concurrent
-# load the adapter levelled off about 260 MB lower, at the same throughput.
-MALLOC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=100000000000:glibc.malloc.arena_max=2"
+from dial import commands as core_commands
+from dial_services import commands as service_commands
+from dial_services.malloc_tuning import ensure_malloc_tuning
 
 
-def _ensure_malloc_tuning() -> None:
-    if sys.platform != "linux" or "GLIBC_TUNABLES" in os.environ or os.environ.get("DIAL_NO_MALLOC_TUNING"):
-        return
-    env = dict(os.environ, GLIBC_TUNABLES=MALLOC_TUNABLES)
-    os.execve(sys.executable, [sys.executable, "-m", "dial_services.cli", *sys.argv[1:]], env)
-
-
-def build_parser():
-    parser = core_cli.build_parser()
-    sub = next(a for a in parser._subparsers._group_actions if a.dest == "command")  # noqa: SLF001
-    try:
-        from dial_services.commands import add_commands
-    except ImportError:  # serving commands arrive with the services
-        return parser
-    add_commands(sub)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dial", description="DIAL: interactive segmentation of EO imagery")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    core_commands.register(subparsers)
+    service_commands.register(subparsers)
     return parser
 
 
 def main(argv=None) -> int:
-    if argv is None:
-        _ensure_malloc_tuning()
-    return core_cli.run(build_parser(), argv)
+    if argv is None:  # the console script itself, not a caller passing arguments in-process
+        ensure_malloc_tuning("dial_services.cli")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.handler(args) or 0)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def raster_root(tmp_path) -> Path:
 @pytest.fixture()
 def segmenter(tiny_repo, raster_root):
     """A running in-process segmenter on a free loopback port: (address, RunningServer)."""
-    from dial_services.common.config import SegmenterConfig
+    from dial_services.segmenter.config import SegmenterConfig
     from dial_services.segmenter.main import start
 
     config = SegmenterConfig(host="127.0.0.1", port=0, model_repo=tiny_repo, raster_roots=(raster_root,),

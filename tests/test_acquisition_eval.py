@@ -153,7 +153,7 @@ def test_rescore_ranks_again_after_every_click_with_the_refiners_model_and_click
 
 
 def test_eval_al_command_compares_strategies_in_one_json_and_plot(tiny_repo, synthetic_dataset, tmp_path):
-    from dial.cli import main
+    from dial_services.cli import main
 
     out, plot = tmp_path / "al.json", tmp_path / "al.png"
     assert main(["eval-al", "--model", "tiny", "--data", str(synthetic_dataset), "--model-repo", str(tiny_repo),

@@ -371,9 +371,9 @@ def test_an_unusable_job_store_stops_start_up_with_the_setting_named(tiny_repo, 
 
 def test_dial_serve_and_up_find_the_service():
     from dial_services.cli import build_parser
-    from dial_services.commands import available_services
+    from dial_services.commands.serve import SERVICES
 
-    assert "acquisition" in available_services()
+    assert "acquisition" in SERVICES
     args = build_parser().parse_args(["serve", "acquisition", "--port", "0", "--metrics-port", "0",
                                       "--queue-workers", "2"])
     assert (args.port, args.metrics_port, args.queue_workers) == (0, 0, 2)

@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dial.synthetic import make_scene
-from dial_services.commands import available_services
+from dial_services.commands.serve import SERVICES
 
 
 def _free_base(n: int) -> int:
@@ -39,7 +39,7 @@ def _serving(address: str) -> bool:
 
 
 def test_dial_up_serves_every_service_and_stops_cleanly(tiny_repo, tmp_path):
-    services = list(available_services())
+    services = list(SERVICES)
     assert services[0] == "segmenter"
     base, metrics_base = _free_base(len(services)), _free_base(len(services)) + 1000
     proc = subprocess.Popen(

@@ -212,7 +212,7 @@ def test_disca_refiner_hands_strategies_its_adapted_model(tiny_repo, scene):
 
 
 def test_eval_command_offers_every_refiner_and_the_adaptation_flags():
-    from dial.cli import build_parser
+    from dial_services.cli import build_parser
 
     args = build_parser().parse_args(["eval", "--model", "m", "--data", "d", "--json", "out.json", "--mode", "both",
                                       "--variant", "fast", "--sequential", "--learning-rate", "0.001"])

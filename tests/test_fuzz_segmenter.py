@@ -25,7 +25,7 @@ MAX_CLICKS = 64
 @pytest.fixture(scope="module")
 def fuzz_target(tiny_repo, tiny_manifest, tmp_path_factory):
     """A segmenter with a small click limit, and a channel to it."""
-    from dial_services.common.config import SegmenterConfig
+    from dial_services.segmenter.config import SegmenterConfig
     from dial_services.segmenter.main import start
 
     roots = (tmp_path_factory.mktemp("fuzz-rasters"),)

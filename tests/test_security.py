@@ -19,7 +19,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dial_services.common.auth import ANONYMOUS, TokensFileError, TokenTable, caller_identity, hash_token
-from dial_services.common.config import ConfigError, SegmenterConfig, ServerConfig, load_config
+from dial_services.common.config import ConfigError, ServerConfig, load_config
+from dial_services.segmenter.config import SegmenterConfig
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.server import start_server
 
@@ -262,16 +263,22 @@ def test_mtls_identity_is_the_certificate_cn(serve, pki, tokens_file):
         assert health_status(channel) == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_security_settings_are_checked_at_start_up(tmp_path, pki):
+def test_security_settings_are_checked_at_start_up(tmp_path, pki, monkeypatch):
+    def settings(**environ):
+        for name in ("DIAL_TLS_CERT", "DIAL_TLS_KEY", "DIAL_TLS_CLIENT_CA", "DIAL_AUTH_TOKENS_FILE"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        return load_config(ServerConfig)
+
     with pytest.raises(ConfigError, match="tls_cert and tls_key"):
-        load_config(ServerConfig, environ={"DIAL_TLS_CERT": str(pki / "server.crt")})
+        settings(DIAL_TLS_CERT=str(pki / "server.crt"))
     with pytest.raises(ConfigError, match="tls_client_ca"):
-        load_config(ServerConfig, environ={"DIAL_TLS_CLIENT_CA": str(pki / "ca.crt")})
+        settings(DIAL_TLS_CLIENT_CA=str(pki / "ca.crt"))
     with pytest.raises(ConfigError, match="auth_tokens_file"):
-        load_config(ServerConfig, environ={"DIAL_AUTH_TOKENS_FILE": str(tmp_path / "missing")})
-    config = load_config(ServerConfig, environ={"DIAL_TLS_CERT": str(pki / "server.crt"),
-                                                "DIAL_TLS_KEY": str(pki / "server.key"),
-                                                "DIAL_TLS_CLIENT_CA": str(pki / "ca.crt")})
+        settings(DIAL_AUTH_TOKENS_FILE=str(tmp_path / "missing"))
+    config = settings(DIAL_TLS_CERT=str(pki / "server.crt"), DIAL_TLS_KEY=str(pki / "server.key"),
+                      DIAL_TLS_CLIENT_CA=str(pki / "ca.crt"))
     assert config.auth_enabled
 
 

@@ -174,7 +174,7 @@ def servers(planted, tiny_repo, tmp_path_factory):
     from dial_services.acquisition.main import AcquisitionConfig, start as start_acquisition
     from dial_services.adapter.config import AdapterConfig
     from dial_services.adapter.main import start as start_adapter
-    from dial_services.common.config import SegmenterConfig
+    from dial_services.segmenter.config import SegmenterConfig
     from dial_services.segmenter.main import start as start_segmenter
 
     root = planted[0]

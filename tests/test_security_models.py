@@ -119,7 +119,7 @@ def image_proto(manifest, seed=0) -> common_pb2.Image:
 
 @pytest.fixture()
 def segmenter(tree):
-    from dial_services.common.config import SegmenterConfig
+    from dial_services.segmenter.config import SegmenterConfig
     from dial_services.segmenter.main import start
 
     running = start(SegmenterConfig(host="127.0.0.1", port=0, model_repo=tree["models"],
@@ -233,7 +233,7 @@ def services(tree):
     from dial_services.acquisition.main import AcquisitionConfig, start as start_acquisition
     from dial_services.adapter.config import AdapterConfig
     from dial_services.adapter.main import start as start_adapter
-    from dial_services.common.config import SegmenterConfig
+    from dial_services.segmenter.config import SegmenterConfig
     from dial_services.segmenter.main import start as start_segmenter
 
     store = tree["tmp"] / "sessions"

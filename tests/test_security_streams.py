@@ -19,7 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dial_client.wire import common_pb2, segmenter_pb2, segmenter_pb2_grpc
 from dial_services.common.auth import hash_token
-from dial_services.common.config import MiB, ConfigError, SegmenterConfig, ServerConfig, load_config
+from dial_services.common.config import MiB, ConfigError, ServerConfig, load_config
+from dial_services.segmenter.config import SegmenterConfig
 from dial_services.segmenter.batching import MemoryBudget, OverBudget
 from dial_services.segmenter.raster_job import TileCoverage
 
@@ -231,7 +232,7 @@ def test_a_per_caller_limit_not_below_the_workers_is_refused_at_start_up(tokens_
     assert load_config(ServerConfig, {"max_workers": 4, "max_calls_per_caller": 3,
                                       "auth_tokens_file": str(tokens_file)}).max_calls_per_caller == 3
     # The defaults obey the rule.
-    assert load_config(ServerConfig, {"auth_tokens_file": str(tokens_file)}, environ={}).auth_enabled
+    assert load_config(ServerConfig, {"auth_tokens_file": str(tokens_file)}).auth_enabled
 
 
 def test_a_tokens_file_limit_not_below_the_workers_is_refused_at_start_up(tmp_path):
@@ -246,12 +247,14 @@ def test_a_tokens_file_limit_not_below_the_workers_is_refused_at_start_up(tmp_pa
     assert "'alice'" in str(error.value) and "--max-workers" in str(error.value)
 
 
-def test_stream_timeouts_are_typed_settings_from_the_environment():
-    config = load_config(ServerConfig, {}, environ={"DIAL_STREAM_IDLE_TIMEOUT_SECONDS": "2.5",
-                                                     "DIAL_STREAM_READ_TIMEOUT_SECONDS": "60"})
+def test_stream_timeouts_are_typed_settings_from_the_environment(monkeypatch):
+    monkeypatch.setenv("DIAL_STREAM_IDLE_TIMEOUT_SECONDS", "2.5")
+    monkeypatch.setenv("DIAL_STREAM_READ_TIMEOUT_SECONDS", "60")
+    config = load_config(ServerConfig, {})
     assert (config.stream_idle_timeout_seconds, config.stream_read_timeout_seconds) == (2.5, 60.0)
+    monkeypatch.setenv("DIAL_STREAM_IDLE_TIMEOUT_SECONDS", "0")
     with pytest.raises(ConfigError) as error:
-        load_config(ServerConfig, {}, environ={"DIAL_STREAM_IDLE_TIMEOUT_SECONDS": "0"})
+        load_config(ServerConfig, {})
     assert "DIAL_STREAM_IDLE_TIMEOUT_SECONDS" in str(error.value)
 
 

@@ -244,7 +244,7 @@ def test_deadlines_are_honoured(segmenter):
 
 
 def test_metrics_exposition_passes_promtool(tiny_repo, raster_root, free_port):
-    from dial_services.common.config import SegmenterConfig
+    from dial_services.segmenter.config import SegmenterConfig
     from dial_services.segmenter.main import start
 
     promtool = shutil.which("promtool")
@@ -274,7 +274,7 @@ def test_metrics_exposition_passes_promtool(tiny_repo, raster_root, free_port):
 
 def test_corrupt_model_stops_start_up_with_a_clear_message(tiny_repo, tmp_path):
     from dial.model.manifest import ManifestError
-    from dial_services.common.config import SegmenterConfig
+    from dial_services.segmenter.config import SegmenterConfig
     from dial_services.segmenter.main import start
 
     repo = tmp_path / "repo"

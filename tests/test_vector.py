@@ -146,7 +146,7 @@ def test_geopackage_reads_back_with_the_same_features_and_crs(tmp_path):
 
 
 def test_cli_takes_names_from_a_manifest_a_list_or_the_geotiffs_categories(tmp_path, capsys):
-    from dial.cli import main
+    from dial_services.cli import main
 
     src = tmp_path / "map.tif"
     write_class_map(src, scene())
@@ -165,7 +165,7 @@ def test_cli_takes_names_from_a_manifest_a_list_or_the_geotiffs_categories(tmp_p
 
 
 def test_cli_names_from_a_model_manifest(tmp_path, tiny_repo, tiny_manifest, capsys):
-    from dial.cli import main
+    from dial_services.cli import main
 
     src = tmp_path / "map.tif"
     write_class_map(src, scene())
@@ -182,7 +182,7 @@ def test_cli_names_from_a_model_manifest(tmp_path, tiny_repo, tiny_manifest, cap
     (["OUT.gpkg", "--classes", "nosuchmodel"], "nosuchmodel"),
 ])
 def test_cli_errors_are_one_line_the_user_can_act_on(tmp_path, capsys, args, message):
-    from dial.cli import main
+    from dial_services.cli import main
 
     src = tmp_path / "map.tif"
     write_class_map(src, scene())

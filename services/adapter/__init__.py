@@ -1,0 +1,1 @@
+"""The Adapter service: DISCA adaptation sessions, durable in a session store."""

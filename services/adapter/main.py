@@ -80,25 +80,3 @@ class _TimedStore:
 def run(config: AdapterConfig) -> None:
     running = start(config)
     serve_until_signalled(running, config.grace_seconds)
-
-
-def add_arguments(parser) -> None:
-    """Flags for ``dial serve adapter``; each also reads ``DIAL_<NAME>`` from the environment."""
-    parser.add_argument("--model-repo", dest="model_repo", help="model repository folder (default: models)")
-    parser.add_argument("--model-cache", dest="model_cache", help="writable folder for ONNX exports")
-    parser.add_argument("--session-store", dest="session_store", help="folder sessions are checkpointed to")
-    parser.add_argument("--session-ttl-seconds", dest="session_ttl_seconds", type=float,
-                        help="idle seconds before a session expires (0: never)")
-    parser.add_argument("--max-sessions-in-memory", dest="max_sessions_in_memory", type=int)
-    parser.add_argument("--max-sessions-per-caller", dest="max_sessions_per_caller", type=int)
-    parser.add_argument("--adaptation-variant", dest="adaptation_variant", choices=["full", "fast"])
-    parser.add_argument("--adaptation-steps", dest="adaptation_steps", type=int)
-    parser.add_argument("--learning-rate", dest="learning_rate", type=float)
-    parser.add_argument("--recall-weight", dest="recall_weight", type=float)
-    parser.add_argument("--crop-px", dest="crop_px", type=int)
-    parser.add_argument("--max-crops", dest="max_crops", type=int)
-    parser.add_argument("--intra-op-threads", dest="intra_op_threads", type=int, help="torch threads (0: all cores)")
-
-
-CONFIG = AdapterConfig
-DEFAULT_PORTS = (50052, 9102)

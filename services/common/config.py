@@ -1,42 +1,80 @@
-"""Typed service configuration from flags and ``DIAL_*`` environment variables.
+"""Typed service configuration: one pydantic field per setting, read from a flag or a ``DIAL_*`` variable.
 
-Flags win over the environment, the environment over defaults. Everything
-is validated once at start-up by pydantic, and a bad value stops the server
-with a message naming the setting, rather than failing on the first request.
+Each field is declared once, with its description; ``dial serve`` makes a flag
+of it (``--max-workers``) and pydantic-settings reads the variable
+(``DIAL_MAX_WORKERS``). A flag wins over the environment, the environment over
+the default. Everything is validated once at start-up, and a bad value stops
+the server with a message naming the setting, its flag and its variable,
+rather than failing on the first request.
+
+The settings every server has are here; each service's own are in its
+``config.py``.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from dial.model import DEFAULT_REPOSITORY
 
 MiB = 1024 * 1024
+ENV_PREFIX = "DIAL_"
+
+# Settings that services declare again with their own default keep one description and one range.
+GrpcPort = Annotated[int, Field(ge=0, le=65535, description="gRPC port")]
+ImagePixels = Annotated[int, Field(ge=1, description="largest height*width of an image accepted in one message")]
+ClickCount = Annotated[int, Field(ge=1, description="most clicks accepted in one request")]
 
 
-class ServerConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+def flag_for(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
-    host: str = "0.0.0.0"
-    port: int = Field(50051, ge=0, le=65535)
-    metrics_port: int = Field(0, ge=0, le=65535, description="0 disables the Prometheus endpoint")
-    max_message_bytes: int = Field(64 * MiB, ge=MiB, le=1024 * MiB)
-    max_workers: int = Field(8, ge=1, le=256)
-    max_concurrent_rpcs: int = Field(64, ge=1, description="beyond this, calls get RESOURCE_EXHAUSTED")
+
+def env_for(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def named(name: str) -> str:
+    """A setting as an operator may have set it: ``max_workers (--max-workers, DIAL_MAX_WORKERS)``."""
+    return f"{name} ({flag_for(name)}, {env_for(name)})"
+
+
+class ServerConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", env_prefix=ENV_PREFIX,
+        # DIAL_* values are plain text ("/data:/scratch", "file,s3"), split by the fields' own validators,
+        # never JSON; a default is checked like a given value (a missing ./models fails at start-up).
+        enable_decoding=False, validate_default=True,
+    )
+
+    host: str = Field("0.0.0.0", description="address to bind")
+    port: GrpcPort = 50051
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus metrics port; 0 disables it")
+    max_message_bytes: int = Field(64 * MiB, ge=MiB, le=1024 * MiB,
+                                   description="largest gRPC message received or sent, in bytes")
+    max_workers: int = Field(8, ge=1, le=256, description="gRPC worker threads: calls served at once")
+    max_concurrent_rpcs: int = Field(64, ge=1, description="calls accepted at once, served or waiting for a "
+                                                           "worker; beyond this, calls get RESOURCE_EXHAUSTED")
     grace_seconds: float = Field(20.0, ge=0, description="how long SIGTERM waits for in-flight calls")
-    raster_roots: tuple[Path, ...] = ()
-    raster_schemes: tuple[str, ...] = ("file",)
-    max_image_px: int = Field(8192 * 8192, ge=1, description="largest height*width accepted in one message")
-    max_raster_px: int = Field(40000 * 40000, ge=1)
-    max_clicks: int = Field(10000, ge=1)
+    raster_roots: tuple[Path, ...] = Field(
+        (), description=f"folders rasters may be read from and written to, separated by '{os.pathsep}'")
+    raster_schemes: tuple[str, ...] = Field(("file",), description="URI schemes a raster may be named by, "
+                                                                   "separated by ','")
+    max_image_px: ImagePixels = 8192 * 8192
+    max_raster_px: int = Field(40000 * 40000, ge=1, description="largest height*width of a raster named by URI")
+    max_clicks: ClickCount = 10000
     tls_cert: Path | None = Field(None, description="PEM certificate chain; with tls_key, serve TLS only")
-    tls_key: Path | None = None
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
     tls_client_ca: Path | None = Field(None, description="require client certificates signed by this CA (mTLS)")
     auth_tokens_file: Path | None = Field(None, description="'caller:sha256(token)' lines; enables bearer tokens")
     # Below max_workers (checked at start-up), so one caller can never hold every worker thread.
     max_calls_per_caller: int = Field(4, ge=1, description="with auth on, concurrent calls one caller may run")
-    max_request_bytes_per_caller: int | None = Field(None, ge=1, description="with auth on; default max_message_bytes")
+    max_request_bytes_per_caller: int | None = Field(
+        None, ge=1, description="with auth on, request bytes one caller may have in flight; unset: max_message_bytes")
     health_port: int = Field(0, ge=0, le=65535,
                              description="plaintext port serving only grpc.health.v1 (kubelet probes speak no TLS)")
     # A client stream holds a worker thread while the server waits for its next message, so a caller
@@ -45,6 +83,13 @@ class ServerConfig(BaseModel):
         30.0, gt=0, description="a client stream that sends no message for this long is ended (DEADLINE_EXCEEDED)")
     stream_read_timeout_seconds: float = Field(
         900.0, gt=0, description="longest a client may take to send a whole request stream (DEADLINE_EXCEEDED)")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        # Flags (passed as init values), then DIAL_* variables: no .env or secrets folder is read behind
+        # the operator's back.
+        return init_settings, env_settings
 
     @model_validator(mode="after")
     def _security_files(self):
@@ -62,9 +107,9 @@ class ServerConfig(BaseModel):
     def _caller_limit_below_workers(self):
         if self.auth_enabled and self.max_calls_per_caller >= self.max_workers:
             raise ValueError(
-                f"max_calls_per_caller (--max-calls-per-caller, DIAL_MAX_CALLS_PER_CALLER) is "
-                f"{self.max_calls_per_caller} but must be below max_workers (--max-workers, DIAL_MAX_WORKERS), "
-                f"which is {self.max_workers}: otherwise one caller can take every worker thread and starve the others")
+                f"{named('max_calls_per_caller')} is {self.max_calls_per_caller} but must be below "
+                f"{named('max_workers')}, which is {self.max_workers}: otherwise one caller can take every "
+                f"worker thread and starve the others")
         return self
 
     @property
@@ -87,10 +132,14 @@ class ServerConfig(BaseModel):
 
 
 class ModelServingConfig(ServerConfig):
-    model_repo: Path = Path("models")
-    model_cache: Path | None = None
-    provider: Literal["auto", "tensorrt", "cuda", "cpu"] = "auto"
-    intra_op_threads: int = Field(0, ge=0)
+    model_repo: Path = Field(Path(DEFAULT_REPOSITORY), description="model repository folder "
+                                                                   "(models/<name>/<version>/)")
+    model_cache: Path | None = Field(None, description="writable folder for ONNX exports, when the model "
+                                                       "repository is read-only")
+    provider: Literal["auto", "tensorrt", "cuda", "cpu"] = Field(
+        "auto", description="ONNX Runtime execution provider; auto: TensorRT, then CUDA, then CPU")
+    intra_op_threads: int = Field(0, ge=0, description="threads of one inference (ONNX Runtime; the Adapter's "
+                                                       "torch); 0: every core")
 
     @field_validator("model_repo")
     @classmethod
@@ -103,22 +152,11 @@ class ModelServingConfig(ServerConfig):
 class SessionStoreConfig(ModelServingConfig):
     """A service that uses the Adapter's session store: the Adapter writes it, Acquisition ranks from it."""
 
-    session_store: Path = Path(".dial/sessions")
-    session_ttl_seconds: float = Field(24 * 3600.0, ge=0, description="idle time before a session expires; 0 never")
-
-
-class SegmenterConfig(ModelServingConfig):
-    port: int = Field(50051, ge=0, le=65535)
-    max_batch_size: int = Field(4, ge=1, le=64)
-    # Off by default: on 2-core CPUs batching measured 0.74-0.96x the throughput
-    # of unbatched calls (benchmarks/bench_segmenter.py); on a GPU, set 2-5 ms.
-    max_queue_delay_ms: float = Field(0.0, ge=0, le=1000, description="0 disables dynamic batching")
-    max_queue_size: int = Field(64, ge=1)
-    raster_batch_size: int = Field(4, ge=1, le=64)
-    # Half of the pod's 4 GiB limit: the rest is for the models, ONNX Runtime and the process itself.
-    max_inflight_bytes: int = Field(
-        2048 * MiB, ge=MiB, description="memory that Predict and PredictRaster calls in flight may hold together; "
-                                        "a call that does not fit gets RESOURCE_EXHAUSTED")
+    session_store: Path = Field(Path(".dial/sessions"), description="the Adapter's session store: the Adapter "
+                                                                    "checkpoints sessions to it, Acquisition "
+                                                                    "reads them to rank a session's image")
+    session_ttl_seconds: float = Field(24 * 3600.0, ge=0, description="idle seconds before a session expires "
+                                                                      "(and is no longer ranked); 0: never")
 
 
 C = TypeVar("C", bound=ServerConfig)
@@ -129,22 +167,21 @@ class ConfigError(SystemExit):
         super().__init__(f"configuration error: {message}")
 
 
-def load_config(cls: type[C], flags: dict | None = None, environ: dict | None = None) -> C:
-    """Build ``cls`` from flags (None means unset) over ``DIAL_<FIELD>`` variables."""
-    environ = os.environ if environ is None else environ
-    values = {}
-    for name in cls.model_fields:
-        flag = (flags or {}).get(name)
-        if flag is not None:
-            values[name] = flag
-        elif f"DIAL_{name.upper()}" in environ:
-            values[name] = environ[f"DIAL_{name.upper()}"]
+def load_config(cls: type[C], flags: dict | None = None) -> C:
+    """Build ``cls`` from flags (None means unset) over ``DIAL_<FIELD>`` variables over defaults."""
+    given = {name: value for name, value in (flags or {}).items() if value is not None}
     try:
-        return cls(**values)
+        return cls(**given)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])} (DIAL_{str(e['loc'][0]).upper()}): {e['msg']}"
-            if e["loc"] else e["msg"]
-            for e in error.errors()
-        )
+        problems = "; ".join(_problem(e) for e in error.errors())
         raise ConfigError(problems) from None
+    except SettingsError as error:  # a DIAL_* value pydantic-settings could not even read
+        raise ConfigError(str(error)) from None
+
+
+def _problem(error: dict) -> str:
+    if not error["loc"]:  # a rule across settings, whose message names them
+        return error["msg"]
+    name = str(error["loc"][0])
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where} ({flag_for(name)}, {env_for(name)}): {error['msg']}"

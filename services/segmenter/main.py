@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 
 from dial_client.wire import segmenter_pb2_grpc
-from dial_services.common.config import SegmenterConfig
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.server import RunningServer, serve_until_signalled, start_server
+from dial_services.segmenter.config import SegmenterConfig
 from dial_services.segmenter.models import ModelRegistry
 from dial_services.segmenter.servicer import SERVICE_NAME, SegmenterServicer
 
@@ -43,20 +43,3 @@ def start(config: SegmenterConfig, extra_interceptors: tuple = ()) -> RunningSer
 def run(config: SegmenterConfig) -> None:
     running = start(config)
     serve_until_signalled(running, config.grace_seconds)
-
-
-def add_arguments(parser) -> None:
-    """Flags for ``dial serve segmenter``; each also reads ``DIAL_<NAME>`` from the environment."""
-    parser.add_argument("--model-repo", dest="model_repo", help="model repository folder (default: models)")
-    parser.add_argument("--model-cache", dest="model_cache", help="writable folder for ONNX exports")
-    parser.add_argument("--provider", choices=["auto", "tensorrt", "cuda", "cpu"],
-                        help="force an ONNX Runtime execution provider (default: best available)")
-    parser.add_argument("--max-batch-size", dest="max_batch_size", type=int)
-    parser.add_argument("--max-queue-delay-ms", dest="max_queue_delay_ms", type=float,
-                        help="dynamic batching window; 0 disables batching")
-    parser.add_argument("--max-queue-size", dest="max_queue_size", type=int)
-    parser.add_argument("--intra-op-threads", dest="intra_op_threads", type=int)
-
-
-CONFIG = SegmenterConfig
-DEFAULT_PORTS = (50051, 9101)

@@ -13,9 +13,9 @@ from dial.model.manifest import Manifest
 from dial.model.repository import ModelNotFound, ModelRef, ModelRepository
 from dial_services.common.errors import resource_exhausted
 from dial_services.common.call_guard import DeadlineExpired
-from dial_services.common.config import SegmenterConfig
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.segmenter.batching import BatchTimeout, DynamicBatcher, QueueFull
+from dial_services.segmenter.config import SegmenterConfig
 
 log = logging.getLogger(__name__)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)

@@ -16,7 +16,6 @@ from dial_client.wire import (
     DTYPE_NAMES, class_map_to_proto, common_pb2, probabilities_to_proto, quantise_probabilities, segmenter_pb2,
     segmenter_pb2_grpc,
 )
-from dial_services.common.config import SegmenterConfig
 from dial_services.common.convert import model_to_proto
 from dial_services.common.errors import Violations, invalid_argument, resource_exhausted
 from dial_services.common.metrics import ServiceMetrics
@@ -26,6 +25,7 @@ from dial_services.common.validation import (
     model_ref_from_proto, page_bounds,
 )
 from dial_services.segmenter.batching import MemoryBudget, OverBudget, tiler_bytes
+from dial_services.segmenter.config import SegmenterConfig
 from dial_services.segmenter.models import ModelRegistry
 from dial_services.segmenter.raster_job import RasterSource, run_raster, spool_tiles
 

@@ -1,11 +1,11 @@
-"""CLI command ``dial vectorize``: a class-map GeoTIFF as GeoPackage or GeoJSON polygons."""
+"""``dial vectorize``: a class-map GeoTIFF as GeoPackage or GeoJSON polygons."""
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
 
-DEFAULT_REPO = "models"
+from dial.model import DEFAULT_REPOSITORY
 
 
 def class_names_from(spec: str, model_repo: str) -> tuple[str, ...]:
@@ -24,7 +24,7 @@ def class_names_from(spec: str, model_repo: str) -> tuple[str, ...]:
     return ModelRepository(model_repo).manifest(spec).class_names
 
 
-def _add_vectorize(sub) -> None:
+def register(sub) -> None:
     p = sub.add_parser("vectorize", help="write a class-map GeoTIFF as polygons (GeoPackage, or RFC 7946 GeoJSON)",
                        description="One polygon per connected region, with class_id and class_name. A .gpkg "
                                    "keeps the class map's CRS; a .geojson is reprojected to WGS 84 (RFC 7946).")
@@ -34,11 +34,11 @@ def _add_vectorize(sub) -> None:
                    help="simplification tolerance in the class map's map units (0: exact pixel outlines)")
     p.add_argument("--classes", help="class names: a manifest.json, a model NAME[:VERSION] in --model-repo, or "
                                      "comma-separated names (default: the GeoTIFF's category names, else class_N)")
-    p.add_argument("--model-repo", default=DEFAULT_REPO)
-    p.set_defaults(handler=_run_vectorize)
+    p.add_argument("--model-repo", default=DEFAULT_REPOSITORY)
+    p.set_defaults(handler=run)
 
 
-def _run_vectorize(args) -> int:
+def run(args) -> int:
     from rasterio.errors import RasterioIOError
 
     from dial.imagery.vector import vectorize_file
@@ -53,6 +53,3 @@ def _run_vectorize(args) -> int:
         return 2
     print(json.dumps({"output": args.output, "features": count}))
     return 0
-
-
-COMMANDS = [_add_vectorize]
