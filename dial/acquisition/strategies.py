@@ -299,6 +299,3 @@ class MetaBoxStrategy(MetaSegStrategy):
         cost_priority = super().patch_scores(UncertaintyResult(1.0 - result.extras["cost_map"], result.labels),
                                              windows, reduction)
         return quality * cost_priority
-
-def strategy_names() -> list[str]:
-    return list(STRATEGIES)
