@@ -8,6 +8,8 @@
    (ONNX Runtime on batches of the same tiles, nothing else), in alternating
    rounds, medians; plus the server's peak resident memory during the jobs.
 3. Dynamic batching on and off, with 4 concurrent clients.
+4. What clicks cost: a 512x512 ``Predict`` with 20 clicks against one with
+   none, through gRPC, alternating call by call (target: at most 1.3x).
 
 The server runs as its own process (``dial serve segmenter``), which sets
 the production malloc tuning itself, exactly as ``dial up`` starts it.
@@ -61,6 +63,33 @@ def predict_overhead(server: ServiceProcess, repo: Path, model: str, repeats: in
     g, l = statistics.median(grpc_times), statistics.median(local_times)
     return {"grpc_predict_512_ms": round(1000 * g, 1), "in_process_onnx_512_ms": round(1000 * l, 1),
             "ratio": round(g / l, 3), "repeats": repeats, "target_ratio": 1.15}
+
+
+def click_cost(server: ServiceProcess, model: str, repeats: int, n_clicks: int = 20) -> dict:
+    """Median ``Predict`` latency with ``n_clicks`` clicks against none, alternating, through gRPC."""
+    from dial.synthetic import make_scene
+    from dial_client import Click, SegmenterClient
+
+    image = make_scene(512, 512, seed=3).image
+    rng = np.random.default_rng(3)
+    with SegmenterClient(server.address) as client:
+        n_classes = len(client.get_model(model).classes)
+        clicks = [Click(int(r), int(c), int(k)) for r, c, k in
+                  zip(rng.integers(0, 512, n_clicks), rng.integers(0, 512, n_clicks), rng.integers(0, n_classes, n_clicks))]
+        for _ in range(3):
+            client.predict(image, model=model)
+            client.predict(image, clicks=clicks, model=model)
+        bare, clicked = [], []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            client.predict(image, model=model)
+            bare.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            client.predict(image, clicks=clicks, model=model)
+            clicked.append(time.perf_counter() - t)
+    b, c = statistics.median(bare), statistics.median(clicked)
+    return {"no_clicks_ms": round(1000 * b, 1), f"{n_clicks}_clicks_ms": round(1000 * c, 1),
+            "ratio": round(c / b, 3), "repeats": repeats, "target_ratio": 1.3}
 
 
 def raster_throughput(server: ServiceProcess, repo: Path, model: str, raster_root: Path, size: int,
@@ -184,22 +213,37 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--raster-rounds", type=int, default=5)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--calls", type=int, default=8)
+    parser.add_argument("--model-repo", help="measure this repository's --model instead of the shipped landcover")
+    parser.add_argument("--model", help="NAME[:VERSION] in --model-repo")
+    parser.add_argument("--sections", default="predict,clicks,raster,batching",
+                        help="comma-separated subset of predict, clicks, raster, batching")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "segmenter.json"))
     args = parser.parse_args(argv)
+    sections = set(args.sections.split(","))
+    unknown = sections - {"predict", "clicks", "raster", "batching"}
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from predict, clicks, raster, batching")
+    if bool(args.model_repo) != bool(args.model):
+        parser.error("--model-repo and --model go together")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         raster_root = work / "rasters"
         raster_root.mkdir()
-        repo, model = benchmark_repo(work)
+        repo, model = (Path(args.model_repo), args.model) if args.model_repo else benchmark_repo(work)
+        report = {"model": model, "cpu_count": os.cpu_count()}
         server = start_segmenter(repo, raster_root)
         try:
-            report = {"model": model, "cpu_count": os.cpu_count(),
-                      "predict": predict_overhead(server, repo, model, args.repeats),
-                      "raster": raster_throughput(server, repo, model, raster_root, args.raster_px,
-                                                  args.raster_rounds)}
+            if "predict" in sections:
+                report["predict"] = predict_overhead(server, repo, model, args.repeats)
+            if "clicks" in sections:
+                report["clicks"] = click_cost(server, model, args.repeats)
+            if "raster" in sections:
+                report["raster"] = raster_throughput(server, repo, model, raster_root, args.raster_px,
+                                                     args.raster_rounds)
         finally:
             server.stop()
-        report["dynamic_batching"] = batching(repo, model, raster_root, args.clients, args.calls)
+        if "batching" in sections:
+            report["dynamic_batching"] = batching(repo, model, raster_root, args.clients, args.calls)
     write_report(report, args.json)
     return report
 
