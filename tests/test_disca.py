@@ -115,6 +115,18 @@ def test_fast_variant_changes_only_the_decoder(tiny_model, scene):
     assert labels[10, 10] == rare
 
 
+def test_fast_variant_adapts_a_click_fusion_network_and_keeps_its_encoder(tiny_model, scene):
+    from dial.model.network import ClickFusion
+
+    model, manifest = tiny_model
+    fused = ClickFusion(model, manifest.n_classes)
+    adapter, _, labels, rare = _adapt((fused, manifest), scene, recall_weight=1.0, variant="fast")
+    adapted, base = adapter.model.state_dict(), fused.state_dict()
+    assert all(torch.equal(base[k], adapted[k]) for k in base if k.startswith("net.encoder."))
+    assert any(not torch.equal(base[k], adapted[k]) for k in base if k.startswith("net.decoder."))
+    assert labels[10, 10] == rare
+
+
 @pytest.mark.parametrize("variant", ["full", "fast"])
 def test_every_click_keeps_teaching_when_there_are_more_crops_than_a_step_takes(tiny_model, scene, variant):
     model, manifest = tiny_model
