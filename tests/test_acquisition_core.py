@@ -10,7 +10,8 @@ from tests.acquisition_stubs import HARD, SIZE, StubConfidence, StubNetwork, Stu
 from dial.acquisition import STRATEGIES, AcquisitionModel, click_cost, get_strategy, patch_grid, rank_patches
 from dial.acquisition.cost import click_cost_map
 from dial.acquisition.model import SIDE_MANIFEST, HeadMissing
-from dial.acquisition.strategies import UncertaintyResult, entropy, margin
+from dial.acquisition.strategies import UncertaintyResult
+from dial.inference.classwise import entropy_from_logits, logits_of, margin_from_logits
 
 MODEL_STRATEGIES = [name for name in STRATEGIES if name != "random"]
 
@@ -64,8 +65,10 @@ def test_entropy_and_margin_are_normalised():
     certain = np.zeros((4, 2, 2), np.float32)
     certain[0] = 1
     uniform = np.full((4, 2, 2), 0.25, np.float32)
-    assert np.allclose(entropy(certain), 0, atol=1e-6) and np.allclose(entropy(uniform), 1, atol=1e-6)
-    assert np.allclose(margin(certain), 0) and np.allclose(margin(uniform), 1)
+    for probs, expected in ((certain, 0.0), (uniform, 1.0)):
+        logits = logits_of(probs)
+        assert np.allclose(entropy_from_logits(logits)[0], expected, atol=1e-6)
+        assert np.allclose(margin_from_logits(logits)[0], expected, atol=1e-6)
 
 
 def test_mc_dropout_reusing_the_encoder_gives_the_same_map(stub_model):

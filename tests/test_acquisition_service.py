@@ -110,16 +110,19 @@ def adapter_and_acquisition(tiny_repo, tmp_path):
     adapter.stop(0)
 
 
-def margin_scores(probabilities: np.ndarray, patch: int) -> dict:
-    from dial.acquisition.strategies import margin
+def margin(probabilities: np.ndarray) -> np.ndarray:
+    """MetaSeg's D = 1 - p1 + p2, of the probabilities as a client receives them."""
+    ranked = np.sort(probabilities, axis=0)
+    return 1.0 - ranked[-1] + ranked[-2]
 
+
+def margin_scores(probabilities: np.ndarray, patch: int) -> dict:
     values = margin(probabilities)
     return {(r, c, patch, patch): float(values[r:r + patch, c:c + patch].mean())
             for r in range(0, values.shape[0], patch) for c in range(0, values.shape[1], patch)}
 
 
 def test_rank_a_session_follows_its_adapted_weights_and_clicks(adapter_and_acquisition):
-    from dial.acquisition.strategies import margin
     from dial_client import AdapterClient, Click
 
     adapter_address, acquisition_address = adapter_and_acquisition

@@ -1,12 +1,23 @@
-"""Class-axis reductions against numpy's and the probability-space definitions."""
+"""Class-axis reductions against numpy's and the textbook probability-space definitions."""
 import math
 
 import numpy as np
 import pytest
 
-from dial.acquisition.strategies import entropy, margin
-from dial.inference.classwise import argmax_and_max, class_argmax, entropy_from_logits, margin_from_logits
+from dial.inference.classwise import (
+    argmax_and_max, class_argmax, entropy_from_logits, logits_of, margin_from_logits)
 from dial.inference.predictors import softmax
+
+
+def entropy(probs):
+    """-sum(p log p) / log K, the definition itself."""
+    return -(probs * np.log(np.maximum(probs, 1e-30))).sum(axis=0) / math.log(probs.shape[0])
+
+
+def margin(probs):
+    """MetaSeg's D = 1 - p1 + p2, the definition itself."""
+    ranked = np.sort(probs, axis=0)
+    return 1.0 - ranked[-1] + ranked[-2]
 
 
 @pytest.mark.parametrize("n_classes", [2, 6, 17])
@@ -58,3 +69,16 @@ def test_margin_from_logits_matches_margin_of_softmax(n_classes):
     assert np.allclose(got, expected, atol=1e-5)
     assert np.allclose(got[0, :2], 1.0)
     assert np.array_equal(labels, logits.argmax(axis=0))
+
+
+def test_probabilities_reduce_through_their_logits():
+    rng = np.random.default_rng(3)
+    probs = softmax((rng.standard_normal((5, 30, 20)) * 3).astype(np.float32), axis=0)
+    probs[:, 0, 0] = [1, 0, 0, 0, 0]  # certain, with exact zeros
+    probs[:, 0, 1] = 0.2  # uniform
+    logits = logits_of(probs)
+    h, labels = entropy_from_logits(logits)
+    d, _ = margin_from_logits(logits)
+    assert np.allclose(h, entropy(probs), atol=1e-5) and np.allclose(d, margin(probs), atol=1e-5)
+    assert np.allclose([h[0, 0], d[0, 0]], 0, atol=1e-6) and np.allclose([h[0, 1], d[0, 1]], 1, atol=1e-6)
+    assert np.array_equal(labels, probs.argmax(axis=0))

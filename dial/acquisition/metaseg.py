@@ -20,8 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from dial.acquisition.model import file_sha256, record_head
-from dial.acquisition.strategies import entropy, margin
-from dial.inference.classwise import class_argmax
+from dial.inference.classwise import class_argmax, entropy_from_logits, logits_of, margin_from_logits
 
 REGRESSOR_FILE = "metaseg.joblib"
 # Segments mostly on unannotated ground truth say nothing about IoU.
@@ -70,7 +69,8 @@ def segment_features(probs: np.ndarray, labels: np.ndarray, segments: np.ndarray
     size_bd = size - size_in
     bd = np.maximum(size_bd, 1.0)
     columns = [size, size_in, size_bd, size / bd, size_in / bd]
-    for values in (entropy(probs).ravel(), margin(probs).ravel()):
+    logits = logits_of(probs)
+    for values in (entropy_from_logits(logits)[0].ravel(), margin_from_logits(logits)[0].ravel()):
         mean = sums(values) / size
         mean_in = sums(values, interior) / np.maximum(size_in, 1.0)
         mean_bd = sums(values, ~interior) / bd

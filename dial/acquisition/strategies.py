@@ -8,13 +8,15 @@ when its patch score is not a reduction of one map (MetaBox multiplies two sums)
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
 
+from dial.acquisition.confidnet import load_head
+from dial.acquisition.cost import click_cost_map
+from dial.acquisition.metaseg import load_regressor, quality_map
 from dial.acquisition.model import AcquisitionModel
 from dial.acquisition.tiled import blend_tiles, logit_maps
 from dial.inference.classwise import class_argmax, entropy_from_logits, margin_from_logits
@@ -100,25 +102,6 @@ class RandomStrategy(ProbabilityStrategy):
 
     def from_logits(self, logits):
         return self.rng.random(logits.shape[1:], dtype=np.float32), class_argmax(logits)
-
-def entropy(probs: np.ndarray) -> np.ndarray:
-    """Shannon entropy over axis 0 divided by log K, in [0, 1]."""
-    # Class by class into two reused buffers: this runs on every pixel of
-    # every ranked image, and whole-array temporaries cost a quarter more.
-    out = np.zeros(probs.shape[1:], dtype=np.float32)
-    term = np.empty(probs.shape[1:], dtype=np.float32)
-    for p in probs:
-        np.maximum(p, np.float32(1e-12), out=term)
-        np.log(term, out=term)
-        term *= p
-        out -= term
-    out *= np.float32(1.0 / math.log(probs.shape[0]))
-    return out
-
-def margin(probs: np.ndarray) -> np.ndarray:
-    """MetaSeg's D = 1 - p1 + p2: 1 when the two best classes tie, 0 when one is certain."""
-    top2 = np.partition(probs, probs.shape[0] - 2, axis=0)[-2:]
-    return (1.0 - top2[1] + top2[0]).astype(np.float32)
 
 @register
 class EntropyStrategy(ProbabilityStrategy):
@@ -252,8 +235,6 @@ class ConfidNetStrategy(TorchStrategy):
     name = "confidnet"
 
     def tile_outputs(self, model, inputs):
-        from dial.acquisition.confidnet import load_head
-
         parts = NetworkParts(model.torch_network())
         head = model.head("confidnet", load_head)
         with torch.inference_mode():
@@ -269,8 +250,6 @@ class MetaSegStrategy(Strategy):
     name = "metaseg"
 
     def compute(self, model, image, clicks=()):
-        from dial.acquisition.metaseg import load_regressor, quality_map
-
         regressor = model.head("metaseg", load_regressor)
         probs = predict_probabilities(model.predictor, image, clicks)
         labels = class_argmax(probs)
@@ -288,8 +267,6 @@ class MetaBoxStrategy(MetaSegStrategy):
     name = "metabox"
 
     def compute(self, model, image, clicks=()):
-        from dial.acquisition.cost import click_cost_map
-
         result = super().compute(model, image, clicks)
         result.extras["cost_map"] = click_cost_map(result.labels)
         return result

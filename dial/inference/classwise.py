@@ -5,6 +5,10 @@ numpy's ``argmax(axis=0)`` walks the class axis with a stride of H*W: on a
 blending around it. Elementwise ufuncs over the K class planes do the same
 in 2 ms, so every class map and every probability-based acquisition map
 goes through these.
+
+Entropy and margin are computed from logits, where they need no normalised
+probabilities; :func:`logits_of` turns probabilities into logits for them,
+so each measure has one implementation.
 """
 from __future__ import annotations
 
@@ -46,6 +50,11 @@ def argmax_and_max(scores: np.ndarray, second: np.ndarray | None = None) -> tupl
 def class_argmax(scores: np.ndarray) -> np.ndarray:
     """uint8 argmax over axis 0, as ``scores.argmax(axis=0)``."""
     return argmax_and_max(scores)[0]
+
+
+def logits_of(probabilities: np.ndarray) -> np.ndarray:
+    """Logits whose softmax is ``probabilities``: their log, with 0 taken as 1e-12 (about -27.6)."""
+    return np.log(np.maximum(probabilities, np.float32(1e-12)))
 
 
 def _exp_sums(logits: np.ndarray, best: np.ndarray, weighted: bool) -> tuple[np.ndarray, np.ndarray | None]:
