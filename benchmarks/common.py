@@ -1,18 +1,11 @@
-"""What the benchmarks share: the model they measure, free ports, report files."""
+"""What the benchmarks share: the model they measure and report files."""
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def benchmark_repo(workdir: Path) -> tuple[Path, str]:

@@ -17,7 +17,7 @@ import grpc
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from benchmarks.common import free_port
+from tests.support.ports import free_port
 
 
 def make_tiny_scenes(folder: Path) -> Path:

@@ -63,11 +63,9 @@ def segmenter(tiny_repo, raster_root):
 
 @pytest.fixture()
 def free_port() -> int:
-    import socket
+    from tests.support.ports import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 @pytest.fixture()
@@ -83,19 +81,19 @@ def writable_repo(tiny_repo, tmp_path) -> Path:
 @pytest.fixture()
 def full_store(monkeypatch):
     """While set, every write to a session or job store fails as on a full volume (ENOSPC): the stores
-    all write through durable.write_atomic."""
+    all write through durable.atomic_write_bytes."""
     import errno
     import threading
 
     from dial_services.common import durable
 
     full = threading.Event()
-    real = durable.write_atomic
+    real = durable.atomic_write_bytes
 
-    def write_atomic(path, data):
+    def atomic_write_bytes(path, data):
         if full.is_set():
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         real(path, data)
 
-    monkeypatch.setattr(durable, "write_atomic", write_atomic)
+    monkeypatch.setattr(durable, "atomic_write_bytes", atomic_write_bytes)
     return full

@@ -211,6 +211,8 @@ def test_one_caller_may_hold_only_so_many_live_jobs(managers):
     with pytest.raises(TooManyJobs) as error:
         a.create("alice", b"spec", ["c"], budget=0)
     assert error.value.live == 2
+    assert str(error.value) == ("alice has 2 queue jobs pending or running, the most one caller may have (2); "
+                                "wait for one to finish or cancel one")
     a.create("bob", b"spec", ["d"], budget=0)  # another caller is not held back
     a.cancel(a.get(first.id, "alice"))
     release.set()

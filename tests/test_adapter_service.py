@@ -5,7 +5,6 @@ import errno
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import pytest
 from dial_client import AdapterClient, Click, Session
 from dial_client.wire import adapter_pb2
 from dial_client.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from tests.support.ports import free_port
 
 SIZE = 64
 
@@ -172,7 +172,7 @@ def test_per_caller_session_limit(tiny_repo, tmp_path, image):
 
 
 def test_full_store_refuses_the_change_and_leaves_the_session_as_it_was(adapter, image, monkeypatch):
-    from dial_services.common import durable  # every store writes through durable.write_atomic
+    from dial_services.common import durable  # every store writes through durable.atomic_write_bytes
 
     address, _ = adapter
     with AdapterClient(address) as client:
@@ -180,12 +180,12 @@ def test_full_store_refuses_the_change_and_leaves_the_session_as_it_was(adapter,
         session.add_clicks([Click(5, 5, 2)])
         session.adapt()
         labels = session.predict().labels
-        real_write = durable.write_atomic
+        real_write = durable.atomic_write_bytes
 
         def full(path, data):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(durable, "write_atomic", full)
+        monkeypatch.setattr(durable, "atomic_write_bytes", full)
         with pytest.raises(ResourceExhausted):
             session.add_clicks([Click(9, 9, 1)])
         with pytest.raises(ResourceExhausted):
@@ -196,14 +196,14 @@ def test_full_store_refuses_the_change_and_leaves_the_session_as_it_was(adapter,
         assert info.clicks == (Click(5, 5, 2),) and info.adaptation_count == 1
         assert np.array_equal(session.predict().labels, labels)
 
-        monkeypatch.setattr(durable, "write_atomic", real_write)
+        monkeypatch.setattr(durable, "atomic_write_bytes", real_write)
         assert session.add_clicks([Click(9, 9, 1)]).clicks[-1] == Click(9, 9, 1)
         assert session.adapt().session.adaptation_count == 2
 
 
 def test_read_only_store_is_unavailable_and_sessions_stay_readable(adapter, image, monkeypatch):
     from dial_client.errors import Unavailable
-    from dial_services.common import durable  # every store writes through durable.write_atomic
+    from dial_services.common import durable  # every store writes through durable.atomic_write_bytes
 
     address, _ = adapter
     with AdapterClient(address, retries=0) as client:
@@ -220,7 +220,7 @@ def test_read_only_store_is_unavailable_and_sessions_stay_readable(adapter, imag
                 raise OSError(errno.EROFS, "Read-only file system", str(path))
             return real_open(path, flags, *args)
 
-        monkeypatch.setattr(durable, "write_atomic", read_only)
+        monkeypatch.setattr(durable, "atomic_write_bytes", read_only)
         monkeypatch.setattr(durable.os, "open", open_read_only)
         with pytest.raises(Unavailable, match="read-only"):
             session.add_clicks([Click(9, 9, 1)])
@@ -254,12 +254,6 @@ def test_replicas_sharing_a_store_see_each_others_changes(tiny_repo, tmp_path, i
         second.stop(0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(tiny_repo, store, port):
     env = dict(os.environ, DIAL_NO_MALLOC_TUNING="1", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "dial_services.cli", "serve", "adapter", "--host", "127.0.0.1",
@@ -278,7 +272,7 @@ def _serve(tiny_repo, store, port):
 
 
 def test_killed_server_resumes_every_acknowledged_click(tiny_repo, tmp_path, image):
-    store, port = tmp_path / "sessions", _free_port()
+    store, port = tmp_path / "sessions", free_port()
     proc = _serve(tiny_repo, store, port)
     try:
         with AdapterClient(f"127.0.0.1:{port}", caller="alice", retries=0) as client:

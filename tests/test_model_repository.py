@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from dial.clicks import Click
+from dial.errors import AlreadyExists
 from dial.inference.inputs import network_input
 from dial.inference.predictors import OnnxPredictor, TorchPredictor, choose_providers
 from dial.inference.tiling import pad_to_multiple, predict_probabilities
@@ -111,7 +112,7 @@ def test_versions_are_immutable(tiny_repo, tmp_path):
     root, _ = _copy(tiny_repo, tmp_path)
     repo = ModelRepository(root)
     net, manifest = repo.load_torch("tiny")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(AlreadyExists, match="tiny:1 already exists"):
         repo.save(net, manifest)
     m2 = Manifest.from_dict({**manifest.to_dict(), "version": repo.next_version("tiny")})
     saved = repo.save(net, m2, export=False)

@@ -23,6 +23,7 @@ from dial_services.common.config import ConfigError, ServerConfig, load_config
 from dial_services.segmenter.config import SegmenterConfig
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.server import start_server
+from tests.support.ports import free_port
 
 TOKEN = "s3cr3t-token-for-alice-5b1e0c"
 OTHER_TOKEN = "another-token-for-bob-77d2aa"
@@ -232,7 +233,7 @@ def test_per_caller_request_size_limit(serve, tokens_file):
 
 def test_tls_serves_only_tls_and_probes_use_the_health_port(serve, pki, tokens_file):
     address, running, _ = serve(tls_cert=pki / "server.crt", tls_key=pki / "server.key",
-                                auth_tokens_file=tokens_file, health_port=_free_port())
+                                auth_tokens_file=tokens_file, health_port=free_port())
     with tls_channel(address, pki, client=False) as channel:
         assert whoami(channel, TOKEN) == "alice"
     with grpc.insecure_channel(address) as channel:
@@ -280,14 +281,6 @@ def test_security_settings_are_checked_at_start_up(tmp_path, pki, monkeypatch):
     config = settings(DIAL_TLS_CERT=str(pki / "server.crt"), DIAL_TLS_KEY=str(pki / "server.key"),
                       DIAL_TLS_CLIENT_CA=str(pki / "ca.crt"))
     assert config.auth_enabled
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # Raster URIs through an authenticated segmenter -----------------------------------------------------------------

@@ -23,6 +23,7 @@ from dial_services.common.config import MiB, ConfigError, ServerConfig, load_con
 from dial_services.segmenter.config import SegmenterConfig
 from dial_services.segmenter.batching import MemoryBudget, OverBudget
 from dial_services.segmenter.raster_job import TileCoverage
+from tests.support.ports import free_port
 
 ALICE, BOB = "alice-token-0c5d1e", "bob-token-9a7f42"
 IDLE_S = 1.5
@@ -53,14 +54,6 @@ def make_segmenter(tiny_repo, tmp_path):
     yield make
     for running in started:
         running.stop(0)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _auth(token: str | None):
@@ -201,7 +194,7 @@ def test_a_stream_that_keeps_trickling_is_ended_by_the_read_timeout(make_segment
 
 
 def test_the_probe_says_not_serving_while_every_worker_is_busy(make_segmenter, tiny_manifest):
-    running = make_segmenter(max_workers=2, health_port=_free_port())
+    running = make_segmenter(max_workers=2, health_port=free_port())
     release = threading.Event()
     with grpc.insecure_channel(f"127.0.0.1:{running.health_port}") as probe, \
             grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel, futures.ThreadPoolExecutor(2) as pool:

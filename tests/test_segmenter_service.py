@@ -300,12 +300,11 @@ def test_reflection_lists_the_services(segmenter):
 def test_sigterm_drains_in_flight_calls(tiny_repo, raster_root, free_port):
     """A call in flight when SIGTERM arrives still completes, and the server exits cleanly."""
     import signal
-    import socket
     import threading
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        metrics_port = s.getsockname()[1]
+    from tests.support.ports import free_port as another_free_port
+
+    metrics_port = another_free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "dial_services.cli", "serve", "segmenter", "--host", "127.0.0.1",
          "--port", str(free_port), "--metrics-port", str(metrics_port), "--model-repo", str(tiny_repo),

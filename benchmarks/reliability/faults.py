@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.reliability.load import percentiles
-from benchmarks.common import free_port
 from benchmarks.processes import ServiceProcess, adapter_args, model_args
+from dial.files import TEMPORARY_NAME
 from dial.synthetic import make_scene
+from tests.support.ports import free_port
 
 
 def adapter_replica_killed(repo: Path, model: str, scratch: Path, clients: int = 4, clicks: int = 12,
@@ -265,7 +266,7 @@ def segmenter_restarted_mid_raster(repo: Path, model: str, scratch: Path, size_p
         with rasterio.open(source) as src, rasterio.open(output) as out:
             georeference_kept = src.crs == out.crs and src.transform == out.transform
             shape_kept = (out.height, out.width) == (src.height, src.width)
-        leftovers = sorted(p.name for p in root.iterdir() if ".partial-" in p.name)
+        leftovers = sorted(p.name for p in root.iterdir() if TEMPORARY_NAME.match(p.name))
         return {
             "fault": f"kill -9 of the segmenter during PredictRaster of a {size_px}×{size_px} GeoTIFF, "
                      "restarted on the same port",

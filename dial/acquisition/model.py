@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from dial.files import atomic_write_text
 from dial.inference.predictors import Predictor, TorchPredictor
 from dial.model.manifest import Manifest, ManifestError
 from dial.model.repository import ModelRef, ModelRepository
@@ -45,9 +45,7 @@ def record_head(directory: Path, kind: str, entry: dict) -> None:
     directory = Path(directory)
     data = read_side_manifest(directory)
     data[kind] = entry
-    staging = directory / f".{SIDE_MANIFEST}.{os.getpid()}"
-    staging.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(staging, directory / SIDE_MANIFEST)
+    atomic_write_text(directory / SIDE_MANIFEST, json.dumps(data, indent=2) + "\n")
 
 
 def file_sha256(path: Path) -> str:

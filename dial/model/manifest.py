@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from dial.clicks import ClickEncoding
+from dial.errors import Unusable
 
 FORMAT_VERSION = 1
 INPUT_DTYPES = ("uint8", "uint16")
 
 
-class ManifestError(ValueError):
+class ManifestError(Unusable, ValueError):
     """A model version is missing, inconsistent, or cannot be used as asked."""
 
 

@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +32,8 @@ from pathlib import Path
 
 import torch
 
+from dial.errors import AlreadyExists, NotFound
+from dial.files import atomic_write_text
 from dial.model.manifest import Manifest, ManifestError
 from dial.model.network import build_network
 from dial.model.onnx_export import export_onnx
@@ -48,7 +49,7 @@ EXPORT_MARK = "exported.json"
 PROMOTED_MARK = "promoted.json"
 
 
-class ModelNotFound(LookupError):
+class ModelNotFound(NotFound):
     """No model, or no such version, in the repository."""
 
 
@@ -111,20 +112,6 @@ def _inside(directory: Path, file_name: str) -> bool:
     real_directory = os.path.realpath(directory)
     real_file = os.path.realpath(directory / file_name)
     return os.path.dirname(real_file) == real_directory
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    # A rename replaces whatever is at ``path`` (a planted symlink included)
-    # instead of writing through it.
-    fd, tmp = tempfile.mkstemp(prefix=".mark-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @dataclass(frozen=True)
@@ -329,7 +316,7 @@ class ModelRepository:
                 if folder != folders[0] and not self._cache_folder(name, version):
                     continue
                 export_onnx(model, manifest.in_channels, folder / file_name)
-                _write_atomically(folder / marker_name, stamp + "\n")
+                atomic_write_text(folder / marker_name, stamp + "\n")
                 return folder / file_name
             except OSError:
                 continue
@@ -354,7 +341,7 @@ class ModelRepository:
         check_version(manifest.version)
         target = self.root / manifest.name / manifest.version
         if target.exists():
-            raise FileExistsError(f"model {manifest.name}:{manifest.version} already exists; versions are immutable")
+            raise AlreadyExists(f"model {manifest.name}:{manifest.version} already exists; versions are immutable")
         staging = self.root / manifest.name / f".staging-{manifest.version}-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)

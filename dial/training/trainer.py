@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import sys
 import time
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from dial.clicks import ClickEncoding
+from dial.files import atomic_path
 from dial.imagery.dataset import Dataset, split_names
 from dial.imagery.legend import IGNORE_INDEX
 from dial.inference.inputs import network_input
@@ -216,12 +216,6 @@ class CropSampler:
             model.train(was_training)
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def evaluate_no_clicks(model: torch.nn.Module, manifest: Manifest, dataset: Dataset) -> dict:
     from dial.metrics import confusion_matrix, iou_per_class, mean_iou
 
@@ -369,11 +363,12 @@ def train(config: TrainConfig, progress: Callable | None = None, command: str | 
         if progress is not None:
             progress(iteration + 1, config.iterations, float(np.mean(losses[-20:])))
         if (iteration + 1) % config.checkpoint_every == 0 or iteration + 1 == config.iterations:
-            _atomic_torch_save({
-                "config": asdict(config), "model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(), "iteration": iteration + 1, "resumes": resumes,
-            }, checkpoint_path)
+            with atomic_path(checkpoint_path) as tmp:
+                torch.save({
+                    "config": asdict(config), "model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                    "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(), "iteration": iteration + 1, "resumes": resumes,
+                }, tmp)
 
     model.eval()
     validation = evaluate_no_clicks(model, manifest, val_set)

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from dial.acquisition.ranking import RankedPatch
+from dial.files import fsync_dir
 from dial_services.common import durable
-from dial_services.common.durable import DAMAGE, DamagedRecord, fsync_dir, open_lock, writing
+from dial_services.common.durable import DAMAGE, DamagedRecord, open_lock, writing
 
 _ID = re.compile(r"^[0-9a-f]{16}$")
 FINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -155,7 +156,7 @@ class JobStore:
         try:
             with writing():
                 staging.mkdir()
-                durable.write_atomic(staging / "job.json", record.to_json().encode())
+                durable.atomic_write_bytes(staging / "job.json", record.to_json().encode())
                 durable.write_owner(staging, record.owner)
                 (staging / "lock").touch()
                 # Live mark first: a crash before the rename leaves a mark without a job, which finding work
@@ -169,7 +170,7 @@ class JobStore:
     def commit(self, record: JobRecord) -> JobRecord:
         """Make ``record`` the job's state; call with its lock held."""
         with writing():
-            durable.write_atomic(self.folder(record.id) / "job.json", record.to_json().encode())
+            durable.atomic_write_bytes(self.folder(record.id) / "job.json", record.to_json().encode())
         if record.state in FINAL:
             with contextlib.suppress(FileNotFoundError):
                 (self.root / "live" / record.id).unlink()
@@ -205,7 +206,7 @@ class JobStore:
     def write_patches(self, job_id: str, patches: list[StoredPatch], geos: dict) -> None:
         body = {"geos": geos, "patches": [_patch_to_json(q) for q in patches]}
         with writing():
-            durable.write_atomic(self.folder(job_id) / "patches.json", json.dumps(body).encode())
+            durable.atomic_write_bytes(self.folder(job_id) / "patches.json", json.dumps(body).encode())
 
     def read_patches(self, job_id: str) -> tuple[list[StoredPatch], dict]:
         """The job's queue; DamagedRecord when it cannot be read (the job itself is left as it is)."""
@@ -226,7 +227,7 @@ class JobStore:
     def write_done(self, job_id: str, done: set[str]) -> None:
         """Call with the job's lock held."""
         with writing():
-            durable.write_atomic(self.folder(job_id) / "done.json", json.dumps(sorted(done)).encode())
+            durable.atomic_write_bytes(self.folder(job_id) / "done.json", json.dumps(sorted(done)).encode())
 
     def delete(self, job_id: str) -> None:
         """Remove a job; the rename makes the removal atomic for readers on other replicas."""

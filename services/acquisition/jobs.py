@@ -29,9 +29,10 @@ from dataclasses import replace
 from typing import Callable, Sequence
 
 from dial.acquisition.ranking import RankedPatch
+from dial.errors import Exhausted
 from dial_services.acquisition.job_store import FINAL, JobRecord, JobStore, StoredPatch, new_job_id, with_changes
-from dial_services.common.call_guard import status_for
 from dial_services.common.durable import LEFTOVER_SECONDS, DamagedRecord, StoreWriteError
+from dial_services.common.errors import status_for
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,12 @@ class JobLost(Exception):
     """Raised inside a worker when its replica no longer holds the job (it is stopping, or its lease lapsed)."""
 
 
-class TooManyJobs(Exception):
-    def __init__(self, live: int):
-        super().__init__(live)
+class TooManyJobs(Exhausted):
+    """A caller already has the most live jobs one caller may have."""
+
+    def __init__(self, owner: str, live: int, most: int):
+        super().__init__(f"{owner} has {live} queue jobs pending or running, the most one caller may have "
+                         f"({most}); wait for one to finish or cancel one")
         self.live = live
 
 
@@ -115,7 +119,7 @@ class JobManager:
                 # A job just ended may keep its live mark a moment (it goes after the commit); it is not live.
                 live = sum(1 for r in self._live_records() if r.owner == owner and r.state not in FINAL)
                 if live >= self.max_live_per_owner:
-                    raise TooManyJobs(live)
+                    raise TooManyJobs(owner, live, self.max_live_per_owner)
                 now = self.clock()
                 record = JobRecord(new_job_id(), owner, spec, tuple(rasters), budget, now, now)
                 self.store.create(record)

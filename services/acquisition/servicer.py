@@ -13,22 +13,21 @@ from dial.acquisition import STRATEGIES, AcquisitionModel, get_strategy
 from dial.acquisition.ranking import DEFAULT_HINT_QUANTILE, RankedPatch, iter_ranked_patches
 from dial.adaptation.disca import DiscaSettings, adapted_network
 from dial.clicks import Click
+from dial.errors import Damaged, Unavailable, store_refusal
 from dial.imagery.raster import GeoTiffWriter
 from dial.imagery.readers import GeoInfo
 from dial.inference.predictors import OnnxPredictor
 from dial.model.repository import ModelRef, ModelRepository
 from dial_client.wire import acquisition_pb2, acquisition_pb2_grpc, common_pb2, quantise_scores
 from dial_services.acquisition.job_store import JobRecord, JobStore, is_job_id
-from dial_services.acquisition.jobs import JobManager, TooManyJobs
+from dial_services.acquisition.jobs import JobManager
 from dial_services.acquisition.sessions import SessionReader
 from dial_services.adapter.store import session_id_of
 from dial_services.common.auth import caller_identity
 from dial_services.common.config import ConfigError, ModelServingConfig
 from dial_services.common.convert import geo_to_proto
 from dial_services.common.durable import DamagedRecord, StoreWriteError
-from dial_services.common.errors import (
-    ApiError, Violations, data_loss, failed_precondition, invalid_argument, not_found, quoted, resource_exhausted,
-    store_write_error, unavailable)
+from dial_services.common.errors import Violations, failed_precondition, invalid_argument, not_found, quoted
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.uri_policy import UriPolicy
 from dial_services.common.validation import (
@@ -104,18 +103,18 @@ def timestamp(seconds: float) -> Timestamp:
 
 @contextlib.contextmanager
 def job_store_writes(unchanged: str) -> Iterator[None]:
-    """A write the job store refuses is the store's fault: RESOURCE_EXHAUSTED when it is full, UNAVAILABLE
-    (retry) otherwise, with ``unchanged`` saying what stays as it was."""
+    """A write the job store refuses is the store's fault: it is full, or it cannot be written now (retry),
+    with ``unchanged`` saying what stays as it was."""
     try:
         yield
     except StoreWriteError as error:
-        raise (store_write_error(error, "job store", unchanged)
-               or unavailable(f"the job store cannot be written now ({error.strerror}); {unchanged}")) from None
+        raise (store_refusal(error, "job store", unchanged)
+               or Unavailable(f"the job store cannot be written now ({error.strerror}); {unchanged}")) from None
 
 
-def damaged_job(name: str) -> ApiError:
-    return data_loss(f"{name} is damaged in the job store and cannot be used; CancelQueueJob removes it, "
-                     "then create the job again")
+def damaged_job(name: str) -> Damaged:
+    return Damaged(f"{name} is damaged in the job store and cannot be used; CancelQueueJob removes it, "
+                   "then create the job again")
 
 
 def job_to_proto(job: JobRecord) -> acquisition_pb2.QueueJob:
@@ -298,14 +297,9 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         # Pinned, so a replica that takes the job over ranks with the model it was submitted for.
         stored.model.version = model.manifest.version
         caller = caller_identity(context)
-        try:
-            with job_store_writes("no job was created"):
-                job = self.jobs.create(caller, stored.SerializeToString(), [r.uri for r in spec.rasters],
-                                       spec.max_patches)
-        except TooManyJobs as error:
-            raise resource_exhausted(
-                f"{caller} has {error.live} queue jobs pending or running, the most one caller may have "
-                f"({self.config.max_live_jobs_per_caller}); wait for one to finish or cancel one") from None
+        with job_store_writes("no job was created"):
+            job = self.jobs.create(caller, stored.SerializeToString(), [r.uri for r in spec.rasters],
+                                   spec.max_patches)
         return job_to_proto(job)
 
     def _plan_queue_job(self, stored: bytes):

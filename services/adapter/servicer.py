@@ -5,22 +5,22 @@ import math
 import os
 import time
 
-import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
 
 from dial.adaptation.disca import DiscaSettings
 from dial.clicks import Click
+from dial.errors import refusal_kind
 from dial.inference.classwise import class_argmax
 from dial.model.manifest import Manifest
 from dial_client.wire import (
     adapter_pb2, adapter_pb2_grpc, class_map_to_proto, common_pb2, probabilities_to_proto, segmenter_pb2,
 )
 from dial_services.adapter.config import MAX_LEARNING_RATE, MAX_RECALL_WEIGHT, MAX_STEPS_PER_CALL, AdapterConfig
-from dial_services.adapter.identity import caller_of
-from dial_services.adapter.sessions import LiveSession, SessionManager, store_error
+from dial_services.adapter.sessions import LiveSession, SessionManager
 from dial_services.adapter.store import session_id_of
+from dial_services.common.auth import caller_identity
 from dial_services.common.convert import geo_to_proto, model_to_proto
-from dial_services.common.errors import ApiError, Violations, failed_precondition, invalid_argument
+from dial_services.common.errors import Violations, failed_precondition, invalid_argument
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.uri_policy import UriPolicy
 from dial_services.common.validation import (
@@ -141,7 +141,7 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
 
     # -- RPCs --------------------------------------------------------------
     def CreateSession(self, request, context) -> adapter_pb2.Session:
-        caller = caller_of(context)
+        caller = caller_identity(context)
         v = Violations()
         ref = model_ref_from_proto(request.model, "model", v)
         settings = self._settings(request.config, v)
@@ -153,13 +153,13 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
         return session_to_proto(live)
 
     def GetSession(self, request, context) -> adapter_pb2.Session:
-        with self.sessions.session(caller_of(context), session_id_of(request.name)) as live:
+        with self.sessions.session(caller_identity(context), session_id_of(request.name)) as live:
             return session_to_proto(live)
 
     def ListSessions(self, request, context) -> adapter_pb2.ListSessionsResponse:
         if request.page_size < 0:
             raise invalid_argument([("page_size", "must be >= 0")])
-        records = sorted(self.sessions.owned(caller_of(context)), key=lambda r: (-r.create_time, r.id))
+        records = sorted(self.sessions.owned(caller_identity(context)), key=lambda r: (-r.create_time, r.id))
         start, stop = page_bounds(request.page_size, request.page_token, len(records))
         sessions = []
         for record in records[start:stop]:
@@ -168,11 +168,11 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
                                                 next_page_token=str(stop) if stop < len(records) else "")
 
     def DeleteSession(self, request, context) -> empty_pb2.Empty:
-        self.sessions.delete(caller_of(context), session_id_of(request.name))
+        self.sessions.delete(caller_identity(context), session_id_of(request.name))
         return empty_pb2.Empty()
 
     def AddClicks(self, request, context) -> adapter_pb2.Session:
-        with self.sessions.session(caller_of(context), session_id_of(request.name)) as live:
+        with self.sessions.session(caller_identity(context), session_id_of(request.name)) as live:
             clicks = self._live_clicks(request.clicks, "clicks", live)
             added = tuple((c.row, c.col, c.class_id) for c in clicks)
             record = live.record
@@ -180,7 +180,7 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
             return session_to_proto(live)
 
     def UndoClick(self, request, context) -> adapter_pb2.Session:
-        with self.sessions.session(caller_of(context), session_id_of(request.name)) as live:
+        with self.sessions.session(caller_identity(context), session_id_of(request.name)) as live:
             record = live.record
             if not record.clicks:
                 raise failed_precondition(f"{request.name} has no click to undo")
@@ -193,7 +193,7 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
             if not 1 <= request.steps <= MAX_STEPS_PER_CALL:
                 raise invalid_argument([("steps", f"must be in 1..{MAX_STEPS_PER_CALL}")])
             steps = request.steps
-        with self.sessions.session(caller_of(context), session_id_of(request.name)) as live:
+        with self.sessions.session(caller_identity(context), session_id_of(request.name)) as live:
             if not live.record.clicks:
                 raise failed_precondition(f"{request.name} has no clicks to adapt on; add clicks first")
             adapter = live.adapter
@@ -212,7 +212,7 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
             return adapter_pb2.AdaptResponse(session=session_to_proto(live), adaptation_seconds=seconds)
 
     def PredictSession(self, request, context) -> segmenter_pb2.PredictResponse:
-        with self.sessions.session(caller_of(context), session_id_of(request.name)) as live:
+        with self.sessions.session(caller_identity(context), session_id_of(request.name)) as live:
             probs = live.adapter.predict_probabilities(live.clicks)
             record = live.record
             response = segmenter_pb2.PredictResponse(
@@ -225,7 +225,7 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
             return response
 
     def ExportSessionModel(self, request, context) -> common_pb2.Model:
-        caller = caller_of(context)
+        caller = caller_identity(context)
         model_ref_from_proto(request.model, "model", version_required=True)
         with self.sessions.session(caller, session_id_of(request.name)) as live:
             record = live.record
@@ -246,14 +246,10 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
                 # stays the operator's choice (see ModelRepository.promote).
                 saved = self.sessions.repo.save(live.adapter.model, manifest, exported_by={
                     "caller": caller, "session": f"sessions/{record.id}"})
-            except FileExistsError:
-                raise ApiError(grpc.StatusCode.ALREADY_EXISTS,
-                               f"model {request.model.name}:{request.model.version} already exists") from None
             except OSError as error:
-                mapped = store_error(error)
-                if mapped is None:
+                kind = refusal_kind(error)
+                if kind is None:
                     raise
                 # strerror, not str(error): the latter names the server's path.
-                raise ApiError(mapped.code, "the model repository cannot take the export: "
-                               + os.strerror(error.errno)) from None
+                raise kind("the model repository cannot take the export: " + os.strerror(error.errno)) from None
             return model_to_proto(saved, "", ready=False)

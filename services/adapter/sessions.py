@@ -23,29 +23,24 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import grpc
 import numpy as np
 import torch
 
 from dial.adaptation.disca import DiscaAdapter, DiscaSettings
+from dial.errors import Damaged, store_refusal
 from dial.clicks import Click
 from dial.model.manifest import Manifest
 from dial.model.repository import ModelRef, ModelRepository
 from dial_services.adapter.store import SessionRecord, SessionStore, new_session_id
 from dial_services.common.durable import DAMAGE, LEFTOVER_SECONDS, DamagedRecord
-from dial_services.common.errors import ApiError, data_loss, not_found, resource_exhausted, store_write_error
+from dial_services.common.errors import not_found, resource_exhausted
 
 log = logging.getLogger(__name__)
 
 
-def store_error(error: OSError) -> ApiError | None:
-    """The status for a store write that failed, or None when it is not the store's capacity."""
-    return store_write_error(error, "session store", "the session is unchanged")
-
-
-def damaged(session_id: str) -> ApiError:
-    return data_loss(f"sessions/{session_id} is damaged in the session store and cannot be used; "
-                     "delete it (DeleteSession) and create it again")
+def damaged(session_id: str) -> Damaged:
+    return Damaged(f"sessions/{session_id} is damaged in the session store and cannot be used; "
+                   "delete it (DeleteSession) and create it again")
 
 
 @dataclass
@@ -130,7 +125,7 @@ class SessionManager:
         try:
             return action()
         except OSError as error:
-            mapped = store_error(error)
+            mapped = store_refusal(error, "session store", "the session is unchanged")
             if mapped is None:
                 raise
             log.warning("session store write failed: %s", error)
@@ -195,10 +190,8 @@ class SessionManager:
         try:
             with self.session(caller, session_id, load=False):
                 self._write(lambda: self.store.delete(session_id))
-        except ApiError as error:
-            # Only the owner hears DATA_LOSS, so only the owner gets this far with a damaged session.
-            if error.code != grpc.StatusCode.DATA_LOSS:
-                raise
+        except Damaged:
+            # Only the owner hears of the damage, so only the owner gets this far with a damaged session.
             if not self._write(lambda: self.store.delete_damaged(session_id)):
                 self._write(lambda: self.store.delete(session_id))  # damaged in place: a read-only moment
         self._forget(session_id)

@@ -37,8 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dial.files import fsync_dir
 from dial_services.common import durable
-from dial_services.common.durable import DAMAGE, DamagedRecord, fsync_dir, open_lock
+from dial_services.common.durable import DAMAGE, DamagedRecord, open_lock
 from dial_services.common.errors import invalid_argument, quoted
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
@@ -205,9 +206,9 @@ class SessionStore:
         shutil.rmtree(staging, ignore_errors=True)
         try:
             staging.mkdir()
-            durable.write_atomic(staging / "image.npy", _npy_bytes(np.ascontiguousarray(image)))
-            durable.write_atomic(staging / "p0.npy", _npy_bytes(p0.astype(np.float16)))
-            durable.write_atomic(staging / "meta.json", record.to_json().encode())
+            durable.atomic_write_bytes(staging / "image.npy", _npy_bytes(np.ascontiguousarray(image)))
+            durable.atomic_write_bytes(staging / "p0.npy", _npy_bytes(p0.astype(np.float16)))
+            durable.atomic_write_bytes(staging / "meta.json", record.to_json().encode())
             durable.write_owner(staging, record.owner)
             (staging / "lock").touch()
             os.replace(staging, self.folder(record.id))
@@ -225,9 +226,9 @@ class SessionStore:
             name = f"state-{record.revision}.pt"
             buffer = io.BytesIO()
             torch.save(state, buffer)
-            durable.write_atomic(folder / name, buffer.getvalue())
+            durable.atomic_write_bytes(folder / name, buffer.getvalue())
             record = replace(record, state_file=name)
-        durable.write_atomic(folder / "meta.json", record.to_json().encode())
+        durable.atomic_write_bytes(folder / "meta.json", record.to_json().encode())
         for stale in folder.glob("state-*.pt"):
             if stale.name != record.state_file:
                 with contextlib.suppress(OSError):

@@ -1,9 +1,10 @@
 """A server interceptor around every RPC: errors, metrics and request ids.
 
-It is the single place where exceptions become gRPC statuses: ApiError keeps
-its code and field violations, a core ModelNotFound is NOT_FOUND, a deadline
-that ran out is DEADLINE_EXCEEDED, and anything else is INTERNAL with an id
-the operator can find in the log. No stack trace ever reaches a client.
+It is where a handler's exception becomes the call's status, by the one
+table in :mod:`dial_services.common.errors`: ApiError keeps its code and
+field violations, each kind of :mod:`dial.errors` has its code, and anything
+else is INTERNAL with an id the operator can find in the log. No stack trace
+ever reaches a client.
 
 While the server is not SERVING (loading models at start-up, or draining
 after SIGTERM) new calls get UNAVAILABLE: the one code clients retry, so a
@@ -21,33 +22,28 @@ the health the probes read can say NOT_SERVING while no call could start.
 """
 from __future__ import annotations
 
-import logging
+import contextlib
 import queue
 import threading
 import time
-import uuid
 from typing import Callable, Iterator
 
 import grpc
 
-from dial.model.manifest import ManifestError
-from dial.model.repository import ModelNotFound
-from dial_services.common.errors import ApiError
+from dial.errors import DeadlineExceeded
+from dial_services.common.errors import status_for
 from dial_services.common.metrics import ServiceMetrics
 
-log = logging.getLogger(__name__)
 
-
-class DeadlineExpired(Exception):
+class DeadlineExpired(DeadlineExceeded):
     """A long call noticed that its client's deadline has passed."""
 
-
-class StreamTimedOut(Exception):
-    """A client stream stayed silent too long, or took too long in all."""
-
-    def __init__(self, message: str):
+    def __init__(self, message: str = "deadline exceeded before the work finished"):
         super().__init__(message)
-        self.message = message
+
+
+class StreamTimedOut(DeadlineExceeded):
+    """A client stream stayed silent too long, or took too long in all."""
 
 
 class TimedRequests:
@@ -120,25 +116,6 @@ class TimedRequests:
         self._asked.release()
 
 
-def status_for(error: Exception) -> tuple[grpc.StatusCode, str, grpc.Status | None]:
-    """The status code and client message for any failure: the one mapping, also used for queue jobs."""
-    if isinstance(error, ApiError):
-        return error.code, error.message, error.to_status()
-    if isinstance(error, ModelNotFound):
-        return grpc.StatusCode.NOT_FOUND, str(error), None
-    if isinstance(error, ManifestError):
-        return grpc.StatusCode.FAILED_PRECONDITION, f"model unusable: {error}", None
-    if isinstance(error, DeadlineExpired):
-        return grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the work finished", None
-    if isinstance(error, StreamTimedOut):
-        return grpc.StatusCode.DEADLINE_EXCEEDED, error.message, None
-    if isinstance(error, MemoryError):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, "the server ran out of memory for this request", None
-    request_id = uuid.uuid4().hex[:12]
-    log.exception("internal error, request id %s", request_id)
-    return grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})", None
-
-
 def _abort(context: grpc.ServicerContext, error: Exception) -> None:
     code, message, status = status_for(error)
     if status is not None:
@@ -204,6 +181,30 @@ class CallGuard(grpc.ServerInterceptor):
             context.abort(grpc.StatusCode.UNAVAILABLE, f"the {self.metrics.service} is starting or shutting down; "
                           "retry shortly")
 
+    @contextlib.contextmanager
+    def _guarded(self, method: str, request, context, stream_request: bool):
+        """One call, unary or streaming: counted while it runs, refused unless the server accepts calls,
+        its client stream timed, and its failure turned into its status."""
+        started, failed = time.perf_counter(), None
+        self._enter()
+        self.metrics.in_flight.labels(self.metrics.service).inc()
+        requests = self._timed(request, method) if stream_request else request
+        try:
+            self._refuse_unless_accepting(context)
+            yield requests
+        except Exception as error:  # noqa: BLE001 - translated to a status here, once
+            failed = error
+            self._count_timeout(method, error)
+            if _is_abort(context):
+                raise
+            _abort(context, error)
+        finally:
+            if isinstance(requests, TimedRequests):
+                requests.close()
+            self.metrics.in_flight.labels(self.metrics.service).dec()
+            self._leave()
+            self._observe(method, context, started, failed)
+
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None:
@@ -215,48 +216,14 @@ class CallGuard(grpc.ServerInterceptor):
 
         def unary(behaviour, stream_request: bool = False):
             def wrapped(request, context):
-                started, failed = time.perf_counter(), None
-                guard._enter()
-                guard.metrics.in_flight.labels(guard.metrics.service).inc()
-                requests = guard._timed(request, method) if stream_request else request
-                try:
-                    guard._refuse_unless_accepting(context)
+                with guard._guarded(method, request, context, stream_request) as requests:
                     return behaviour(requests, context)
-                except Exception as error:  # noqa: BLE001 - translated to a status here, once
-                    failed = error
-                    guard._count_timeout(method, error)
-                    if _is_abort(context):
-                        raise
-                    _abort(context, error)
-                finally:
-                    if isinstance(requests, TimedRequests):
-                        requests.close()
-                    guard.metrics.in_flight.labels(guard.metrics.service).dec()
-                    guard._leave()
-                    guard._observe(method, context, started, failed)
             return wrapped
 
         def streaming(behaviour, stream_request: bool = False):
             def wrapped(request, context):
-                started, failed = time.perf_counter(), None
-                guard._enter()
-                guard.metrics.in_flight.labels(guard.metrics.service).inc()
-                requests = guard._timed(request, method) if stream_request else request
-                try:
-                    guard._refuse_unless_accepting(context)
+                with guard._guarded(method, request, context, stream_request) as requests:
                     yield from behaviour(requests, context)
-                except Exception as error:  # noqa: BLE001
-                    failed = error
-                    guard._count_timeout(method, error)
-                    if _is_abort(context):
-                        raise
-                    _abort(context, error)
-                finally:
-                    if isinstance(requests, TimedRequests):
-                        requests.close()
-                    guard.metrics.in_flight.labels(guard.metrics.service).dec()
-                    guard._leave()
-                    guard._observe(method, context, started, failed)
             return wrapped
 
         if handler.unary_unary:

@@ -2,7 +2,8 @@
 
 The Adapter's session store and Acquisition's queue-job store both live on a
 shared volume (POSIX locks and atomic rename; NFSv4, CephFS, EFS) and build on
-these.
+these. Every store file is written by :func:`dial.files.atomic_write_bytes`,
+called through this module so that a test can make one store's volume full.
 
 Both stores keep one folder per record, and share what goes wrong with one:
 
@@ -29,6 +30,8 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
+from dial.files import TEMPORARY_NAME, atomic_write_bytes, fsync_dir
+
 log = logging.getLogger(__name__)
 
 QUARANTINE = "quarantine"
@@ -36,7 +39,6 @@ OWNER_FILE = "owner"
 # Longer than any one write takes (a session image of 4096^2 pixels on a slow shared volume), so that a
 # write in progress on another replica never loses its temporary file.
 LEFTOVER_SECONDS = 3600.0
-_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 _LEFTOVER_FOLDER = (".staging-", ".deleted-")
 # Errors that say a record's bytes are not a record: JSON, encoding, missing or unknown fields, base64.
 DAMAGE = (ValueError, KeyError, TypeError, AttributeError)
@@ -53,30 +55,6 @@ class DamagedRecord(Exception):
         super().__init__(name)
         self.name = name
         self.owner = owner
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old or the new file, whole, even after a crash."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # what _TEMPORARY matches
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
 
 
 def open_lock(path: Path) -> int:
@@ -107,13 +85,13 @@ def probe_writable(root: Path, size_bytes: int = 64 * 1024) -> None:
     Not an empty file: a full disk still creates those."""
     path = root / ".writable-probe"
     with writing():
-        write_atomic(path, bytes(size_bytes))
+        atomic_write_bytes(path, bytes(size_bytes))
         path.unlink()
 
 
 def remove_leftovers(root: Path, older_than: float) -> int:
     """Remove what a process killed mid-write leaves behind, once older than ``older_than`` (a time):
-    write_atomic's temporary files in ``root`` and its record folders, and staging or trash folders.
+    atomic writes' temporary files in ``root`` and its record folders, and staging or trash folders.
     Returns how many went; what cannot be removed now is left for the next start."""
     removed = 0
 
@@ -127,7 +105,7 @@ def remove_leftovers(root: Path, older_than: float) -> int:
         nonlocal removed
         with contextlib.suppress(OSError):
             for path in folder.iterdir():
-                if _TEMPORARY.match(path.name) and old(path):
+                if TEMPORARY_NAME.match(path.name) and old(path):
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
                         removed += 1
@@ -149,7 +127,7 @@ def remove_leftovers(root: Path, older_than: float) -> int:
 
 def write_owner(folder: Path, owner: str) -> None:
     """Record who owns a record, apart from the record, so that a damaged record's owner is still known."""
-    write_atomic(folder / OWNER_FILE, owner.encode())
+    atomic_write_bytes(folder / OWNER_FILE, owner.encode())
 
 
 def damaged_owner(folder: Path, record_file: str) -> str | None:

@@ -1,25 +1,33 @@
-"""Errors are part of the API: one mapping from failures to gRPC status codes.
+"""Errors are part of the API: the one mapping from failures to gRPC status codes.
 
-Handlers raise :class:`ApiError` (or let core exceptions escape); the call
-guard turns them into a ``google.rpc.Status`` with ``BadRequest`` field
-violations where a field is at fault. Anything unexpected becomes INTERNAL
-with a request id, and the stack trace stays in the server log.
+Handlers validate at the edge and raise :class:`ApiError` (with ``BadRequest``
+field violations where a field is at fault); everything else raises one of
+the kinds in :mod:`dial.errors`, from the core or from a service, and
+:data:`STATUS_CODES` is the one table that turns a kind into a code.
+:func:`status_for` applies it for the call guard and for queue jobs; anything
+unexpected becomes INTERNAL with a request id, and the stack trace stays in
+the server log.
 """
 from __future__ import annotations
 
-import errno
+import logging
+import uuid
 from dataclasses import dataclass, field
+from typing import Callable
 
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from dial import errors as kinds
+from dial.model.manifest import ManifestError
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 1000
 MAX_FIELD_CHARS = 300
 MAX_VIOLATIONS = 20
-FULL_STORE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _bounded(text: str, limit: int) -> str:
@@ -80,24 +88,6 @@ def failed_precondition(message: str) -> ApiError:
     return ApiError(grpc.StatusCode.FAILED_PRECONDITION, message)
 
 
-def unavailable(message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.UNAVAILABLE, message)
-
-
-def data_loss(message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.DATA_LOSS, message)
-
-
-def store_write_error(error: OSError, store: str, unchanged: str) -> ApiError | None:
-    """The status for a write ``store`` refused (``unchanged`` says what stays as it was), or None when the
-    error is not the store's capacity or mode."""
-    if error.errno in FULL_STORE:
-        return resource_exhausted(f"the {store} is full; {unchanged}")
-    if error.errno == errno.EROFS:
-        return unavailable(f"the {store} is read-only; {unchanged}")
-    return None
-
-
 class Violations:
     """Collects field violations so one reply lists every problem at once."""
 
@@ -115,6 +105,38 @@ class Violations:
     def raise_if_any(self) -> None:
         if self.items:
             raise invalid_argument(self.items)
+
+
+def _said(error: BaseException) -> str:
+    return str(error)
+
+
+# Each kind's code, and what its caller is told. A kind not listed takes the entry of the nearest kind it
+# derives from (ModelNotFound is a NotFound); an exception of no listed kind is INTERNAL.
+STATUS_CODES: dict[type[BaseException], tuple[grpc.StatusCode, Callable[[BaseException], str]]] = {
+    kinds.NotFound: (grpc.StatusCode.NOT_FOUND, _said),
+    kinds.AlreadyExists: (grpc.StatusCode.ALREADY_EXISTS, _said),
+    kinds.Unusable: (grpc.StatusCode.FAILED_PRECONDITION, _said),
+    ManifestError: (grpc.StatusCode.FAILED_PRECONDITION, lambda error: f"model unusable: {error}"),
+    kinds.Damaged: (grpc.StatusCode.DATA_LOSS, _said),
+    kinds.Exhausted: (grpc.StatusCode.RESOURCE_EXHAUSTED, _said),
+    kinds.Unavailable: (grpc.StatusCode.UNAVAILABLE, _said),
+    kinds.DeadlineExceeded: (grpc.StatusCode.DEADLINE_EXCEEDED, _said),
+    MemoryError: (grpc.StatusCode.RESOURCE_EXHAUSTED, lambda _: "the server ran out of memory for this request"),
+}
+
+
+def status_for(error: BaseException) -> tuple[grpc.StatusCode, str, grpc.Status | None]:
+    """The status code and client message for any failure (and the full status where it has details)."""
+    if isinstance(error, ApiError):
+        return error.code, error.message, error.to_status()
+    for kind in type(error).__mro__:
+        if kind in STATUS_CODES:
+            code, message = STATUS_CODES[kind]
+            return code, _bounded(message(error), MAX_MESSAGE_CHARS), None
+    request_id = uuid.uuid4().hex[:12]
+    log.exception("internal error, request id %s", request_id, exc_info=error)
+    return grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})", None
 
 
 assert code_pb2.INVALID_ARGUMENT == grpc.StatusCode.INVALID_ARGUMENT.value[0]

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dial.errors import Exhausted
 from dial.inference.predictors import OnnxPredictor
 from dial.model.manifest import Manifest
 from dial.model.repository import ModelNotFound, ModelRef, ModelRepository
-from dial_services.common.errors import resource_exhausted
 from dial_services.common.call_guard import DeadlineExpired
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.segmenter.batching import BatchTimeout, DynamicBatcher, QueueFull
@@ -53,7 +53,7 @@ class BoundPredictor:
         try:
             return self._model.batcher.submit(batch, timeout=timeout)
         except QueueFull:
-            raise resource_exhausted(
+            raise Exhausted(
                 f"model {self.manifest.name}:{self.manifest.version} has a full inference queue; retry with backoff"
             ) from None
         except BatchTimeout:

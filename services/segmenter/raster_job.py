@@ -9,6 +9,7 @@ particular order.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from dial.clicks import Click
+from dial.files import atomic_path
 from dial.imagery.raster import GeoTiffWriter, RasterReader
 from dial.imagery.readers import GeoInfo
 from dial.inference.tiling import iter_blended_rows
@@ -128,15 +130,16 @@ def run_raster(predictor, source: RasterSource, clicks: list[Click], *, output: 
         if on_tiles is not None:
             on_tiles(1)
 
-    writer = None
-    tmp_output = None
-    if output is not None:
-        tmp_output = output.with_name(f".{output.name}.partial-{os.getpid()}-{time.monotonic_ns()}")
-        colormap = {i: tuple(int(c.colour[j : j + 2], 16) for j in (1, 3, 5)) + (255,)
-                    for i, c in enumerate(manifest.classes)}
-        writer = GeoTiffWriter(tmp_output, height=info.height, width=info.width, bands=1, dtype="uint8",
-                               geo=info.geo, colormap=colormap)
-    try:
+    # The output appears whole when the last row is written, or not at all: a call that fails, is
+    # cancelled or is killed never leaves half a GeoTIFF under the caller's name.
+    with contextlib.ExitStack() as finished:
+        writer = None
+        if output is not None:
+            colormap = {i: tuple(int(c.colour[j : j + 2], 16) for j in (1, 3, 5)) + (255,)
+                        for i, c in enumerate(manifest.classes)}
+            writer = finished.enter_context(GeoTiffWriter(
+                finished.enter_context(atomic_path(output)), height=info.height, width=info.width, bands=1,
+                dtype="uint8", geo=info.geo, colormap=colormap))
         rows = iter_blended_rows(predictor, source.reader.read, info.height, info.width, clicks,
                                  batch_size=batch_size, on_tile=on_tile, output="labels")
         for top, bottom, labels in rows:
@@ -153,15 +156,6 @@ def run_raster(predictor, source: RasterSource, clicks: list[Click], *, output: 
                         class_map=class_map_to_proto(chunk)))
             yield segmenter_pb2.PredictRasterResponse(progress=segmenter_pb2.Progress(
                 tiles_done=progress["done"], tiles_total=progress["total"]))
-        if writer is not None:
-            writer.close()
-            writer = None
-            os.replace(tmp_output, output)
-        yield segmenter_pb2.PredictRasterResponse(result=segmenter_pb2.RasterResult(
-            output_uri=str(output) if output is not None else "",
-            geo=geo_to_proto(info.geo.crs, info.geo.transform), height=info.height, width=info.width))
-    finally:
-        if writer is not None:
-            writer.close()
-        if tmp_output is not None and tmp_output.exists():
-            tmp_output.unlink()
+    yield segmenter_pb2.PredictRasterResponse(result=segmenter_pb2.RasterResult(
+        output_uri=str(output) if output is not None else "",
+        geo=geo_to_proto(info.geo.crs, info.geo.transform), height=info.height, width=info.width))

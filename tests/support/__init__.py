@@ -1,0 +1,1 @@
+"""What tests and benchmarks share that is neither a fixture nor product code."""
