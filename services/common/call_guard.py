@@ -164,13 +164,14 @@ class CallGuard(grpc.ServerInterceptor):
         return TimedRequests(requests, self.stream_idle_timeout_s, self.stream_read_timeout_s or float("inf"),
                              f"{self.metrics.service}-{method}-reader")
 
-    def _observe(self, method: str, context, started: float, failed: BaseException | None) -> None:
+    def _observe(self, method: str, grpc_type: str, context, started: float, failed: BaseException | None) -> None:
         code = context.code() if hasattr(context, "code") else None
         if code is None:
             code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
         name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-        self.metrics.requests.labels(self.metrics.service, method, name).inc()
-        self.metrics.latency.labels(self.metrics.service, method).observe(time.perf_counter() - started)
+        self.metrics.requests.labels(self.metrics.service, method, grpc_type, name).inc()
+        self.metrics.latency.labels(self.metrics.service, method, grpc_type, name).observe(
+            time.perf_counter() - started)
 
     def _count_timeout(self, method: str, error: Exception) -> None:
         if isinstance(error, StreamTimedOut):
@@ -182,7 +183,7 @@ class CallGuard(grpc.ServerInterceptor):
                           "retry shortly")
 
     @contextlib.contextmanager
-    def _guarded(self, method: str, request, context, stream_request: bool):
+    def _guarded(self, method: str, grpc_type: str, request, context, stream_request: bool):
         """One call, unary or streaming: counted while it runs, refused unless the server accepts calls,
         its client stream timed, and its failure turned into its status."""
         started, failed = time.perf_counter(), None
@@ -203,7 +204,7 @@ class CallGuard(grpc.ServerInterceptor):
                 requests.close()
             self.metrics.in_flight.labels(self.metrics.service).dec()
             self._leave()
-            self._observe(method, context, started, failed)
+            self._observe(method, grpc_type, context, started, failed)
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -214,15 +215,18 @@ class CallGuard(grpc.ServerInterceptor):
             return handler
         guard = self
 
+        grpc_type = ("unary" if handler.unary_unary else "server_stream" if handler.unary_stream
+                     else "client_stream" if handler.stream_unary else "bidi_stream")
+
         def unary(behaviour, stream_request: bool = False):
             def wrapped(request, context):
-                with guard._guarded(method, request, context, stream_request) as requests:
+                with guard._guarded(method, grpc_type, request, context, stream_request) as requests:
                     return behaviour(requests, context)
             return wrapped
 
         def streaming(behaviour, stream_request: bool = False):
             def wrapped(request, context):
-                with guard._guarded(method, request, context, stream_request) as requests:
+                with guard._guarded(method, grpc_type, request, context, stream_request) as requests:
                     yield from behaviour(requests, context)
             return wrapped
 

@@ -28,7 +28,7 @@ from typing import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from dial_services.common.auth import interceptor_from_config
 from dial_services.common.call_guard import CallGuard
@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # The health service name the liveness probe asks for (deploy/k8s): SERVING while the process answers.
 LIVENESS = "liveness"
+# grpcio-reflection ships only v1alpha; v1 (what grpcurl and Postman ask first) has the same messages and
+# field numbers under another package, so the same servicer answers both.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -116,7 +119,7 @@ def start_server(config: ServerConfig, metrics: ServiceMetrics,
     names = register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    _enable_reflection((*names, health.SERVICE_NAME), server)
     address = f"{config.host}:{config.port}"
     if config.tls_cert is not None:
         port = server.add_secure_port(address, server_credentials(config.tls_cert, config.tls_key,
@@ -140,6 +143,16 @@ def start_server(config: ServerConfig, metrics: ServiceMetrics,
              "mTLS" if config.tls_client_ca else "TLS" if config.tls_cert else "plaintext",
              "on" if auth else "off", f", metrics on :{config.metrics_port}" if config.metrics_port else "")
     return running
+
+
+def _enable_reflection(names: tuple[str, ...], server: grpc.Server) -> None:
+    servicer = reflection.ReflectionServicer((*names, reflection.SERVICE_NAME, REFLECTION_V1))
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {
+        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString)}),))
 
 
 def _check_caller_overrides(auth, config: ServerConfig) -> None:

@@ -6,6 +6,10 @@ tiles. On a GPU that raises throughput a lot; on our 2-core CPUs it is
 measured in ``benchmarks/`` and stays configurable (0 ms delay turns it off).
 A bounded queue turns overload into RESOURCE_EXHAUSTED instead of latency,
 and so does a memory budget that calls take their working memory from.
+
+``on_request`` reports, per call, how long its tiles waited in the queue
+before their batch started and how long the call took in all, so ops can
+tell a slow model from a crowded one (Triton's queue and request durations).
 """
 from __future__ import annotations
 
@@ -28,12 +32,14 @@ class BatchTimeout(Exception):
 
 class DynamicBatcher:
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], *, max_batch_size: int, max_queue_delay_s: float,
-                 max_queue_size: int, on_batch: Callable[[int, float], None] | None = None, name: str = "batcher"):
+                 max_queue_size: int, on_batch: Callable[[int, float], None] | None = None,
+                 on_request: Callable[[float, float], None] | None = None, name: str = "batcher"):
         self._run = run
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_s
         self.max_queue_size = max_queue_size
         self._on_batch = on_batch
+        self._on_request = on_request
         self._queue: deque[tuple[np.ndarray, Future]] = deque()
         self._cv = threading.Condition()
         self._closed = False
@@ -45,6 +51,7 @@ class DynamicBatcher:
 
     def submit(self, batch: np.ndarray, timeout: float | None = None) -> np.ndarray:
         """Run ``batch`` (N, C, H, W), possibly together with other callers' tiles."""
+        submitted = time.perf_counter()
         if self._direct:
             with self._cv:
                 if self._pending >= self.max_queue_size:
@@ -55,20 +62,27 @@ class DynamicBatcher:
                 out = self._run(batch)
                 if self._on_batch:
                     self._on_batch(len(batch), time.perf_counter() - started)
+                if self._on_request:
+                    self._on_request(0.0, time.perf_counter() - submitted)
                 return out
             finally:
                 with self._cv:
                     self._pending -= 1
         future: Future = Future()
+        future.queued_s = None  # set by the batch loop when the call's batch starts
         with self._cv:
             if self._closed:
                 raise QueueFull(0)
             if len(self._queue) >= self.max_queue_size:
                 raise QueueFull(len(self._queue))
             self._queue.append((batch, future))
+            future.submitted = submitted
             self._cv.notify()
         try:
-            return future.result(timeout=timeout)
+            out = future.result(timeout=timeout)
+            if self._on_request:
+                self._on_request(future.queued_s or 0.0, time.perf_counter() - submitted)
+            return out
         except FutureTimeout:
             future.cancel()
             raise BatchTimeout() from None
@@ -105,8 +119,10 @@ class DynamicBatcher:
             live = [(x, f) for x, f in taken if f.set_running_or_notify_cancel()]
             if not live:
                 continue
+            started = time.perf_counter()
+            for _, f in live:
+                f.queued_s = started - f.submitted
             try:
-                started = time.perf_counter()
                 out = self._run(np.concatenate([x for x, _ in live]) if len(live) > 1 else live[0][0])
                 if self._on_batch:
                     self._on_batch(sum(len(x) for x, _ in live), time.perf_counter() - started)

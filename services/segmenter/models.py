@@ -71,6 +71,12 @@ class ModelRegistry:
         self.batch_size = metrics.histogram(
             "dial_inference_batch_size", "tiles per ONNX Runtime batch", ["model", "version"],
             buckets=BATCH_BUCKETS)
+        self.request_seconds = metrics.histogram(
+            "dial_inference_request_duration_seconds", "time a call's tiles took to run, queue wait included",
+            ["model", "version"])
+        self.queue_seconds = metrics.histogram(
+            "dial_inference_queue_duration_seconds", "time a call's tiles waited for their batch to start",
+            ["model", "version"])
         self.models_loaded = metrics.gauge(
             "dial_models_loaded", "models loaded and ready, by execution provider", ["model", "version", "provider"])
 
@@ -118,14 +124,20 @@ class ModelRegistry:
                                   intra_op_threads=self.config.intra_op_threads)
         seconds = self.inference_seconds.labels(name, version)
         sizes = self.batch_size.labels(name, version)
+        requests, queued = self.request_seconds.labels(name, version), self.queue_seconds.labels(name, version)
 
         def observe(n: int, elapsed: float) -> None:
             seconds.observe(elapsed)
             sizes.observe(n)
 
+        def observe_request(queue_s: float, total_s: float) -> None:
+            queued.observe(queue_s)
+            requests.observe(total_s)
+
         batcher = DynamicBatcher(predictor.logits, max_batch_size=self.config.max_batch_size,
                                  max_queue_delay_s=self.config.max_queue_delay_ms / 1000.0,
                                  max_queue_size=self.config.max_queue_size, on_batch=observe,
+                                 on_request=observe_request,
                                  name=f"batch-{name}-{version}")
         self.models_loaded.labels(name, version, predictor.provider).set(1)
         log.info("loaded %s:%s on %s", name, version, predictor.provider)
