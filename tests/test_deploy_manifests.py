@@ -4,11 +4,14 @@ Every overlay is rendered with the real ``kubectl kustomize`` (what ``kubectl
 apply -k`` runs; it renders offline, with no API server) and each object validated
 with kubernetes-validate --strict against Kubernetes 1.33. ServiceMonitor is
 a Prometheus Operator CRD that kubernetes-validate has no schema for, so its
-structure is checked here by hand, against the Services it must select.
+structure is checked here by hand, against the Services it must select. It
+comes only with the optional component ``components/monitoring``, rendered
+here through an overlay made in a temporary folder, as an operator would.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -28,15 +31,27 @@ SERVICES = {"segmenter": (50051, 9101), "adapter": (50052, 9102), "acquisition":
 
 
 
-def kustomize(overlay: str) -> list[dict]:
-    """The objects ``kubectl apply -k deploy/k8s/overlays/<overlay>`` would send."""
+def kustomize(overlay: str | Path) -> list[dict]:
+    """The objects ``kubectl apply -k deploy/k8s/overlays/<overlay>`` (or of a folder) would send."""
     import yaml
 
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl (with its built-in kustomize) must be on PATH to render the manifests"
-    out = subprocess.run([kubectl, "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True,
+    folder = overlay if isinstance(overlay, Path) else K8S / "overlays" / overlay
+    out = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     return [o for o in yaml.safe_load_all(out) if o]
+
+
+def with_monitoring(overlay: str, folder: Path) -> list[dict]:
+    """An operator's overlay: a shipped one plus the monitoring component."""
+    folder.mkdir(parents=True, exist_ok=True)
+    # kustomize refuses absolute paths to other kustomizations.
+    base, component = (os.path.relpath(K8S / part, folder) for part in (f"overlays/{overlay}", "components/monitoring"))
+    (folder / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources:\n  - {base}\ncomponents:\n  - {component}\n")
+    return kustomize(folder)
 
 
 def split_image(reference: str) -> tuple[str, str | None, str | None]:
@@ -88,9 +103,30 @@ def test_strict_validation_rejects_a_misplaced_field():
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
 
 
-def test_service_monitor_scrapes_every_metrics_port(rendered):
+CORE_API_VERSIONS = {"v1", "apps/v1", "autoscaling/v2", "policy/v1", "networking.k8s.io/v1"}
+
+
+def test_the_shipped_overlays_hold_only_core_kinds(rendered):
+    """``kubectl apply -k`` must work on a cluster without the Prometheus Operator's CRDs."""
+    overlay, objects = rendered
+    extra = {f"{o['apiVersion']} {o['kind']}" for o in objects if o["apiVersion"] not in CORE_API_VERSIONS}
+    assert not extra, f"{overlay}: {extra}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_monitoring_component_adds_only_the_service_monitor(overlay, tmp_path):
+    plain = kustomize(overlay)
+    monitored = with_monitoring(overlay, tmp_path / overlay)
+    added = [o for o in monitored if o not in plain]
+    assert [(o["kind"], o["metadata"]["name"]) for o in added] == [("ServiceMonitor", "dial")]
+    assert len(monitored) == len(plain) + 1
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_service_monitor_scrapes_every_metrics_port(overlay, tmp_path):
     """Structural check of the CRD object kubernetes-validate cannot validate."""
-    _, objects = rendered
+    objects = with_monitoring(overlay, tmp_path / overlay)
+    assert {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"} == {"dial"}
     monitors = of_kind(objects, "ServiceMonitor")
     assert list(monitors) == ["dial"]
     monitor = monitors["dial"]
@@ -126,6 +162,38 @@ def test_every_service_has_a_deployment_service_and_disruption_budget(rendered):
         assert selects(budgets[name]["spec"]["selector"]["matchLabels"], labels)
         env = {e["name"]: e["value"] for e in pod_spec(deployments[name])["containers"][0]["env"]}
         assert (int(env["DIAL_PORT"]), int(env["DIAL_METRICS_PORT"])) == (grpc_port, metrics_port)
+
+
+def test_no_disruption_budget_can_block_a_node_drain(rendered):
+    """A drain evicts through the PDB; it stalls if the budget allows no disruption at the fewest replicas."""
+    overlay, objects = rendered
+    deployments, autoscalers = of_kind(objects, "Deployment"), of_kind(objects, "HorizontalPodAutoscaler")
+    for name, budget in of_kind(objects, "PodDisruptionBudget").items():
+        spec = budget["spec"]
+        fewest = min(deployments[name]["spec"]["replicas"],
+                     autoscalers[name]["spec"]["minReplicas"] if name in autoscalers else 10**6)
+        if "maxUnavailable" in spec:
+            assert isinstance(spec["maxUnavailable"], int) and spec["maxUnavailable"] >= 1, (overlay, name)
+        else:
+            assert isinstance(spec["minAvailable"], int) and spec["minAvailable"] < fewest, (overlay, name)
+
+
+def test_the_gpu_overlay_caps_the_gpus_claimed():
+    """Every pod claims one GPU; the quota bounds the total and still fits each HPA's maximum plus a surge pod."""
+    objects = kustomize("gpu")
+    (quota,) = of_kind(objects, "ResourceQuota").values()
+    assert quota["metadata"]["namespace"] == "dial"
+    cap = int(quota["spec"]["hard"]["requests.nvidia.com/gpu"])
+    autoscalers = of_kind(objects, "HorizontalPodAutoscaler")
+    needed = 0
+    for name, deployment in of_kind(objects, "Deployment").items():
+        gpus = int(pod_spec(deployment)["containers"][0]["resources"]["requests"]["nvidia.com/gpu"])
+        surge = deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+        needed += gpus * (autoscalers[name]["spec"]["maxReplicas"] + surge)
+    assert needed <= cap
+    # A cap far above what the autoscalers can reach would bound nothing.
+    assert cap <= needed + 2
+    assert not of_kind(kustomize("cpu"), "ResourceQuota")
 
 
 def test_segmenter_and_acquisition_autoscale(rendered):
@@ -219,7 +287,7 @@ def test_adapter_sessions_survive_replica_loss():
     mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
     assert mount["mountPath"] == of_kind(objects, "ConfigMap")["dial-config"]["data"]["DIAL_SESSION_STORE"]
     assert not mount.get("readOnly")
-    assert of_kind(objects, "PodDisruptionBudget")["adapter"]["spec"]["minAvailable"] < adapter["spec"]["replicas"]
+    assert of_kind(objects, "PodDisruptionBudget")["adapter"]["spec"]["maxUnavailable"] < adapter["spec"]["replicas"]
 
 
 def test_acquisition_reads_the_session_store_read_only():
