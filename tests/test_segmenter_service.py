@@ -230,9 +230,9 @@ def test_list_and_get_models_expose_the_provider(segmenter):
         models = client.list_models()
         model = client.get_model("tiny")
     assert [(m.name, m.version) for m in models] == [("tiny", "1")]
-    assert model.ready and model.execution_provider == "CPUExecutionProvider"
-    assert [c.name for c in model.classes][:2] and model.click_encoding.radius_px == 5.0
-    assert model.input_dtype == common_pb2.DATA_TYPE_UINT8 and len(model.bands) == 3
+    assert model.ready and model.provider == "CPUExecutionProvider"
+    assert [c.name for c in model.classes][:2] and model.click_radius_px == 5.0
+    assert model.input_dtype == "uint8" and len(model.bands) == 3
 
 
 def test_deadlines_are_honoured(segmenter):

@@ -25,8 +25,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 PLUGIN = HERE / "dial_qgis"
 CLIENT = ROOT / "clients" / "python" / "dial_client"
-# grpcio-status (with googleapis-common-protos, its dependency) decodes the servers' per-field error details.
-VENDORED = ("grpcio", "protobuf", "grpcio-status")
+# grpcio-status (with googleapis-common-protos, its dependency) decodes the servers' per-field error details;
+# grpcio-health-checking holds the grpc.health.v1 stubs the client's readiness checks use.
+VENDORED = ("grpcio", "protobuf", "grpcio-status", "grpcio-health-checking")
 
 
 def pinned(names) -> list[str]:

@@ -5,6 +5,7 @@ wire format itself (the generated modules and the array codecs) is
 :mod:`dial_client.wire`.
 """
 from ._version import __version__
+from . import aio
 from .acquisition import AcquisitionClient, Patch, QueueJob, QueuedPatch, UncertaintyMap
 from .clicks import Click, MapClick, click_from_proto
 from .errors import (
@@ -25,6 +26,7 @@ from .errors import (
     error_from_rpc,
 )
 from .geo import GeoReference
+from .models import BandInfo, ClassInfo, ModelInfo
 from .segmenter import PredictResult, RasterPrediction, SegmenterClient
 from .adapter import AdaptResult, AdapterClient, DiscaConfig, Session, SessionInfo
 from .transport import DEFAULT_MAX_MESSAGE_BYTES, RetryPolicy, TlsConfig
@@ -36,6 +38,10 @@ __all__ = [
     "QueueJob",
     "QueuedPatch",
     "UncertaintyMap",
+    "ModelInfo",
+    "ClassInfo",
+    "BandInfo",
+    "aio",
     "SegmenterClient",
     "AdapterClient",
     "Session",

@@ -102,12 +102,13 @@ class AcquisitionClient(ServiceClient):
     """
 
     STUB = acquisition_pb2_grpc.AcquisitionStub
+    SERVICE = acquisition_pb2.DESCRIPTOR.services_by_name["Acquisition"].full_name
 
     def __init__(self, target: str, *, timeout: Optional[float] = 300.0, retries: Union[int, RetryPolicy] = 3,
                  token: Optional[str] = None, tls: Optional[TlsConfig] = None, caller: Optional[str] = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, wait_for_ready: bool = True) -> None:
         super().__init__(target, timeout=timeout, retries=retries, token=token, tls=tls, caller=caller,
-                         max_message_bytes=max_message_bytes)
+                         max_message_bytes=max_message_bytes, wait_for_ready=wait_for_ready)
 
     def rank(self, source: RankSource, *, model: Optional[str] = None, version: Optional[str] = None,
              strategy: str = "entropy", patch_size: int = 0, reduction: str = "mean", cost_weighting: bool = False,
@@ -133,9 +134,8 @@ class AcquisitionClient(ServiceClient):
         _set_source(request, source, geo)
 
         # Patches are kept per attempt, so a retry after UNAVAILABLE starts the ranking again cleanly.
-        def attempt(deadline, metadata) -> list[Patch]:
-            return [Patch.from_proto(patch) for patch in self._stub.RankPatches(request, timeout=deadline,
-                                                                                 metadata=metadata)]
+        def attempt(options) -> list[Patch]:
+            return [Patch.from_proto(patch) for patch in self._stub.RankPatches(request, **options)]
 
         return self._connection.call(attempt, timeout)
 

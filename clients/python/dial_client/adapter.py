@@ -15,6 +15,7 @@ import numpy as np
 
 from .clicks import AnyClick, Click
 from .geo import GeoReference
+from .models import ModelInfo
 from .segmenter import PredictResult
 from .transport import DEFAULT_MAX_MESSAGE_BYTES, RetryPolicy, ServiceClient, TlsConfig
 from .wire import adapter_pb2, adapter_pb2_grpc, common_pb2, image_to_proto
@@ -124,11 +125,11 @@ class Session:
         request = adapter_pb2.PredictSessionRequest(name=self.name, return_probabilities=return_probabilities)
         return PredictResult.from_proto(self._client._call("PredictSession", request, timeout))
 
-    def export(self, name: str, version: str = "1", *, timeout: Optional[float] = None) -> common_pb2.Model:
+    def export(self, name: str, version: str = "1", *, timeout: Optional[float] = None) -> ModelInfo:
         """Save the adapted model as ``name:version`` in the server's model repository."""
         request = adapter_pb2.ExportSessionModelRequest(
             name=self.name, model=common_pb2.ModelRef(name=name, version=str(version)))
-        return self._client._call("ExportSessionModel", request, timeout, idempotent=False)
+        return ModelInfo.from_proto(self._client._call("ExportSessionModel", request, timeout, idempotent=False))
 
     def delete(self, *, timeout: Optional[float] = None) -> None:
         self._client._call("DeleteSession", adapter_pb2.DeleteSessionRequest(name=self.name), timeout)
@@ -142,6 +143,7 @@ class AdapterClient(ServiceClient):
     """
 
     STUB = adapter_pb2_grpc.AdapterStub
+    SERVICE = adapter_pb2.DESCRIPTOR.services_by_name["Adapter"].full_name
 
     def __init__(
         self,
@@ -153,9 +155,10 @@ class AdapterClient(ServiceClient):
         tls: Optional[TlsConfig] = None,
         caller: Optional[str] = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        wait_for_ready: bool = True,
     ) -> None:
         super().__init__(target, timeout=timeout, retries=retries, token=token, tls=tls, caller=caller,
-                         max_message_bytes=max_message_bytes)
+                         max_message_bytes=max_message_bytes, wait_for_ready=wait_for_ready)
 
     def create_session(
         self,

@@ -30,17 +30,31 @@ class DialError(Exception):
         code: grpc.StatusCode,
         message: str,
         field_violations: Iterable[FieldViolation] = (),
+        hint: str = "",
     ) -> None:
         self.code = code
         self.message = message
         self.field_violations: tuple[FieldViolation, ...] = tuple(field_violations)
+        self.hint = hint
         super().__init__(code, message, self.field_violations)
 
     def __str__(self) -> str:
-        text = f"{self.code.name}: {self.message}"
-        for violation in self.field_violations:
-            text += f"\n  {violation.field}: {violation.description}"
+        # Servers summarise the violations in the message too ("invalid request: a: ...; b: ...");
+        # listed one a line below, they are not repeated in the first line.
+        listed = [f"{v.field}: {v.description}" for v in self.field_violations]
+        head = self.message
+        if listed and all(item in head for item in listed):
+            head = head.split(listed[0])[0].rstrip(" :;") or self.code.name.lower().replace("_", " ")
+        text = f"{self.code.name}: {head}"
+        for item in listed:
+            text += f"\n  {item}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
         return text
+
+    def with_hint(self, hint: str) -> "DialError":
+        """The same error, of the same type, with ``hint`` on what the caller may have meant."""
+        return type(self)(self.code, self.message, self.field_violations, hint)
 
 
 class InvalidArgument(DialError):
@@ -107,15 +121,40 @@ _ERROR_TYPES = {
 }
 
 
+# An image whose first axis is at most this many and smaller than the other two is taken
+# for (bands, height, width): no sensor DIAL serves has more bands, and no image is that thin.
+MAX_BANDS_FIRST = 16
+
+
+def image_layout_hint(shape: tuple[int, ...]) -> str:
+    """What to do about an array that looks (bands, height, width), as rasterio's ``read()`` returns; "" otherwise."""
+    if len(shape) != 3 or not shape[0] <= MAX_BANDS_FIRST or shape[0] >= min(shape[1], shape[2]):
+        return ""
+    bands, height, width = shape
+    return (f"the array is shaped ({bands}, {height}, {width}), read as {bands} × {height} pixels "
+            f"(height × width) of {width} bands; images are (height, width, bands), so an array of "
+            f"(bands, height, width), as rasterio's read() returns, needs np.moveaxis(a, 0, -1) first")
+
+
+def hint_image_layout(error: DialError, shape: tuple[int, ...]) -> DialError:
+    """``error`` with :func:`image_layout_hint` when the server refused the image's bands and the array
+    looks band-first; ``error`` itself otherwise."""
+    hint = image_layout_hint(shape)
+    if hint and any(v.field.endswith(".bands") for v in error.field_violations):
+        return error.with_hint(hint)
+    return error
+
+
 def error_from_rpc(error: grpc.RpcError) -> DialError:
     """The typed exception for a failed call, field violations decoded when possible."""
     code = _call_attribute(error, "code") or grpc.StatusCode.UNKNOWN
     message = _call_attribute(error, "details") or ""
-    violations = field_violations(error) if isinstance(error, grpc.Call) else ()
+    # Blocking stubs raise grpc.Call objects, grpc.aio raises AioRpcError; both carry trailers.
+    violations = field_violations(error) if callable(getattr(error, "trailing_metadata", None)) else ()
     return _ERROR_TYPES.get(code, DialError)(code, message, violations)
 
 
-def field_violations(call: grpc.Call) -> tuple[FieldViolation, ...]:
+def field_violations(call: grpc.RpcError) -> tuple[FieldViolation, ...]:
     """The BadRequest field violations of a failed call's rich status, if it has any."""
     try:
         from google.rpc import error_details_pb2

@@ -9,8 +9,9 @@ import grpc
 import numpy as np
 
 from .clicks import AnyClick
-from .errors import Internal
+from .errors import DialError, Internal, NotFound, hint_image_layout
 from .geo import GeoReference
+from .models import ModelInfo
 from .transport import DEFAULT_MAX_MESSAGE_BYTES, RetryPolicy, ServiceClient, TlsConfig
 from .wire import (
     class_map_from_proto,
@@ -80,12 +81,16 @@ class SegmenterClient(ServiceClient):
 
     ``timeout`` bounds each call, retries included, in seconds (None: no
     deadline); ``raster_timeout`` does the same for ``predict_raster``.
-    ``retries`` is the number of retries after UNAVAILABLE, or a RetryPolicy.
+    ``retries`` is the number of retries after an UNAVAILABLE answer, or a
+    RetryPolicy. With ``wait_for_ready`` (the default) a call made while the
+    server is starting waits for it, within its deadline; without, it fails
+    at once when the server cannot be reached.
     ``token`` is sent as ``authorization: Bearer <token>``, ``caller`` as
     ``caller`` metadata. Failures raise subclasses of ``dial_client.DialError``.
     """
 
     STUB = segmenter_pb2_grpc.SegmenterStub
+    SERVICE = segmenter_pb2.DESCRIPTOR.services_by_name["Segmenter"].full_name
 
     def __init__(
         self,
@@ -98,9 +103,10 @@ class SegmenterClient(ServiceClient):
         tls: Optional[TlsConfig] = None,
         caller: Optional[str] = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        wait_for_ready: bool = True,
     ) -> None:
         super().__init__(target, timeout=timeout, retries=retries, token=token, tls=tls, caller=caller,
-                         max_message_bytes=max_message_bytes)
+                         max_message_bytes=max_message_bytes, wait_for_ready=wait_for_ready)
         self._raster_timeout = raster_timeout
 
     def predict(
@@ -118,13 +124,12 @@ class SegmenterClient(ServiceClient):
 
         ``geo`` georeferences the image, which MapClicks need.
         """
-        request = segmenter_pb2.PredictRequest(
-            model=_model_ref(model, version),
-            image=image_to_proto(image, geo),
-            clicks=[click.to_proto() for click in clicks],
-            return_probabilities=return_probabilities,
-        )
-        return PredictResult.from_proto(self._call("Predict", request, timeout))
+        request = predict_request(image, clicks, model=model, version=version,
+                                  return_probabilities=return_probabilities, geo=geo)
+        try:
+            return PredictResult.from_proto(self._call("Predict", request, timeout))
+        except DialError as error:
+            raise hint_image_layout(error, np.shape(image)) from error.__cause__
 
     def predict_raster(
         self,
@@ -187,10 +192,10 @@ class SegmenterClient(ServiceClient):
         # again: tiles are kept per attempt and the server writes output_uri
         # atomically, so the caller sees one whole result either way; only
         # on_progress goes back to 0.
-        def attempt(deadline: Optional[float], metadata: tuple[tuple[str, str], ...]) -> RasterPrediction:
+        def attempt(options) -> RasterPrediction:
             tiles: list[segmenter_pb2.ClassMapTile] = []
             result: Optional[segmenter_pb2.RasterResult] = None
-            for response in self._stub.PredictRaster(requests(), timeout=deadline, metadata=metadata):
+            for response in self._stub.PredictRaster(requests(), **options):
                 kind = response.WhichOneof("payload")
                 if kind == "progress" and on_progress is not None:
                     on_progress(response.progress.tiles_done, response.progress.tiles_total)
@@ -204,22 +209,50 @@ class SegmenterClient(ServiceClient):
 
         return self._connection.call(attempt, self._raster_timeout if timeout is None else timeout)
 
-    def list_models(self, *, page_size: int = 0, timeout: Optional[float] = None) -> list[common_pb2.Model]:
+    def list_models(self, *, page_size: int = 0, timeout: Optional[float] = None) -> list[ModelInfo]:
         """Every model version the server offers, following page tokens to the end."""
-        models: list[common_pb2.Model] = []
+        models: list[ModelInfo] = []
         page_token = ""
         while True:
-            request = segmenter_pb2.ListModelsRequest(page_size=page_size, page_token=page_token)
-            response = self._call("ListModels", request, timeout)
-            models.extend(response.models)
+            response = self._call("ListModels", list_models_request(page_size, page_token), timeout)
+            models.extend(ModelInfo.from_proto(m) for m in response.models)
             page_token = response.next_page_token
             if not page_token:
                 return models
 
-    def get_model(self, name: str, version: Optional[str] = None, *, timeout: Optional[float] = None) -> common_pb2.Model:
+    def get_model(self, name: str, version: Optional[str] = None, *, timeout: Optional[float] = None) -> ModelInfo:
         """One model version's metadata; the latest version when ``version`` is None."""
         request = segmenter_pb2.GetModelRequest(model=_model_ref(name, version))
-        return self._call("GetModel", request, timeout)
+        return ModelInfo.from_proto(self._call("GetModel", request, timeout))
+
+    def is_model_ready(self, name: str, version: Optional[str] = None, *, timeout: Optional[float] = None) -> bool:
+        """Whether the server has ``name`` (at ``version``, or its latest) loaded and able to serve now."""
+        try:
+            return self.get_model(name, version, timeout=timeout).ready
+        except NotFound:
+            return False
+
+
+def predict_request(
+    image: np.ndarray,
+    clicks: Iterable[AnyClick],
+    *,
+    model: str,
+    version: Optional[str],
+    return_probabilities: bool,
+    geo: Optional[GeoReference],
+) -> segmenter_pb2.PredictRequest:
+    """The Predict request both the blocking and the asyncio client send."""
+    return segmenter_pb2.PredictRequest(
+        model=_model_ref(model, version),
+        image=image_to_proto(image, geo),
+        clicks=[click.to_proto() for click in clicks],
+        return_probabilities=return_probabilities,
+    )
+
+
+def list_models_request(page_size: int, page_token: str) -> segmenter_pb2.ListModelsRequest:
+    return segmenter_pb2.ListModelsRequest(page_size=page_size, page_token=page_token)
 
 
 def _model_ref(name: str, version: Optional[str]) -> common_pb2.ModelRef:

@@ -1,7 +1,15 @@
-"""How calls reach a DIAL server: channel, credentials, metadata, deadlines and retries.
+"""How calls reach a DIAL server: channel, credentials, metadata, deadlines, readiness and retries.
 
 Shared by every service client (each is a :class:`ServiceClient`), so all
-of them open channels, size messages, authenticate and retry the same way.
+of them open channels, size messages, authenticate, wait and retry the same way.
+
+Calls are made with gRPC's ``wait_for_ready``: one made while the server is
+still starting (or restarting) waits for the channel to connect, within its
+deadline, instead of failing UNAVAILABLE at once. The request is not sent
+before the channel is ready, so this is safe for calls that create
+something too. The retry loop here only handles an UNAVAILABLE the server
+itself answers (it is draining, or a stream broke mid-call), which gRPC's
+transparent retries do not cover.
 """
 from __future__ import annotations
 
@@ -12,9 +20,10 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional, TypeVar, Union
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ._version import __version__
-from .errors import error_from_rpc
+from .errors import DeadlineExceeded, error_from_rpc
 
 # gRPC's 4 MB default is too small for imagery: a 1024 x 1024 x 9 uint16 tile
 # is 18.9 MB. Servers set the same limit.
@@ -23,6 +32,11 @@ DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 # Only UNAVAILABLE means the request never reached a working server; any
 # other status is the server's answer and repeating the call would not change it.
 RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE})
+
+MAX_RECONNECT_BACKOFF_MS = 2000
+
+# What ``is_server_ready`` waits at most when not told: a readiness probe should answer fast.
+READY_CHECK_SECONDS = 2.0
 
 T = TypeVar("T")
 ClientT = TypeVar("ClientT", bound="ServiceClient")
@@ -128,8 +142,11 @@ def call_with_retry(
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
+CallOptions = dict[str, Any]
+
+
 class Connection:
-    """A channel plus the metadata, deadline and retry policy applied to every call."""
+    """A channel plus the metadata, deadline, wait-for-ready and retry policy applied to every call."""
 
     def __init__(
         self,
@@ -141,31 +158,39 @@ class Connection:
         tls: Optional[TlsConfig] = None,
         caller: Optional[str] = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        wait_for_ready: bool = True,
     ) -> None:
         self.timeout = timeout
+        self.wait_for_ready = wait_for_ready
         self.retry_policy = retries if isinstance(retries, RetryPolicy) else RetryPolicy.with_retries(retries)
         self.metadata = call_metadata(token=token, caller=caller)
         self.channel = open_channel(target, tls=tls, max_message_bytes=max_message_bytes)
 
     def call(
         self,
-        attempt: Callable[[Optional[float], tuple[tuple[str, str], ...]], T],
+        attempt: Callable[[CallOptions], T],
         timeout: Optional[float] = None,
         may_retry: Callable[[], bool] = lambda: True,
     ) -> T:
-        """Run ``attempt(timeout_seconds, metadata)`` with retries; raise a DialError on failure.
+        """Run ``attempt(options)`` with retries; raise a DialError on failure.
 
-        ``timeout`` overrides the connection's default for this call.
+        ``options`` are the keyword arguments of a stub call (``timeout``,
+        ``metadata``, ``wait_for_ready``), so an attempt is
+        ``lambda options: stub.Method(request, **options)``. ``timeout``
+        overrides the connection's default for this call.
         """
         try:
             return call_with_retry(
-                lambda remaining: attempt(remaining, self.metadata),
+                lambda remaining: attempt(self.options(remaining)),
                 self.retry_policy,
                 self.timeout if timeout is None else timeout,
                 may_retry,
             )
         except grpc.RpcError as error:
             raise error_from_rpc(error) from error
+
+    def options(self, timeout: Optional[float]) -> CallOptions:
+        return {"timeout": timeout, "metadata": self.metadata, "wait_for_ready": self.wait_for_ready}
 
     def close(self) -> None:
         self.channel.close()
@@ -174,11 +199,14 @@ class Connection:
 class ServiceClient:
     """A client of one dial.v1 service: a stub on a :class:`Connection`; a context manager that closes it.
 
-    Subclasses name their generated stub class in ``STUB`` and give their own
-    default ``timeout``; everything else about reaching the server is here.
+    Subclasses name their generated stub class in ``STUB``, their service's
+    full name in ``SERVICE`` (what its health status is published under) and
+    give their own default ``timeout``; everything else about reaching the
+    server is here.
     """
 
     STUB: ClassVar[Callable[[grpc.Channel], Any]]
+    SERVICE: ClassVar[str]
 
     def __init__(
         self,
@@ -190,6 +218,7 @@ class ServiceClient:
         tls: Optional[TlsConfig] = None,
         caller: Optional[str] = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        wait_for_ready: bool = True,
     ) -> None:
         self._connection = Connection(
             target,
@@ -199,8 +228,10 @@ class ServiceClient:
             tls=tls,
             caller=caller,
             max_message_bytes=max_message_bytes,
+            wait_for_ready=wait_for_ready,
         )
         self._stub = type(self).STUB(self._connection.channel)
+        self._health = health_pb2_grpc.HealthStub(self._connection.channel)
 
     def __enter__(self: ClientT) -> ClientT:
         return self
@@ -216,10 +247,44 @@ class ServiceClient:
         retry cannot apply a change twice."""
         stub_method = getattr(self._stub, method)
         return self._connection.call(
-            lambda deadline, metadata: stub_method(request, timeout=deadline, metadata=metadata),
+            lambda options: stub_method(request, **options),
             timeout,
             may_retry=lambda: idempotent,
         )
+
+    def is_server_ready(self, *, timeout: Optional[float] = READY_CHECK_SECONDS) -> bool:
+        """Whether the service answers and its health is SERVING; False while it cannot be reached.
+
+        Does not wait for a server that is down; :meth:`wait_until_ready` does.
+        """
+        return self._serving(timeout, wait_for_ready=False)
+
+    def wait_until_ready(self, timeout: Optional[float] = None, *, poll_seconds: float = 0.2) -> None:
+        """Block until the service is SERVING; DeadlineExceeded after ``timeout`` seconds (None: the
+        client's default timeout)."""
+        timeout = self._connection.timeout if timeout is None else timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                       f"{type(self).SERVICE} was not ready within {timeout} s")
+            # wait_for_ready: the check itself waits for the channel to connect, so a server
+            # that comes up is seen at once; polling only covers NOT_SERVING (models loading).
+            if self._serving(remaining, wait_for_ready=True):
+                return
+            time.sleep(poll_seconds if remaining is None else max(0.0, min(poll_seconds, remaining)))
+
+    def _serving(self, timeout: Optional[float], *, wait_for_ready: bool) -> bool:
+        request = health_pb2.HealthCheckRequest(service=type(self).SERVICE)
+        try:
+            reply = self._health.Check(request, timeout=timeout, metadata=self._connection.metadata,
+                                       wait_for_ready=wait_for_ready)
+        except grpc.RpcError as error:
+            if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                return False
+            raise error_from_rpc(error) from error
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def open_channel(
@@ -229,14 +294,22 @@ def open_channel(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> grpc.Channel:
     """A channel to ``target`` ("host:port"), TLS when ``tls`` is given."""
-    options = [
-        ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.primary_user_agent", f"dial-client/{__version__}"),
-    ]
+    options = channel_options(max_message_bytes)
     if tls is None:
         return grpc.insecure_channel(target, options=options)
     return grpc.secure_channel(target, tls.credentials(), options=options)
+
+
+def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
+    """The options of every client channel, blocking or asyncio."""
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.primary_user_agent", f"dial-client/{__version__}"),
+        # gRPC's reconnect backoff grows to 120 s by default; a call waiting for a server that is
+        # starting would then sit out most of a minute after it came up.
+        ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
+    ]
 
 
 def call_metadata(token: Optional[str] = None, caller: Optional[str] = None) -> tuple[tuple[str, str], ...]:

@@ -80,13 +80,12 @@ class ModelInfo:
 
 
 def model_info(model) -> ModelInfo:
-    from dial_client.wire import DTYPE_NAMES
-
+    """The plugin's view of a ``dial_client.ModelInfo``."""
     return ModelInfo(
         name=model.name, version=model.version,
-        runs_on=PROVIDERS.get(model.execution_provider, model.execution_provider or "not loaded"),
-        ready=model.ready, classes=tuple((c.id, c.name, c.colour) for c in model.classes),
-        bands=len(model.bands), input_dtype=DTYPE_NAMES.get(model.input_dtype, "unspecified"),
+        runs_on=PROVIDERS.get(model.provider, model.provider or "not loaded"),
+        ready=model.ready, classes=tuple(tuple(c) for c in model.classes),
+        bands=len(model.bands), input_dtype=model.input_dtype or "unspecified",
         tile_px=model.tile_px or 512)
 
 

@@ -1,0 +1,191 @@
+"""The asyncio client: ``dial_client.aio.SegmenterClient`` offers the blocking client's surface as coroutines.
+
+Built on ``grpc.aio``; requests, replies, errors, metadata, wait-for-ready
+and the retry policy are those of the blocking client (the same functions
+build and read the messages), only the waiting is ``await``::
+
+    async with dial_client.aio.SegmenterClient("localhost:50051") as client:
+        await client.wait_until_ready(60)
+        result = await client.predict(image, clicks, model="linknet")
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any, Awaitable, Callable, Iterable, Optional, TypeVar, Union
+
+import grpc
+import grpc.aio
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .clicks import AnyClick
+from .errors import DeadlineExceeded, DialError, NotFound, error_from_rpc, hint_image_layout
+from .geo import GeoReference
+from .models import ModelInfo
+from .segmenter import PredictResult, SegmenterClient as _BlockingSegmenter, _model_ref, list_models_request, \
+    predict_request
+from .transport import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    READY_CHECK_SECONDS,
+    RETRYABLE_CODES,
+    RetryPolicy,
+    TlsConfig,
+    call_metadata,
+    channel_options,
+)
+from .wire import segmenter_pb2, segmenter_pb2_grpc
+
+__all__ = ["SegmenterClient"]
+
+T = TypeVar("T")
+
+
+class SegmenterClient:
+    """An asyncio client of the Segmenter service; ``async with`` closes its channel.
+
+    The options mean what they mean for :class:`dial_client.SegmenterClient`.
+    """
+
+    SERVICE = _BlockingSegmenter.SERVICE
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: Optional[float] = 30.0,
+        retries: Union[int, RetryPolicy] = 3,
+        token: Optional[str] = None,
+        tls: Optional[TlsConfig] = None,
+        caller: Optional[str] = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        wait_for_ready: bool = True,
+    ) -> None:
+        options = channel_options(max_message_bytes)
+        self._channel = (grpc.aio.insecure_channel(target, options=options) if tls is None
+                         else grpc.aio.secure_channel(target, tls.credentials(), options=options))
+        self._stub = segmenter_pb2_grpc.SegmenterStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._timeout = timeout
+        self._retry_policy = retries if isinstance(retries, RetryPolicy) else RetryPolicy.with_retries(retries)
+        self._metadata = call_metadata(token=token, caller=caller)
+        self._wait_for_ready = wait_for_ready
+
+    async def __aenter__(self) -> "SegmenterClient":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def predict(
+        self,
+        image: np.ndarray,
+        clicks: Iterable[AnyClick] = (),
+        *,
+        model: str,
+        version: Optional[str] = None,
+        return_probabilities: bool = False,
+        geo: Optional[GeoReference] = None,
+        timeout: Optional[float] = None,
+    ) -> PredictResult:
+        """Segment an (H, W, B) or (H, W) uint8/uint16 image given the user's clicks."""
+        request = predict_request(image, clicks, model=model, version=version,
+                                  return_probabilities=return_probabilities, geo=geo)
+        try:
+            return PredictResult.from_proto(await self._call(self._stub.Predict, request, timeout))
+        except DialError as error:
+            raise hint_image_layout(error, np.shape(image)) from error.__cause__
+
+    async def list_models(self, *, page_size: int = 0, timeout: Optional[float] = None) -> list[ModelInfo]:
+        """Every model version the server offers, following page tokens to the end."""
+        models: list[ModelInfo] = []
+        page_token = ""
+        while True:
+            response = await self._call(self._stub.ListModels, list_models_request(page_size, page_token), timeout)
+            models.extend(ModelInfo.from_proto(m) for m in response.models)
+            page_token = response.next_page_token
+            if not page_token:
+                return models
+
+    async def get_model(self, name: str, version: Optional[str] = None, *,
+                        timeout: Optional[float] = None) -> ModelInfo:
+        """One model version's metadata; the latest version when ``version`` is None."""
+        request = segmenter_pb2.GetModelRequest(model=_model_ref(name, version))
+        return ModelInfo.from_proto(await self._call(self._stub.GetModel, request, timeout))
+
+    async def is_model_ready(self, name: str, version: Optional[str] = None, *,
+                             timeout: Optional[float] = None) -> bool:
+        """Whether the server has ``name`` (at ``version``, or its latest) loaded and able to serve now."""
+        try:
+            return (await self.get_model(name, version, timeout=timeout)).ready
+        except NotFound:
+            return False
+
+    async def is_server_ready(self, *, timeout: Optional[float] = READY_CHECK_SECONDS) -> bool:
+        """Whether the service answers and its health is SERVING; False while it cannot be reached."""
+        return await self._serving(timeout, wait_for_ready=False)
+
+    async def wait_until_ready(self, timeout: Optional[float] = None, *, poll_seconds: float = 0.2) -> None:
+        """Wait until the service is SERVING; DeadlineExceeded after ``timeout`` seconds (None: the
+        client's default timeout)."""
+        timeout = self._timeout if timeout is None else timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                       f"{self.SERVICE} was not ready within {timeout} s")
+            if await self._serving(remaining, wait_for_ready=True):
+                return
+            await asyncio.sleep(poll_seconds if remaining is None else max(0.0, min(poll_seconds, remaining)))
+
+    async def _serving(self, timeout: Optional[float], *, wait_for_ready: bool) -> bool:
+        request = health_pb2.HealthCheckRequest(service=self.SERVICE)
+        try:
+            reply = await self._health.Check(request, timeout=timeout, metadata=self._metadata,
+                                             wait_for_ready=wait_for_ready)
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                return False
+            raise error_from_rpc(error) from error
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    async def _call(self, method: Callable[..., Awaitable[T]], request: Any, timeout: Optional[float]) -> T:
+        """One unary call with the blocking client's retry policy (every Segmenter call is idempotent)."""
+        try:
+            return await call_with_retry_async(
+                lambda remaining: method(request, timeout=remaining, metadata=self._metadata,
+                                         wait_for_ready=self._wait_for_ready),
+                self._retry_policy,
+                self._timeout if timeout is None else timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise error_from_rpc(error) from error
+
+
+async def call_with_retry_async(
+    attempt: Callable[[Optional[float]], Awaitable[T]],
+    policy: RetryPolicy,
+    timeout_seconds: Optional[float],
+    *,
+    rng: Optional[random.Random] = None,
+) -> T:
+    """:func:`dial_client.transport.call_with_retry` for coroutines: the same backoff, bounded by the same deadline."""
+    rng = rng or random.Random()
+    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+    for retry_index in range(policy.max_attempts):
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        try:
+            return await attempt(remaining)
+        except grpc.aio.AioRpcError as error:
+            if retry_index + 1 >= policy.max_attempts or error.code() not in RETRYABLE_CODES:
+                raise
+            delay = policy.backoff_seconds(retry_index, rng)
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")
