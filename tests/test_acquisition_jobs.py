@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from dial.acquisition.ranking import RankedPatch
+from dial.imagery.georef import GeoReference, Window
 from dial_services.acquisition.job_store import JobRecord, JobStore, StoredPatch
 from dial_services.acquisition.jobs import JobManager, TooManyJobs
 from dial_services.common.durable import LEFTOVER_SECONDS, DamagedRecord, StoreWriteError
@@ -25,7 +26,8 @@ def plan_of(rank):
 
 
 def scores_by_uri(uri, should_stop):
-    return [patch(float(len(uri)), 0), patch(float(len(uri)) / 10, 8)], ("EPSG:32633", [0.5, 0, 0, 0, -0.5, 0])
+    geo = GeoReference("EPSG:32633", (0.5, 0, 0, 0, -0.5, 0))
+    return [patch(float(len(uri)), 0), patch(float(len(uri)) / 10, 8)], geo
 
 
 def eventually(condition, seconds=10.0) -> bool:
@@ -73,7 +75,8 @@ def test_a_job_ranks_across_rasters_and_pages_from_another_replica(managers):
     page, geos, after = b.page(seen, 3, 0)
     assert [(q.raster_uri, q.patch.rank, q.patch.score) for q in page] == [("rrr", 1, 3.0), ("rr", 2, 2.0),
                                                                           ("r", 3, 1.0)]
-    assert geos["rrr"] == ["EPSG:32633", [0.5, 0, 0, 0, -0.5, 0]]
+    assert geos["rrr"] == GeoReference("EPSG:32633", (0.5, 0, 0, 0, -0.5, 0))
+    assert page[0].patch.window == Window(0, 0, 8, 8) and page[0].patch.window.bottom == 8
     rest, _, end = b.page(seen, 3, after)
     assert [q.patch.score for q in rest] == [pytest.approx(0.3)] and end is None  # the budget kept 4
     assert b.mark_done(seen, [page[0].id, "nope"]) == (0, ["nope"])

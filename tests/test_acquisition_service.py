@@ -11,13 +11,13 @@ import pytest
 import rasterio
 
 from dial.imagery.raster import GeoTiffWriter
-from dial.imagery.readers import GeoInfo
+from dial.imagery.georef import GeoReference
 from dial.synthetic import make_scene
 from dial_client import (
     AcquisitionClient, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted)
 from dial_client.wire import acquisition_pb2, acquisition_pb2_grpc
 
-GEO = GeoInfo("EPSG:32633", (0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0))
+GEO = GeoReference("EPSG:32633", (0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0))
 
 
 @pytest.fixture()

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from dial.acquisition import STRATEGIES
 from dial.imagery.raster import GeoTiffWriter
-from dial.imagery.readers import GeoInfo
+from dial.imagery.georef import GeoReference
 from dial.synthetic import make_scene
 from dial_client.wire import acquisition_pb2, acquisition_pb2_grpc, common_pb2
 from dial_services.acquisition.job_store import JobRecord, JobStore
@@ -74,7 +74,7 @@ def fuzz_target(tiny_repo, tiny_manifest, tmp_path_factory):
     image = make_scene(96, 96, seed=4).image
     raster = rasters / "scene.tif"
     with GeoTiffWriter(raster, height=96, width=96, bands=image.shape[2], dtype="uint8",
-                       geo=GeoInfo("EPSG:32633", (0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0))) as writer:
+                       geo=GeoReference("EPSG:32633", (0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0))) as writer:
         writer.write(image, 0, 0)
     planted, planted_outputs = planted_rasters(rasters, image.shape[2])
     # A job of the fuzzer's own whose record is truncated on disk, still PENDING: it must hold up no one.

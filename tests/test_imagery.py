@@ -144,3 +144,27 @@ def test_windowed_geotiff_write_keeps_crs_and_transform(tmp_path):
         assert ds.crs.to_string() == "EPSG:32633" and ds.transform == transform
         labels = ds.read(1)
     assert (labels[:150] == 1).all() and (labels[150:] == 2).all()
+
+
+def test_a_window_read_on_its_own_carries_its_own_georeference(tmp_path):
+    transform = from_origin(500000.0, 4200000.0, 0.5, 0.5)
+    src = tmp_path / "src.tif"
+    data = np.random.default_rng(1).integers(0, 255, (60, 50, 3), dtype=np.uint8)
+    with rasterio.open(src, "w", driver="GTiff", height=60, width=50, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=transform) as ds:
+        ds.write(np.moveaxis(data, -1, 0))
+    with RasterReader(src) as reader:
+        part = reader.read_window((8, 16, 20, 30))
+        np.testing.assert_array_equal(part.image, data[8:28, 16:46])
+        assert part.window == (8, 16, 20, 30) and part.geo.crs == "EPSG:32633"
+        assert part.geo.transform == (0.5, 0.0, 500000.0 + 16 * 0.5, 0.0, -0.5, 4200000.0 - 8 * 0.5)
+        whole = reader.read_window()
+        assert whole.window == (0, 0, 60, 50) and whole.geo == reader.info.geo
+        for outside in [(50, 0, 20, 10), (0, 0, 0, 10), (0, 45, 10, 10)]:
+            with pytest.raises(ValueError, match="inside the 60x50 raster"):
+                reader.read_window(outside)
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(plain, "w", driver="GTiff", height=8, width=8, count=1, dtype="uint8") as ds:
+        ds.write(np.zeros((1, 8, 8), np.uint8))
+    with RasterReader(plain) as reader:
+        assert reader.info.geo is None and reader.read_window((0, 0, 4, 4)).geo is None

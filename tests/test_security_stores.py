@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import ValidationError
 
 from dial.imagery.raster import GeoTiffWriter
-from dial.imagery.readers import GeoInfo
+from dial.imagery.georef import GeoReference
 from dial_client import AcquisitionClient, AdapterClient
 from dial_client.wire import acquisition_pb2, acquisition_pb2_grpc, adapter_pb2, adapter_pb2_grpc
 from dial_client.errors import DialError, InvalidArgument, NotFound, ResourceExhausted
@@ -24,7 +24,7 @@ from dial_services.acquisition.job_store import JobRecord, JobStore
 from dial_services.common.durable import LEFTOVER_SECONDS
 
 SIZE = 64
-GEO = GeoInfo("EPSG:32633", (0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0))
+GEO = GeoReference("EPSG:32633", (0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0))
 ACQUISITION = "dial.v1.Acquisition"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -375,7 +375,8 @@ def test_an_error_message_is_bounded_whatever_a_handler_puts_in_it():
 def test_acquisition_reading_a_damaged_session_tells_its_owner_alone_even_on_a_read_only_store(tmp_path,
                                                                                                monkeypatch):
     from dial_services.acquisition.sessions import SessionReader
-    from dial_services.adapter.store import SessionRecord, SessionStore, new_session_id
+    from dial_services.adapter.store import SessionStore
+    from dial_services.common.session_record import SessionRecord, new_session_id
     from dial_services.common.errors import status_for
 
     store = SessionStore(tmp_path)

@@ -11,13 +11,13 @@ from rasterio.transform import from_origin
 from rasterio.warp import transform as warp_transform
 from shapely.geometry import shape
 
-from dial.imagery.readers import GeoInfo
+from dial.imagery.georef import GeoReference
 from dial.imagery.vector import VectorError, features, vectorize, vectorize_file
 
 PIXEL_M = 2.0
 ORIGIN = (500000.0, 4000000.0)
 TRANSFORM = from_origin(*ORIGIN, PIXEL_M, PIXEL_M)
-GEO = GeoInfo("EPSG:32633", tuple(TRANSFORM)[:6])
+GEO = GeoReference("EPSG:32633", tuple(TRANSFORM)[:6])
 NAMES = ("Building", "Road", "Water")
 
 
@@ -117,7 +117,7 @@ def test_geojson_follows_rfc_7946(tmp_path):
 
 def test_geojson_needs_a_crs(tmp_path):
     with pytest.raises(VectorError, match="GeoPackage"):
-        vectorize(scene(), GeoInfo(None, (1, 0, 0, 0, 1, 0)), tmp_path / "map.geojson")
+        vectorize(scene(), GeoReference(None, (1, 0, 0, 0, 1, 0)), tmp_path / "map.geojson")
 
 
 def write_class_map(path, m, crs="EPSG:32633", nodata=None):

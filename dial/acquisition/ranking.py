@@ -8,8 +8,8 @@ import numpy as np
 
 from dial.acquisition.cost import DEFAULT_TOLERANCE_PX, click_cost
 from dial.acquisition.strategies import Strategy, UncertaintyResult
+from dial.imagery.georef import Window
 
-Window = tuple[int, int, int, int]
 DEFAULT_PATCH_PX = 512
 # The pixel-level experiments click where entropy is above its 90th percentile.
 DEFAULT_HINT_QUANTILE = 0.9
@@ -18,7 +18,7 @@ DEFAULT_MAX_HINTS = 5
 
 @dataclass(frozen=True)
 class RankedPatch:
-    """``window`` is (row_off, col_off, height, width); ``hints`` are (row, col), most uncertain first."""
+    """``window`` is where the patch lies in the image; ``hints`` are (row, col), most uncertain first."""
 
     rank: int
     score: float
@@ -41,12 +41,8 @@ def patch_grid(height: int, width: int, patch_px: int = DEFAULT_PATCH_PX, stride
     stride = stride_px or patch_px
     if not 1 <= stride <= patch_px:
         raise ValueError(f"stride_px must be in [1, patch_px], got {stride}")
-    return [(r, c, min(patch_px, height - r), min(patch_px, width - c))
+    return [Window(r, c, patch_px, patch_px).clip(height, width)
             for r in _starts(height, patch_px, stride) for c in _starts(width, patch_px, stride)]
-
-
-def overlaps(a: Window, b: Window) -> bool:
-    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
 def click_hints(scores: np.ndarray, window: Window, quantile: float = DEFAULT_HINT_QUANTILE,
@@ -94,7 +90,7 @@ def iter_ranked_patches(
     """
     height, width = result.scores.shape
     windows = [w for w in patch_grid(height, width, patch_px, stride_px)
-               if not any(overlaps(w, x) for x in exclude)]
+               if not any(w.overlaps(x) for x in exclude)]
     if not windows:
         return
     scores = np.asarray(strategy.patch_scores(result, windows, reduction), dtype=np.float64)
@@ -102,8 +98,7 @@ def iter_ranked_patches(
 
     def cost_of(i: int) -> float:
         if i not in costs:
-            r, c, h, w = windows[i]
-            costs[i] = float(click_cost(result.labels[r: r + h, c: c + w], tolerance_px).total)
+            costs[i] = float(click_cost(result.labels[windows[i].slices], tolerance_px).total)
         return costs[i]
 
     if cost_weighting:
@@ -112,7 +107,7 @@ def iter_ranked_patches(
     limit = max_patches or len(windows)
     for i in np.argsort(-scores, kind="stable"):
         window = windows[i]
-        if stride_px and stride_px < patch_px and any(overlaps(window, w) for w in chosen):
+        if stride_px and stride_px < patch_px and any(window.overlaps(w) for w in chosen):
             continue
         chosen.append(window)
         yield RankedPatch(len(chosen), float(scores[i]), window, cost_of(int(i)),

@@ -23,8 +23,8 @@ from dial.inference.classwise import class_argmax, entropy_from_logits, margin_f
 from dial.inference.tiling import predict_probabilities
 from dial.model.network import NetworkParts
 from dial.clicks import Click
+from dial.imagery.georef import Window
 
-Window = tuple[int, int, int, int]
 REDUCTIONS = ("mean", "sum")
 
 @dataclass

@@ -2,7 +2,9 @@
 
 Large EO rasters never need to be in memory whole: readers hand out windows,
 and writers take them back, keeping the input's CRS and transform so that
-outputs overlay the source in any GIS.
+outputs overlay the source in any GIS. A window read on its own comes with
+its own georeference (:class:`WindowedImage`), so that pixel (0, 0) of the
+window is where it is on the map.
 """
 from __future__ import annotations
 
@@ -14,19 +16,44 @@ import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.transform import Affine
-from rasterio.windows import Window
+from rasterio.windows import Window as RasterioWindow
 
+from dial.imagery.georef import GeoReference, Window
 from dial.imagery.opener import GEOTIFF, ImageFormatError, OpenPolicy, gdal_env, open_image
-from dial.imagery.readers import SUPPORTED_DTYPES, GeoInfo, geo_info, image_band_indexes
+from dial.imagery.readers import SUPPORTED_DTYPES, georeference, image_band_indexes
 
 
 @dataclass(frozen=True)
 class RasterInfo:
+    """A raster's size, bands (alpha dropped), dtype, and georeference (None for a plain image)."""
+
     height: int
     width: int
     bands: int
     dtype: str
-    geo: GeoInfo
+    geo: GeoReference | None
+
+    @property
+    def window(self) -> Window:
+        return Window.whole(self.height, self.width)
+
+
+@dataclass(frozen=True)
+class WindowedImage:
+    """An ``(H, W, B)`` image cut from its source at ``window``, and the georeference of those pixels.
+
+    ``geo`` is the window's own (its pixel (0, 0) is the window's top-left
+    pixel), None when the source has none; an image sent whole has the
+    window ``(0, 0, H, W)``.
+    """
+
+    image: np.ndarray
+    geo: GeoReference | None
+    window: Window
+
+    @classmethod
+    def whole(cls, image: np.ndarray, geo: GeoReference | None = None) -> "WindowedImage":
+        return cls(image, geo, Window.whole(int(image.shape[0]), int(image.shape[1])))
 
 
 class RasterReader:
@@ -47,7 +74,7 @@ class RasterReader:
             with gdal_env():
                 self._bands = image_band_indexes(self._ds)
                 self.info = RasterInfo(self._ds.height, self._ds.width, len(self._bands), dtype,
-                                       geo_info(self._ds))
+                                       georeference(self._ds))
         except BaseException:
             self._ds.close()
             raise
@@ -55,11 +82,25 @@ class RasterReader:
     def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
         try:
             with gdal_env():
-                data = self._ds.read(self._bands, window=Window(col_off, row_off, width, height))
+                data = self._ds.read(self._bands, window=RasterioWindow(col_off, row_off, width, height))
         except RasterioError:
             raise ImageFormatError("the raster's pixels cannot be read (damaged or truncated?)",
                                    path=self._path) from None
         return np.ascontiguousarray(np.moveaxis(data, 0, -1))
+
+    def read_window(self, window: tuple[int, int, int, int] | None = None) -> WindowedImage:
+        """The pixels of ``window`` (default: the whole raster) with their own georeference.
+
+        ValueError when the window is empty or reaches outside the raster:
+        GDAL would pad it with zeros, pixels the raster does not have.
+        """
+        info = self.info
+        window = info.window if window is None else Window(*window)
+        if not window.inside(info.height, info.width):
+            raise ValueError(f"window {tuple(window)} is not a non-empty window inside the "
+                             f"{info.height}x{info.width} raster")
+        image = self.read(*window)
+        return WindowedImage(image, info.geo.for_window(window) if info.geo is not None else None, window)
 
     def close(self) -> None:
         self._ds.close()
@@ -80,7 +121,7 @@ class GeoTiffWriter:
     """
 
     def __init__(self, path: str | Path, *, height: int, width: int, bands: int, dtype: str,
-                 geo: GeoInfo | None, block_px: int = 256, colormap: dict | None = None):
+                 geo: GeoReference | None, block_px: int = 256, colormap: dict | None = None):
         profile = {
             "driver": "GTiff", "height": height, "width": width, "count": bands, "dtype": dtype,
             "tiled": True, "blockxsize": block_px, "blockysize": block_px, "compress": "deflate",
@@ -99,7 +140,7 @@ class GeoTiffWriter:
     def write(self, array: np.ndarray, row_off: int, col_off: int) -> None:
         """Write ``(H, W)`` or ``(H, W, B)`` at the given offset."""
         data = array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
-        window = Window(col_off, row_off, data.shape[2], data.shape[1])
+        window = RasterioWindow(col_off, row_off, data.shape[2], data.shape[1])
         self._ds.write(data, window=window)
 
     def close(self) -> None:

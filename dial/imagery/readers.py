@@ -10,12 +10,12 @@ and palette PNGs, which are expanded to colours before the lookup.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rasterio.enums import ColorInterp
 
+from dial.imagery.georef import GeoReference
 from dial.imagery.legend import IGNORE_INDEX, Legend
 from dial.imagery.opener import IMAGES, ImageFormatError, reading
 
@@ -25,18 +25,11 @@ SUPPORTED_DTYPES = ("uint8", "uint16")
 MAX_UNKNOWN_COLOUR_SHARE = 0.01
 
 
-@dataclass(frozen=True)
-class GeoInfo:
-    """Georeferencing of a raster; ``crs`` is None for plain images."""
-
-    crs: str | None
-    transform: tuple[float, float, float, float, float, float]
-
-
-def geo_info(dataset) -> GeoInfo:
+def georeference(dataset) -> GeoReference | None:
+    """Where an opened dataset lies on the map; None for a plain image (no CRS, identity transform)."""
     t = dataset.transform
-    crs = dataset.crs.to_string() if dataset.crs else None
-    return GeoInfo(crs=crs, transform=(t.a, t.b, t.c, t.d, t.e, t.f))
+    geo = GeoReference(dataset.crs.to_string() if dataset.crs else None, (t.a, t.b, t.c, t.d, t.e, t.f))
+    return geo if geo.is_georeferenced else None
 
 
 def image_band_indexes(dataset) -> list[int]:
@@ -47,15 +40,15 @@ def image_band_indexes(dataset) -> list[int]:
     return bands
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, GeoInfo]:
-    """Read an image as ``(H, W, B)`` in its native uint8/uint16 dtype."""
+def read_image(path: str | Path) -> tuple[np.ndarray, GeoReference | None]:
+    """Read an image as ``(H, W, B)`` in its native uint8/uint16 dtype, and its georeference if it has one."""
     with reading(path, IMAGES) as ds:
         dtype = ds.dtypes[0]
         if dtype not in SUPPORTED_DTYPES:
             raise ImageFormatError(f"dtype {dtype}; DIAL reads uint8 or uint16 images", path=path)
         bands = image_band_indexes(ds)
         array = ds.read(bands)
-        return np.ascontiguousarray(np.moveaxis(array, 0, -1)), geo_info(ds)
+        return np.ascontiguousarray(np.moveaxis(array, 0, -1)), georeference(ds)
 
 
 def _mask_as_rgb_or_values(ds) -> np.ndarray:

@@ -20,12 +20,12 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from dial.clicks import Click, clicks_in_window
+from dial.imagery.georef import Window
 from dial.inference.classwise import class_argmax
 from dial.inference.inputs import network_input
 from dial.inference.predictors import Predictor, softmax
 
-# A window is (row_off, col_off, height, width).
-Window = tuple[int, int, int, int]
+# read(row_off, col_off, height, width) -> the (H, W, B) pixels of that window.
 ReadWindow = Callable[[int, int, int, int], np.ndarray]
 STRIDE_MULTIPLE = 32
 
@@ -66,7 +66,7 @@ class TileGrid:
         return len(self.row_starts) * len(self.col_starts)
 
     def windows(self) -> list[Window]:
-        return [(r, c, self.tile_height, self.tile_width) for r in self.row_starts for c in self.col_starts]
+        return [Window(r, c, self.tile_height, self.tile_width) for r in self.row_starts for c in self.col_starts]
 
 
 def array_reader(image: np.ndarray) -> ReadWindow:

@@ -34,8 +34,9 @@ from typing import Callable, Iterator
 
 from dial.acquisition.ranking import RankedPatch
 from dial.files import fsync_dir
+from dial.imagery.georef import GeoReference, Window
 from dial_services.common import durable
-from dial_services.common.durable import DAMAGE, DamagedRecord, open_lock, writing
+from dial_services.common.durable import DAMAGE, DamagedRecord, RecordStore, open_lock, writing
 
 _ID = re.compile(r"^[0-9a-f]{16}$")
 FINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -90,17 +91,18 @@ def _patch_to_json(q: StoredPatch) -> dict:
 
 
 def _patch_from_json(d: dict) -> StoredPatch:
-    return StoredPatch(d["id"], d["uri"], RankedPatch(d["rank"], d["score"], tuple(d["window"]), d["cost"],
+    return StoredPatch(d["id"], d["uri"], RankedPatch(d["rank"], d["score"], Window(*d["window"]), d["cost"],
                                                       tuple(tuple(h) for h in d["hints"])))
 
 
-class JobStore:
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        (self.root / "live").mkdir(parents=True, exist_ok=True)
+class JobStore(RecordStore):
+    record_file = "job.json"
+    collection = "queueJobs"
+    is_id = staticmethod(is_job_id)
 
-    def folder(self, job_id: str) -> Path:
-        return self.root / job_id
+    def __init__(self, root: str | Path):
+        super().__init__(root)
+        (self.root / "live").mkdir(parents=True, exist_ok=True)
 
     @contextlib.contextmanager
     def locked(self, job_id: str) -> Iterator[JobRecord | None]:
@@ -121,31 +123,11 @@ class JobStore:
 
     def read(self, job_id: str) -> JobRecord | None:
         """The job, None when there is none; DamagedRecord (once it is moved aside) when it cannot be read."""
-        if not is_job_id(job_id):
-            return None
-        try:
-            return JobRecord.from_json((self.folder(job_id) / "job.json").read_text())
-        except FileNotFoundError:
-            return None
-        except DAMAGE as error:
-            owner = durable.quarantine(self.root, job_id, "job.json", error)
-            with contextlib.suppress(OSError):
-                (self.root / "live" / job_id).unlink()
-            raise DamagedRecord(f"queueJobs/{job_id}", owner) from None
+        return self._read(job_id, JobRecord.from_json)
 
-    def damaged_owner(self, job_id: str) -> str | None:
-        """The owner of a job that was moved aside as damaged; None when there is no such job."""
-        return durable.quarantined(self.root, job_id, "job.json")[1] if is_job_id(job_id) else None
-
-    def delete_damaged(self, job_id: str) -> bool:
-        return is_job_id(job_id) and durable.remove_quarantined(self.root, job_id)
-
-    def quarantined_count(self) -> int:
-        return durable.quarantined_count(self.root)
-
-    def remove_leftovers(self, older_than: float) -> int:
-        """Temporary files and staging folders left by a replica killed mid-write (see ``durable``)."""
-        return durable.remove_leftovers(self.root, older_than)
+    def _moved_aside(self, job_id: str) -> None:
+        with contextlib.suppress(OSError):
+            (self.root / "live" / job_id).unlink()
 
     def probe_writable(self) -> None:
         durable.probe_writable(self.root)
@@ -203,16 +185,19 @@ class JobStore:
         return [name for name in os.listdir(self.root) if is_job_id(name)]
 
     # -- the queue ---------------------------------------------------------
-    def write_patches(self, job_id: str, patches: list[StoredPatch], geos: dict) -> None:
-        body = {"geos": geos, "patches": [_patch_to_json(q) for q in patches]}
+    def write_patches(self, job_id: str, patches: list[StoredPatch], geos: dict[str, GeoReference | None]) -> None:
+        """The queue, and each raster's georeference (None when it has none), by raster URI."""
+        body = {"geos": {uri: geo.to_json() if geo is not None else None for uri, geo in geos.items()},
+                "patches": [_patch_to_json(q) for q in patches]}
         with writing():
             durable.atomic_write_bytes(self.folder(job_id) / "patches.json", json.dumps(body).encode())
 
-    def read_patches(self, job_id: str) -> tuple[list[StoredPatch], dict]:
+    def read_patches(self, job_id: str) -> tuple[list[StoredPatch], dict[str, GeoReference | None]]:
         """The job's queue; DamagedRecord when it cannot be read (the job itself is left as it is)."""
         try:
             body = json.loads((self.folder(job_id) / "patches.json").read_text())
-            return [_patch_from_json(d) for d in body["patches"]], body["geos"]
+            geos = {uri: GeoReference.from_json(geo) if geo is not None else None for uri, geo in body["geos"].items()}
+            return [_patch_from_json(d) for d in body["patches"]], geos
         except DAMAGE:
             raise DamagedRecord(f"queueJobs/{job_id}", None) from None
 

@@ -30,14 +30,15 @@ from typing import Callable, Sequence
 
 from dial.acquisition.ranking import RankedPatch
 from dial.errors import Exhausted
+from dial.imagery.georef import GeoReference
 from dial_services.acquisition.job_store import FINAL, JobRecord, JobStore, StoredPatch, new_job_id, with_changes
 from dial_services.common.durable import LEFTOVER_SECONDS, DamagedRecord, StoreWriteError
 from dial_services.common.errors import status_for
 
 log = logging.getLogger(__name__)
 
-# rank(raster_uri, should_stop) -> (that raster's ranked patches, best first; its georeference, JSON-able)
-RankRaster = Callable[[str, Callable[[], None]], tuple[Sequence[RankedPatch], object]]
+# rank(raster_uri, should_stop) -> (that raster's ranked patches, best first; its georeference or None)
+RankRaster = Callable[[str, Callable[[], None]], tuple[Sequence[RankedPatch], GeoReference | None]]
 # plan(stored spec) -> how to rank the job's rasters; called on the replica that runs the job
 Plan = Callable[[bytes], RankRaster]
 # How far the clocks of two replicas may disagree. A lease ending further ahead than one lease length plus
@@ -343,7 +344,7 @@ class JobManager:
         try:
             rank = self.plan(record.spec)
             found: list[StoredPatch] = []
-            geos: dict[str, object] = {}
+            geos: dict[str, GeoReference | None] = {}
             for index, uri in enumerate(record.rasters):
                 should_stop()
                 patches, geos[uri] = rank(uri, should_stop)

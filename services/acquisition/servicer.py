@@ -12,31 +12,29 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from dial.acquisition import STRATEGIES, AcquisitionModel, get_strategy
 from dial.acquisition.ranking import DEFAULT_HINT_QUANTILE, RankedPatch, iter_ranked_patches
 from dial.adaptation.disca import DiscaSettings, adapted_network
-from dial.clicks import Click
 from dial.errors import Damaged, Unavailable, store_refusal
-from dial.imagery.raster import GeoTiffWriter
-from dial.imagery.readers import GeoInfo
+from dial.imagery.georef import GeoReference, Window
+from dial.imagery.raster import GeoTiffWriter, WindowedImage
 from dial.inference.predictors import OnnxPredictor
 from dial.model.repository import ModelRef, ModelRepository
 from dial_client.wire import acquisition_pb2, acquisition_pb2_grpc, common_pb2, quantise_scores
 from dial_services.acquisition.job_store import JobRecord, JobStore, is_job_id
 from dial_services.acquisition.jobs import JobManager
 from dial_services.acquisition.sessions import SessionReader
-from dial_services.adapter.store import session_id_of
 from dial_services.common.auth import caller_identity
 from dial_services.common.config import ConfigError, ModelServingConfig
 from dial_services.common.convert import geo_to_proto
 from dial_services.common.durable import DamagedRecord, StoreWriteError
 from dial_services.common.errors import Violations, failed_precondition, invalid_argument, not_found, quoted
 from dial_services.common.metrics import ServiceMetrics
+from dial_services.common.session_record import session_id_of
+from dial_services.common.sources import Sources, bounds_to_proto, window_from_proto, window_to_proto
 from dial_services.common.uri_policy import UriPolicy
-from dial_services.common.validation import (
-    check_model_input, check_shape, clicks_from_proto, geo_from_proto, image_from_proto, model_ref_from_proto)
+from dial_services.common.validation import clicks_from_proto, model_ref_from_proto
 
 SERVICE_NAME = acquisition_pb2.DESCRIPTOR.services_by_name["Acquisition"].full_name
 REDUCTIONS = {acquisition_pb2.REDUCTION_UNSPECIFIED: "mean", acquisition_pb2.REDUCTION_MEAN: "mean",
               acquisition_pb2.REDUCTION_SUM: "sum"}
-Geo = tuple  # (crs or None, 6 affine coefficients)
 
 
 class AcquisitionModels:
@@ -76,22 +74,10 @@ def check_options(v: Violations, prefix: str, patch_size_px: int, reduction: int
     v.check(hint_quantile == 0 or 0 < hint_quantile < 1, f"{prefix}hint_quantile", "must be 0 (default) or in (0, 1)")
 
 
-def window_bounds(window, geo: Geo | None) -> common_pb2.MapBounds:
-    if geo is None or not geo[1]:
-        return common_pb2.MapBounds()
-    a, b, c, d, e, f = geo[1]
-    r, col, h, w = window
-    corners = [(col + dc, r + dr) for dr in (0, h) for dc in (0, w)]
-    xs = [a * x + b * y + c for x, y in corners]
-    ys = [d * x + e * y + f for x, y in corners]
-    return common_pb2.MapBounds(min_x=min(xs), min_y=min(ys), max_x=max(xs), max_y=max(ys), crs=geo[0] or "")
-
-
-def patch_to_proto(patch: RankedPatch, geo: Geo | None) -> acquisition_pb2.RankedPatch:
-    r, c, h, w = patch.window
+def patch_to_proto(patch: RankedPatch, geo: GeoReference | None) -> acquisition_pb2.RankedPatch:
     return acquisition_pb2.RankedPatch(
-        rank=patch.rank, score=patch.score, window=common_pb2.Window(row_off=r, col_off=c, height=h, width=w),
-        bounds=window_bounds(patch.window, geo), estimated_click_cost=patch.estimated_click_cost,
+        rank=patch.rank, score=patch.score, window=window_to_proto(patch.window),
+        bounds=bounds_to_proto(geo, patch.window), estimated_click_cost=patch.estimated_click_cost,
         hints=[common_pb2.PixelPoint(row=row, col=col) for row, col in patch.hints])
 
 
@@ -152,52 +138,14 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
                       ).set_function(store.quarantined_count)
         self.sessions = SessionReader(config.session_store, config.session_ttl_seconds)
         self.policy = UriPolicy(config.raster_roots, config.raster_schemes)
+        # Ranking holds one map of the source in memory, so the in-memory limit applies to rasters too.
+        self.sources = Sources(self.policy, config.max_image_px)
         self.strategy_seconds = metrics.histogram(
             "dial_acquisition_strategy_seconds", "time to compute one strategy's map over one image", ["strategy"])
         self.patches_ranked = metrics.counter("dial_acquisition_patches_ranked", "patches returned", ["strategy"])
 
-    # -- sources -----------------------------------------------------------
-    def _read_raster(self, uri: str, field: str, manifest, window=None) -> tuple[np.ndarray, Geo | None]:
-        with self.policy.open_raster(uri, field) as reader:
-            info = reader.info
-            v = Violations()
-            r, c, h, w = window or (0, 0, info.height, info.width)
-            if window is not None:
-                v.check(h > 0 and w > 0 and r + h <= info.height and c + w <= info.width, f"{field}.window",
-                        f"must be a non-empty window inside the {info.height}x{info.width} raster")
-            # Ranking holds one map of the source in memory, so the in-memory limit applies.
-            check_shape(v, field, h, w, info.bands, self.config.max_image_px)
-            check_model_input(v, field, info.bands, info.dtype, manifest)
-            v.raise_if_any()
-            image = reader.read(r, c, h, w)
-            geo = None
-            if info.geo.transform:
-                a, b, x0, d, e, y0 = info.geo.transform
-                geo = (info.geo.crs, (a, b, x0 + a * c + b * r, d, e, y0 + d * c + e * r))
-            return image, geo
-
-    def _source(self, request, manifest) -> tuple[np.ndarray, Geo | None, tuple[int, int]]:
-        which = request.WhichOneof("source")
-        if which == "image":
-            v = Violations()
-            image = image_from_proto(request.image, "image", self.config.max_image_px, manifest, v)
-            geo = geo_from_proto(request.image.geo, "image.geo", v)
-            v.raise_if_any()
-            return image, geo, (0, 0)
-        if which == "raster":
-            image, geo = self._read_raster(request.raster.uri, "raster.uri", manifest)
-            return image, geo, (0, 0)
-        if which == "raster_window":
-            w = request.raster_window.window
-            window = (w.row_off, w.col_off, w.height, w.width)
-            image, geo = self._read_raster(request.raster_window.raster.uri, "raster_window.raster.uri", manifest,
-                                           window)
-            return image, geo, window[:2]
-        names = ", ".join(f.name for f in request.DESCRIPTOR.oneofs_by_name["source"].fields)
-        raise invalid_argument([("source", f"set one of the request's sources ({names})")])
-
-    def _session_source(self, request, context) -> tuple[AcquisitionModel, np.ndarray, Geo | None, list[Click]]:
-        """An Adapter session's adapted model, image, georeference and clicks."""
+    def _session_source(self, request, context) -> tuple[AcquisitionModel, WindowedImage, tuple]:
+        """An Adapter session's adapted model, image (with its georeference) and clicks."""
         snapshot = self.sessions.read(caller_identity(context), session_id_of(request.session, "session"))
         record = snapshot.record
         asked = request.model
@@ -210,7 +158,7 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         model = self.models.get(ModelRef(record.model_name, record.model_version))
         network = adapted_network(model.torch_network(), model.manifest, DiscaSettings.from_dict(record.settings),
                                   snapshot.state)
-        return model.with_network(network), snapshot.image, snapshot.geo, snapshot.clicks
+        return model.with_network(network), WindowedImage.whole(snapshot.image, record.geo), record.clicks
 
     def _compute(self, strategy_name: str, model: AcquisitionModel, image: np.ndarray, clicks=()):
         strategy = get_strategy(strategy_name)
@@ -227,26 +175,26 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         exclude = []
         for i, w in enumerate(request.exclude):
             if v.check(w.height > 0 and w.width > 0, f"exclude[{i}]", "must be a non-empty window"):
-                exclude.append((w.row_off, w.col_off, w.height, w.width))
+                exclude.append(window_from_proto(w))
         of_session = request.WhichOneof("source") == "session"
         v.check(not (of_session and request.clicks), "clicks",
                 "must be empty when the source is a session: its own clicks are used")
         v.raise_if_any()
         if of_session:
-            model, image, geo, clicks = self._session_source(request, context)
+            model, source, clicks = self._session_source(request, context)
         else:
             model = self.models.get(model_ref(request.model, "model"))
-            image, geo, _ = self._source(request, model.manifest)
-            clicks = clicks_from_proto(request.clicks, "clicks", image.shape[0], image.shape[1], model.manifest, geo,
-                                       self.config.max_clicks)
-        strategy, result = self._compute(request.strategy, model, image, clicks)
+            source = self.sources.read(request, model.manifest)
+            clicks = clicks_from_proto(request.clicks, "clicks", source.window.height, source.window.width,
+                                       model.manifest, source.geo, self.config.max_clicks)
+        strategy, result = self._compute(request.strategy, model, source.image, clicks)
         counter = self.patches_ranked.labels(request.strategy)
         for patch in iter_ranked_patches(
                 strategy, result, patch_px=request.patch_size_px or model.manifest.tile_px,
                 reduction=REDUCTIONS[request.reduction], exclude=exclude, max_patches=request.max_patches,
                 cost_weighting=request.cost_weighting, hint_quantile=request.hint_quantile or DEFAULT_HINT_QUANTILE):
             counter.inc()
-            yield patch_to_proto(patch, geo)
+            yield patch_to_proto(patch, source.geo)
 
     def GetUncertaintyMap(self, request, context) -> acquisition_pb2.UncertaintyMap:
         v = Violations()
@@ -255,28 +203,27 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         output = self.policy.writable(request.output_uri, "output_uri", inputs=[
             request.raster.uri, request.raster_window.raster.uri]) if request.output_uri else None
         if request.WhichOneof("source") == "session":
-            model, image, geo, clicks = self._session_source(request, context)
-            row_off, col_off = 0, 0
+            model, source, clicks = self._session_source(request, context)
         else:
             model = self.models.get(model_ref(request.model, "model"))
-            image, geo, (row_off, col_off) = self._source(request, model.manifest)
+            source = self.sources.read(request, model.manifest)
             clicks = ()
-        _, result = self._compute(request.strategy, model, image, clicks)
+        _, result = self._compute(request.strategy, model, source.image, clicks)
         quantised, low, high = quantise_scores(result.scores)
         height, width = quantised.shape
+        # The map covers the source's window, in the source's pixels, and is georeferenced as that window.
         reply = acquisition_pb2.UncertaintyMap(
-            window=common_pb2.Window(row_off=row_off, col_off=col_off, height=height, width=width),
+            window=window_to_proto(Window(source.window.row_off, source.window.col_off, height, width)),
             value_min=low, value_max=high)
-        if geo is not None:
-            reply.geo.CopyFrom(geo_to_proto(geo[0], geo[1]))
+        if source.geo is not None:
+            reply.geo.CopyFrom(geo_to_proto(source.geo))
         if output is None:
             if quantised.nbytes > self.config.max_message_bytes - 4096:
                 raise invalid_argument([("output_uri", f"a {height}x{width} map does not fit in one message; "
                                                        "set output_uri")])
             reply.data = quantised.tobytes()
         else:
-            with GeoTiffWriter(output, height=height, width=width, bands=1, dtype="uint8",
-                               geo=GeoInfo(geo[0], geo[1]) if geo else None) as writer:
+            with GeoTiffWriter(output, height=height, width=width, bands=1, dtype="uint8", geo=source.geo) as writer:
                 writer.write(quantised, 0, 0)
             reply.output_uri = request.output_uri
         return reply
@@ -312,12 +259,12 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
 
         def rank(uri: str, should_stop: Callable[[], None]):
             # The field as CreateQueueJob names it, so a failed job says which of its rasters is at fault.
-            field = f"spec.rasters[{[r.uri for r in spec.rasters].index(uri)}].uri"
-            image, geo = self._read_raster(uri, field, model.manifest)
+            field = f"spec.rasters[{[r.uri for r in spec.rasters].index(uri)}]"
+            source = self.sources.read_raster(uri, field, model.manifest)
             should_stop()
-            strategy, result = self._compute(spec.strategy, model, image)
+            strategy, result = self._compute(spec.strategy, model, source.image)
             should_stop()
-            return list(iter_ranked_patches(strategy, result, **options)), geo
+            return list(iter_ranked_patches(strategy, result, **options)), source.geo
 
         return rank
 

@@ -1,4 +1,5 @@
-"""Adapter sessions as a ranking source, read from the store the Adapter writes.
+"""Adapter sessions as a ranking source, read from the store the Adapter writes (its format is
+``dial_services.common.session_record``'s).
 
 Acquisition only reads. It holds a session's lock just while it reads the
 record, image and adaptation state, so it never sees half of an Adapter
@@ -15,11 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dial.clicks import Click
-from dial_services.adapter.sessions import damaged
-from dial_services.adapter.store import SessionRecord, SessionStore
 from dial_services.common.durable import DAMAGE, DamagedRecord
 from dial_services.common.errors import not_found
+from dial_services.common.session_record import SessionFiles, SessionRecord, damaged_session
 
 
 @dataclass(frozen=True)
@@ -27,14 +26,6 @@ class SessionSnapshot:
     record: SessionRecord
     image: np.ndarray
     state: dict | None
-
-    @property
-    def clicks(self) -> list[Click]:
-        return [Click(*c) for c in self.record.clicks]
-
-    @property
-    def geo(self) -> tuple | None:
-        return (self.record.geo_crs, self.record.geo_transform) if self.record.geo_transform else None
 
 
 class SessionReader:
@@ -47,7 +38,7 @@ class SessionReader:
         missing = not_found(f"sessions/{session_id} does not exist in the session store this server reads")
         if not self.root.is_dir():
             raise missing
-        store = SessionStore(self.root)
+        store = SessionFiles(self.root)
         with store.locked(session_id) as exists:
             try:
                 record = store.read_record(session_id) if exists else None
@@ -55,10 +46,10 @@ class SessionReader:
             except DamagedRecord as error:
                 record, owner_if_damaged = None, error.owner
             if record is None and owner_if_damaged == caller:
-                raise damaged(session_id)
+                raise damaged_session(session_id)
             if record is None or record.owner != caller or store.expired(record, self.ttl_seconds, self.clock()):
                 raise missing
             try:
                 return SessionSnapshot(record, store.read_image(session_id), store.read_state(record))
             except DAMAGE + (EOFError, RuntimeError):  # numpy's and torch.load's words for a damaged file
-                raise damaged(session_id) from None
+                raise damaged_session(session_id) from None

@@ -17,16 +17,14 @@ from dial_client.wire import (
 )
 from dial_services.adapter.config import MAX_LEARNING_RATE, MAX_RECALL_WEIGHT, MAX_STEPS_PER_CALL, AdapterConfig
 from dial_services.adapter.sessions import LiveSession, SessionManager
-from dial_services.adapter.store import session_id_of
 from dial_services.common.auth import caller_identity
 from dial_services.common.convert import geo_to_proto, model_to_proto
 from dial_services.common.errors import Violations, failed_precondition, invalid_argument
 from dial_services.common.metrics import ServiceMetrics
+from dial_services.common.session_record import session_id_of
+from dial_services.common.sources import Sources
 from dial_services.common.uri_policy import UriPolicy
-from dial_services.common.validation import (
-    check_model_input, check_shape, clicks_from_proto, geo_from_proto, image_from_proto, model_ref_from_proto,
-    page_bounds,
-)
+from dial_services.common.validation import clicks_from_proto, model_ref_from_proto, page_bounds
 
 SERVICE_NAME = adapter_pb2.DESCRIPTOR.services_by_name["Adapter"].full_name
 VARIANT_NAMES = {adapter_pb2.ADAPTATION_VARIANT_FULL: "full", adapter_pb2.ADAPTATION_VARIANT_FAST: "fast"}
@@ -47,7 +45,8 @@ def session_to_proto(live: LiveSession) -> adapter_pb2.Session:
         model=common_pb2.ModelRef(name=record.model_name, version=record.model_version),
         image_height=record.height,
         image_width=record.width,
-        clicks=[common_pb2.Click(pixel=common_pb2.PixelPoint(row=r, col=c), class_id=k) for r, c, k in record.clicks],
+        clicks=[common_pb2.Click(pixel=common_pb2.PixelPoint(row=c.row, col=c.col), class_id=c.class_id)
+                for c in record.clicks],
         adaptation_count=record.adaptation_count,
         create_time=_timestamp(record.create_time),
         update_time=_timestamp(record.update_time),
@@ -55,8 +54,8 @@ def session_to_proto(live: LiveSession) -> adapter_pb2.Session:
                                        learning_rate=s.learning_rate, recall_weight=s.recall_weight,
                                        annotation_dropout=s.annotation_dropout),
     )
-    if record.geo_transform:
-        proto.geo.CopyFrom(geo_to_proto(record.geo_crs, record.geo_transform))
+    if record.geo is not None:
+        proto.geo.CopyFrom(geo_to_proto(record.geo))
     return proto
 
 
@@ -64,7 +63,7 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
     def __init__(self, config: AdapterConfig, sessions: SessionManager, metrics: ServiceMetrics):
         self.config = config
         self.sessions = sessions
-        self.policy = UriPolicy(config.raster_roots, config.raster_schemes)
+        self.sources = Sources(UriPolicy(config.raster_roots, config.raster_schemes), config.max_image_px)
         self.adaptation_seconds = metrics.histogram("dial_adaptation_duration_seconds",
                                                     "wall-clock time of one Adapt call", ["variant"])
         metrics.gauge("dial_adapter_sessions_quarantined",
@@ -96,43 +95,12 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
         return DiscaSettings(variant=variant, steps=steps, learning_rate=lr, recall_weight=recall,
                              annotation_dropout=dropout, crop_px=c.crop_px, max_crops=c.max_crops).validate()
 
-    def _image(self, request: adapter_pb2.CreateSessionRequest, manifest: Manifest, v: Violations):
-        which = request.WhichOneof("source")
-        if which == "image":
-            image = image_from_proto(request.image, "image", self.config.max_image_px, manifest, v)
-            return image, geo_from_proto(request.image.geo, "image.geo", v)
-        if which in ("raster", "raster_window"):
-            field = "raster" if which == "raster" else "raster_window.raster"
-            uri = request.raster.uri if which == "raster" else request.raster_window.raster.uri
-            with self.policy.open_raster(uri, f"{field}.uri") as reader:
-                info = reader.info
-                row, col, height, width = 0, 0, info.height, info.width
-                if which == "raster_window":
-                    w = request.raster_window.window
-                    row, col, height, width = w.row_off, w.col_off, w.height, w.width
-                    if row + height > info.height or col + width > info.width:
-                        v.add("raster_window.window", f"lies outside the {info.height}x{info.width} raster")
-                if not check_shape(v, field, height, width, info.bands, self.config.max_image_px):
-                    return None, None
-                check_model_input(v, field, info.bands, info.dtype, manifest)
-                if v.items:
-                    return None, None
-                image = reader.read(row, col, height, width)
-            geo = None
-            if info.geo.crs or info.geo.transform != (1.0, 0.0, 0.0, 0.0, 1.0, 0.0):
-                a, b, c, d, e, f = info.geo.transform
-                geo = (info.geo.crs, (a, b, c + a * col + b * row, d, e, f + d * col + e * row))
-            return image, geo
-        v.add("source", "set image, raster or raster_window")
-        return None, None
-
     def _live_clicks(self, request_clicks, field: str, live: LiveSession) -> list[Click]:
         record = live.record
-        geo = (record.geo_crs, record.geo_transform) if record.geo_transform else None
         v = Violations()
         room = self.config.max_clicks - len(record.clicks)
-        clicks = clicks_from_proto(request_clicks, field, record.height, record.width, live.adapter.manifest, geo,
-                                   max(room, 0), v)
+        clicks = clicks_from_proto(request_clicks, field, record.height, record.width, live.adapter.manifest,
+                                   record.geo, max(room, 0), v)
         if room < len(request_clicks):
             v.add(field, f"a session holds at most {self.config.max_clicks} clicks")
         v.check(len(request_clicks) > 0, field, "at least one click is required")
@@ -147,9 +115,9 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
         settings = self._settings(request.config, v)
         v.raise_if_any()
         _, manifest = self.sessions.base_model(ref.name, ref.version)
-        image, geo = self._image(request, manifest, v)
-        v.raise_if_any()
-        live = self.sessions.create(caller, (manifest.name, manifest.version), image, settings, geo)
+        # A window's session lives in the window's pixels: its (0, 0) is the window's top-left.
+        source = self.sources.read(request, manifest)
+        live = self.sessions.create(caller, (manifest.name, manifest.version), source.image, settings, source.geo)
         return session_to_proto(live)
 
     def GetSession(self, request, context) -> adapter_pb2.Session:
@@ -174,9 +142,8 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
     def AddClicks(self, request, context) -> adapter_pb2.Session:
         with self.sessions.session(caller_identity(context), session_id_of(request.name)) as live:
             clicks = self._live_clicks(request.clicks, "clicks", live)
-            added = tuple((c.row, c.col, c.class_id) for c in clicks)
             record = live.record
-            self.sessions.commit(live, record.changed(time.time(), clicks=record.clicks + added))
+            self.sessions.commit(live, record.changed(time.time(), clicks=record.clicks + tuple(clicks)))
             return session_to_proto(live)
 
     def UndoClick(self, request, context) -> adapter_pb2.Session:
@@ -199,7 +166,7 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
             adapter = live.adapter
             before = adapter.state_dict()
             started = time.perf_counter()
-            adapter.adapt(live.clicks, steps=steps)
+            adapter.adapt(live.record.clicks, steps=steps)
             seconds = time.perf_counter() - started
             record = live.record
             try:
@@ -213,7 +180,7 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
 
     def PredictSession(self, request, context) -> segmenter_pb2.PredictResponse:
         with self.sessions.session(caller_identity(context), session_id_of(request.name)) as live:
-            probs = live.adapter.predict_probabilities(live.clicks)
+            probs = live.adapter.predict_probabilities(live.record.clicks)
             record = live.record
             response = segmenter_pb2.PredictResponse(
                 class_map=class_map_to_proto(class_argmax(probs)),

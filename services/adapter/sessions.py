@@ -28,29 +28,21 @@ import torch
 
 from dial.adaptation.disca import DiscaAdapter, DiscaSettings
 from dial.errors import Damaged, store_refusal
-from dial.clicks import Click
+from dial.imagery.georef import GeoReference
 from dial.model.manifest import Manifest
 from dial.model.repository import ModelRef, ModelRepository
-from dial_services.adapter.store import SessionRecord, SessionStore, new_session_id
+from dial_services.adapter.store import SessionStore
 from dial_services.common.durable import DAMAGE, LEFTOVER_SECONDS, DamagedRecord
 from dial_services.common.errors import not_found, resource_exhausted
+from dial_services.common.session_record import SessionRecord, damaged_session, new_session_id
 
 log = logging.getLogger(__name__)
-
-
-def damaged(session_id: str) -> Damaged:
-    return Damaged(f"sessions/{session_id} is damaged in the session store and cannot be used; "
-                   "delete it (DeleteSession) and create it again")
 
 
 @dataclass
 class LiveSession:
     record: SessionRecord
     adapter: DiscaAdapter
-
-    @property
-    def clicks(self) -> list[Click]:
-        return [Click(*c) for c in self.record.clicks]
 
 
 class SessionManager:
@@ -93,7 +85,7 @@ class SessionManager:
         return [r for r in self.store.records() if r.owner == caller and not self.expired(r)]
 
     def create(self, caller: str, model: tuple[str, str | None], image: np.ndarray, settings: DiscaSettings,
-               geo: tuple[str | None, tuple] | None) -> LiveSession:
+               geo: GeoReference | None) -> LiveSession:
         base, manifest = self.base_model(*model)
         self._check_room(caller)
         adapter = DiscaAdapter(base, manifest, settings)
@@ -108,8 +100,7 @@ class SessionManager:
                 height=int(image.shape[0]), width=int(image.shape[1]), clicks=(),
                 # Resolved against the model's tuned defaults, so the session keeps them.
                 settings=adapter.settings.to_dict(),
-                create_time=now, update_time=now, geo_crs=geo[0] if geo else None,
-                geo_transform=tuple(geo[1]) if geo else None,
+                create_time=now, update_time=now, geo=geo,
             )
             self._write(lambda: self.store.create(record, image, p0))
         live = LiveSession(record, adapter)
@@ -147,7 +138,7 @@ class SessionManager:
             if record is None or record.owner != caller:
                 self._forget(session_id)
                 if record is None and owner_if_damaged == caller:
-                    raise damaged(session_id)
+                    raise damaged_session(session_id)
                 raise not_found(f"sessions/{session_id} does not exist")
             if self.expired(record):
                 self.store.delete(session_id)
@@ -176,7 +167,7 @@ class SessionManager:
             state = self.store.read_state(record)
         except DAMAGE + (EOFError, RuntimeError) as error:  # numpy's and torch.load's words for a damaged file
             log.error("session %s cannot be loaded: %s: %s", record.id, type(error).__name__, str(error)[:200])
-            raise damaged(record.id) from None
+            raise damaged_session(record.id) from None
         adapter.start(image, p0=p0)
         if state is not None:
             adapter.load_state_dict(state)

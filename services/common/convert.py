@@ -5,12 +5,16 @@ the client shares, ``dial_client.wire``.
 """
 from __future__ import annotations
 
+from dial.imagery.georef import GeoReference
 from dial.model.manifest import Manifest
 from dial_client.wire import DATA_TYPES, common_pb2
 
 
-def geo_to_proto(crs: str | None, transform) -> common_pb2.GeoReference:
-    return common_pb2.GeoReference(crs=crs or "", transform=list(transform))
+def geo_to_proto(geo: GeoReference | None) -> common_pb2.GeoReference:
+    """The message of a core georeference; the empty message (no georeference) for None."""
+    if geo is None:
+        return common_pb2.GeoReference()
+    return common_pb2.GeoReference(crs=geo.crs or "", transform=list(geo.transform))
 
 
 def model_to_proto(manifest: Manifest, provider: str = "", ready: bool = False) -> common_pb2.Model:

@@ -15,6 +15,9 @@ Both stores keep one folder per record, and share what goes wrong with one:
   :func:`remove_leftovers` clears once they are older than any write can take;
 * a write the store refuses (full, read-only) raises :class:`StoreWriteError`,
   so that callers can tell the store's fault from a request's.
+
+:class:`RecordStore` is that shared part; each store adds its own record and
+files.
 """
 from __future__ import annotations
 
@@ -28,11 +31,12 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, ClassVar, Iterator, TypeVar
 
 from dial.files import TEMPORARY_NAME, atomic_write_bytes, fsync_dir
 
 log = logging.getLogger(__name__)
+Record = TypeVar("Record")
 
 QUARANTINE = "quarantine"
 OWNER_FILE = "owner"
@@ -191,3 +195,56 @@ def remove_quarantined(root: Path, record_id: str) -> bool:
         os.rename(folder, trash)
         shutil.rmtree(trash, ignore_errors=True)
     return True
+
+
+class RecordStore:
+    """One folder per record, ``<root>/<id>/``, whose ``record_file`` is the commit point, and what goes
+    wrong with one: a record that cannot be read is quarantined and only its owner is told.
+
+    Subclasses name the record file, the resource collection (``sessions``, ``queueJobs``) and the ids
+    they accept; an id that is not one never becomes a path.
+    """
+
+    record_file: ClassVar[str]
+    collection: ClassVar[str]
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @staticmethod
+    def is_id(text: str) -> bool:
+        raise NotImplementedError
+
+    def folder(self, record_id: str) -> Path:
+        return self.root / record_id
+
+    def _read(self, record_id: str, parse: Callable[[str], Record]) -> Record | None:
+        """The parsed record, None when there is none; DamagedRecord (once it is moved aside) when it cannot
+        be read."""
+        if not self.is_id(record_id):
+            return None
+        try:
+            return parse((self.folder(record_id) / self.record_file).read_text())
+        except FileNotFoundError:
+            return None
+        except DAMAGE as error:
+            owner = quarantine(self.root, record_id, self.record_file, error)
+            self._moved_aside(record_id)
+            raise DamagedRecord(f"{self.collection}/{record_id}", owner) from None
+
+    def _moved_aside(self, record_id: str) -> None:
+        """What else goes with a record once it is quarantined (nothing, unless a store keeps an index)."""
+
+    def damaged_owner(self, record_id: str) -> str | None:
+        """The owner of a record that was moved aside as damaged; None when there is no such record."""
+        return quarantined(self.root, record_id, self.record_file)[1] if self.is_id(record_id) else None
+
+    def delete_damaged(self, record_id: str) -> bool:
+        return self.is_id(record_id) and remove_quarantined(self.root, record_id)
+
+    def quarantined_count(self) -> int:
+        return quarantined_count(self.root)
+
+    def remove_leftovers(self, older_than: float) -> int:
+        """Temporary files and staging folders left by a process killed mid-write."""
+        return remove_leftovers(self.root, older_than)

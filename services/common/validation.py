@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from dial.clicks import Click
+from dial.imagery.georef import GeoReference
 from dial.model.manifest import Manifest
 from dial.model.repository import ModelRef, check_name, check_version
 from dial_client import wire
@@ -69,25 +70,8 @@ def wire_decoded(v: Violations, field: str, decode, *args, **kwargs):
         return None
 
 
-def map_to_pixel(x: float, y: float, transform, crs_from: str, crs_to: str | None) -> tuple[float, float]:
-    """Map coordinates to fractional (row, col) through the raster's affine transform."""
-    if crs_to and crs_from and crs_from != crs_to:
-        from rasterio.crs import CRS
-        from rasterio.warp import transform as warp
-
-        xs, ys = warp(CRS.from_user_input(crs_from), CRS.from_user_input(crs_to), [x], [y])
-        x, y = xs[0], ys[0]
-    a, b, c, d, e, f = transform
-    det = a * e - b * d
-    if det == 0:
-        raise ValueError("the raster transform is not invertible")
-    col = (e * (x - c) - b * (y - f)) / det
-    row = (-d * (x - c) + a * (y - f)) / det
-    return row, col
-
-
 def clicks_from_proto(clicks, field: str, height: int, width: int, manifest: Manifest,
-                      geo: tuple[str | None, tuple] | None, max_clicks: int,
+                      geo: GeoReference | None, max_clicks: int,
                       v: Violations | None = None) -> list[Click]:
     """Core clicks in pixel coordinates; map clicks need the image's georeference."""
     own = v is None
@@ -109,11 +93,11 @@ def clicks_from_proto(clicks, field: str, height: int, width: int, manifest: Man
             if not (math.isfinite(p.x) and math.isfinite(p.y)):
                 v.add(f"{path}.map", "coordinates must be finite numbers")
                 continue
-            if geo is None or not geo[1]:
+            if geo is None:
                 v.add(f"{path}.map", "map clicks need a georeferenced image (set image.geo or use a GeoTIFF)")
                 continue
             try:
-                frow, fcol = map_to_pixel(p.x, p.y, geo[1], p.crs or geo[0], geo[0])
+                frow, fcol = geo.map_to_pixel(p.x, p.y, p.crs or None)
             except Exception as error:  # noqa: BLE001 - any CRS failure is the caller's input
                 v.add(f"{path}.map.crs", f"cannot transform from {p.crs!r}: {error}")
                 continue
@@ -137,8 +121,9 @@ def clicks_from_proto(clicks, field: str, height: int, width: int, manifest: Man
 MAX_CRS_CHARS = 16384
 
 
-def geo_from_proto(geo: common_pb2.GeoReference, field: str, v: Violations) -> tuple[str | None, tuple] | None:
-    """(crs, transform) of a georeference, checked before anything is computed or written with it."""
+def geo_from_proto(geo: common_pb2.GeoReference, field: str, v: Violations) -> GeoReference | None:
+    """The core georeference of a message (None when it is empty), checked before anything is computed or
+    written with it."""
     if not geo.crs and not geo.transform:
         return None
     ok = True
@@ -151,7 +136,7 @@ def geo_from_proto(geo: common_pb2.GeoReference, field: str, v: Violations) -> t
                      "must be invertible (a*e - b*d != 0): pixel sizes cannot be zero")
     if geo.crs:
         ok &= check_crs(v, f"{field}.crs", geo.crs)
-    return (geo.crs or None, tuple(geo.transform)) if ok else None
+    return GeoReference(geo.crs or None, tuple(geo.transform)) if ok else None
 
 
 def check_crs(v: Violations, field: str, crs: str) -> bool:

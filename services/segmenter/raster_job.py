@@ -20,7 +20,6 @@ from typing import Iterator
 from dial.clicks import Click
 from dial.files import atomic_path
 from dial.imagery.raster import GeoTiffWriter, RasterReader
-from dial.imagery.readers import GeoInfo
 from dial.inference.tiling import iter_blended_rows
 from dial_client.wire import DTYPE_NAMES, class_map_to_proto, segmenter_pb2, wire_dtype
 from dial_services.common.call_guard import DeadlineExpired
@@ -80,8 +79,7 @@ def spool_tiles(header: segmenter_pb2.TiledRasterHeader, requests: Iterator, scr
     v = Violations()
     wire_decoded(v, "header.tiles", wire_dtype, header.dtype)
     check_shape(v, "header.tiles", header.height, header.width, header.bands, max_px)
-    georeference = geo_from_proto(header.geo, "header.tiles.geo", v)
-    geo = GeoInfo(*georeference) if georeference else None
+    geo = geo_from_proto(header.geo, "header.tiles.geo", v)
     v.raise_if_any()
     fd, name = tempfile.mkstemp(prefix="dial-spool-", suffix=".tif", dir=scratch)
     os.close(fd)
@@ -158,4 +156,4 @@ def run_raster(predictor, source: RasterSource, clicks: list[Click], *, output: 
                 tiles_done=progress["done"], tiles_total=progress["total"]))
     yield segmenter_pb2.PredictRasterResponse(result=segmenter_pb2.RasterResult(
         output_uri=str(output) if output is not None else "",
-        geo=geo_to_proto(info.geo.crs, info.geo.transform), height=info.height, width=info.width))
+        geo=geo_to_proto(info.geo), height=info.height, width=info.width))

@@ -19,10 +19,10 @@ from dial_client.wire import (
 from dial_services.common.convert import model_to_proto
 from dial_services.common.errors import Violations, invalid_argument, resource_exhausted
 from dial_services.common.metrics import ServiceMetrics
+from dial_services.common.sources import Sources
 from dial_services.common.uri_policy import UriPolicy
 from dial_services.common.validation import (
-    check_model_input, check_shape, clicks_from_proto, geo_from_proto, image_from_proto,
-    model_ref_from_proto, page_bounds,
+    check_model_input, clicks_from_proto, geo_from_proto, image_from_proto, model_ref_from_proto, page_bounds,
 )
 from dial_services.segmenter.batching import MemoryBudget, OverBudget, tiler_bytes
 from dial_services.segmenter.config import SegmenterConfig
@@ -49,6 +49,7 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
         self.config = config
         self.registry = registry
         self.policy = UriPolicy(config.raster_roots, config.raster_schemes)
+        self.sources = Sources(self.policy, config.max_image_px)
         self.tiles = metrics.counter("dial_tiles_processed", "tiles run through a model", ["model", "version"])
         self.budget = MemoryBudget(config.max_inflight_bytes)
         self.budget_refusals = metrics.counter(
@@ -153,7 +154,8 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
             raise invalid_argument([("header.output", "set output_uri or stream_tiles")])
         which = header.WhichOneof("source")
         if which == "raster":
-            source = RasterSource(self.policy.open_raster(header.raster.uri, "header.raster.uri"))
+            source = RasterSource(self.sources.open_raster(header.raster.uri, "header.raster", manifest,
+                                                           self.config.max_raster_px))
         elif which == "tiles":
             v = Violations()
             check_model_input(v, "header.tiles", header.tiles.bands, DTYPE_NAMES.get(header.tiles.dtype), manifest)
@@ -166,11 +168,7 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
         try:
             info = source.reader.info
             v = Violations()
-            if which == "raster":
-                check_shape(v, "header.raster", info.height, info.width, info.bands, self.config.max_raster_px)
-                check_model_input(v, "header.raster", info.bands, info.dtype, manifest)
-            geo = (info.geo.crs, info.geo.transform) if info.geo.crs else None
-            clicks = clicks_from_proto(header.clicks, "header.clicks", info.height, info.width, manifest, geo,
+            clicks = clicks_from_proto(header.clicks, "header.clicks", info.height, info.width, manifest, info.geo,
                                        self.config.max_clicks, v)
             v.raise_if_any()
             tiles = self.tiles.labels(manifest.name, manifest.version)
