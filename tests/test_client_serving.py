@@ -148,3 +148,13 @@ def test_the_asyncio_client_waits_for_a_server_that_is_not_there_until_its_deadl
     with pytest.raises(dial_client.DeadlineExceeded):
         asyncio.run(call())
     assert time.monotonic() - began >= 0.9
+
+
+def test_models_run_by_torch_report_their_provider_in_onnx_runtime_words(tiny_manifest):
+    """The adapter and acquisition run torch models; clients see the same provider names the segmenter sends."""
+    import torch
+
+    from dial.inference.predictors import PROVIDER_ORDER, TorchPredictor
+
+    predictor = TorchPredictor(torch.nn.Linear(1, 1), tiny_manifest)
+    assert predictor.provider == "CPUExecutionProvider" and predictor.provider in PROVIDER_ORDER

@@ -33,12 +33,15 @@ class Predictor(Protocol):
 
 
 class TorchPredictor:
-    provider = "torch-cpu"
+    # Named in ONNX Runtime's vocabulary, as OnnxPredictor's are, so that every service reports
+    # where a model runs with the same words ("CPUExecutionProvider", "CUDAExecutionProvider").
+    provider = PROVIDER_ALIASES["cpu"]
 
     def __init__(self, model: torch.nn.Module, manifest: Manifest):
         self.model = model.eval()
         self.manifest = manifest
-        self.provider = f"torch-{next(model.parameters()).device.type}"
+        device = next(model.parameters()).device.type
+        self.provider = PROVIDER_ALIASES.get(device, f"torch-{device}")
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         device = next(self.model.parameters()).device
