@@ -512,6 +512,81 @@ def test_get_model_resolves_the_latest_version_and_maps_not_found(serve):
             client.get_model("other")
 
 
+def test_model_info_reads_every_field_of_the_message():
+    message = common_pb2.Model(
+        name="landcover", version="2", architecture="LinkNet", encoder="resnet18",
+        classes=[common_pb2.ClassInfo(id=0, name="building", colour="#ff0000"),
+                 common_pb2.ClassInfo(id=1, name="water", colour="#0000ff")],
+        bands=[common_pb2.BandInfo(name="red", mean=10.0, std=2.0)], input_dtype=common_pb2.DATA_TYPE_UINT16,
+        click_encoding=common_pb2.ClickEncoding(kind="distance_cone", radius_px=25.0), tile_px=512, overlap_px=64,
+        execution_provider="CUDAExecutionProvider", ready=True,
+        training=common_pb2.TrainingSummary(command="dial train", data="miniFrance", validation_metrics={"miou": 0.5}))
+    model = dial_client.ModelInfo.from_proto(message)
+    assert (model.name, model.version, model.architecture, model.encoder) == ("landcover", "2", "LinkNet", "resnet18")
+    assert model.classes == (dial_client.ClassInfo(0, "building", "#ff0000"), dial_client.ClassInfo(1, "water", "#0000ff"))
+    assert model.class_names == ("building", "water") and model.band_names == ("red",)
+    assert model.bands == (dial_client.BandInfo("red", 10.0, 2.0),) and model.input_dtype == "uint16"
+    assert (model.click_encoding, model.click_radius_px, model.tile_px, model.overlap_px) == ("distance_cone", 25.0, 512, 64)
+    assert (model.provider, model.ready) == ("CUDAExecutionProvider", True)
+    assert (model.training_command, model.training_data, model.validation_metrics) == ("dial train", "miniFrance", {"miou": 0.5})
+    assert dial_client.ModelInfo.from_proto(common_pb2.Model(name="x")).input_dtype == ""
+
+
+def test_an_error_shows_each_violation_once_though_the_message_summarises_them():
+    violations = [FieldViolation("image.bands", "must be 1, 3 or 4, got 64"), FieldViolation("clicks[0].row", "< 0")]
+    error = InvalidArgument(grpc.StatusCode.INVALID_ARGUMENT,
+                            "invalid request: image.bands: must be 1, 3 or 4, got 64; clicks[0].row: < 0", violations)
+    assert str(error).splitlines() == ["INVALID_ARGUMENT: invalid request", "  image.bands: must be 1, 3 or 4, got 64",
+                                       "  clicks[0].row: < 0"]
+    own_words = InvalidArgument(grpc.StatusCode.INVALID_ARGUMENT, "bad image", violations[:1])
+    assert str(own_words).splitlines()[0] == "INVALID_ARGUMENT: bad image"
+
+
+@pytest.mark.parametrize("shape, hinted", [((3, 512, 512), True), ((9, 64, 80), True), ((512, 512, 3), False),
+                                           ((64, 64), False), ((32, 512, 512), False), ((8, 8, 9), False)])
+def test_only_arrays_that_look_band_first_get_the_moveaxis_hint(shape, hinted):
+    from dial_client.errors import hint_image_layout, image_layout_hint
+
+    assert bool(image_layout_hint(shape)) == hinted
+    refused = InvalidArgument(grpc.StatusCode.INVALID_ARGUMENT, "invalid request",
+                              [FieldViolation("image.bands", "must be 1, 3 or 4")])
+    hinted_error = hint_image_layout(refused, shape)
+    assert type(hinted_error) is InvalidArgument and ("np.moveaxis(a, 0, -1)" in str(hinted_error)) == hinted
+    other = InvalidArgument(grpc.StatusCode.INVALID_ARGUMENT, "invalid request", [FieldViolation("model.name", "x")])
+    assert hint_image_layout(other, shape).hint == ""
+
+
+def test_the_asyncio_client_retries_unavailable_and_names_the_fields_of_invalid_argument(serve):
+    import asyncio
+
+    servicer = FakeSegmenter(failures=2)
+    target = serve(servicer)
+
+    async def calls():
+        async with dial_client.aio.SegmenterClient(target, retries=FAST_RETRIES) as client:
+            result = await client.predict(np.full((2, 2), 4, dtype=np.uint8), model="linknet")
+            models = await client.list_models(page_size=2)
+            return result, models
+
+    result, models = asyncio.run(calls())
+    assert servicer.calls == 3
+    np.testing.assert_array_equal(result.labels, np.full((2, 2), 1))
+    assert [m.name for m in models] == [f"model-{i}" for i in range(5)]
+
+    trailer = bad_request_trailer(("image.bands", "model expects 3 bands, got 1"), message="injected failure")
+    refusing = FakeSegmenter(failures=5, failure_code=grpc.StatusCode.INVALID_ARGUMENT, trailer=trailer)
+    target = serve(refusing)
+
+    async def refused():
+        async with dial_client.aio.SegmenterClient(target, retries=FAST_RETRIES) as client:
+            await client.predict(np.zeros((2, 2), dtype=np.uint8), model="linknet")
+
+    with pytest.raises(InvalidArgument) as raised:
+        asyncio.run(refused())
+    assert refusing.calls == 1
+    assert raised.value.field_violations == (FieldViolation("image.bands", "model expects 3 bands, got 1"),)
+
+
 # --- packaging ---------------------------------------------------------------
 
 
