@@ -158,3 +158,16 @@ def test_models_run_by_torch_report_their_provider_in_onnx_runtime_words(tiny_ma
 
     predictor = TorchPredictor(torch.nn.Linear(1, 1), tiny_manifest)
     assert predictor.provider == "CPUExecutionProvider" and predictor.provider in PROVIDER_ORDER
+
+
+def test_the_qgis_plugins_check_reports_an_absent_server_at_once(free_port, monkeypatch):
+    from tests.conftest import REPO_ROOT
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "clients" / "qgis"))
+    from dial_qgis.connection import ConnectionSettings, health_check
+
+    settings = ConnectionSettings(segmenter=f"127.0.0.1:{free_port}")
+    began = time.monotonic()
+    with pytest.raises(Unavailable):
+        health_check(settings)
+    assert time.monotonic() - began < 10  # the client's 30 s deadline was not waited out

@@ -23,10 +23,10 @@ class ConnectionSettings:
         tls = TlsConfig.from_files(self.root_cert or None) if self.tls else None
         return {"token": self.token or None, "tls": tls}
 
-    def segmenter_client(self):
+    def segmenter_client(self, **options):
         from dial_client import SegmenterClient
 
-        return SegmenterClient(self.segmenter, **self._common())
+        return SegmenterClient(self.segmenter, **self._common(), **options)
 
     def adapter_client(self):
         from dial_client import AdapterClient
@@ -91,5 +91,6 @@ def model_info(model) -> ModelInfo:
 
 def health_check(settings: ConnectionSettings) -> list[ModelInfo]:
     """The segmenter's models and where each runs; raises a ``DialError`` when the server cannot be used."""
-    with settings.segmenter_client() as client:
+    # The Check button answers at once: a server that is not up is reported, not waited for.
+    with settings.segmenter_client(wait_for_ready=False) as client:
         return [model_info(m) for m in client.list_models()]
