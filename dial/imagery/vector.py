@@ -39,10 +39,11 @@ from dial.imagery.readers import georeference
 
 FORMATS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}
 FIELDS = ["class_id", "class_name"]
-# Pixels traced at a time. Tracing holds about 30 bytes per pixel at worst
-# (a map of one-pixel regions has four boundary edges per pixel), so a
-# quarter-million-pixel strip stays near 10 MB; smaller strips only add seams.
-STRIP_PX = 250_000
+# Pixels traced at a time. Tracing a strip of one-pixel regions (the worst
+# case: ~2.5 boundary edges per pixel) peaks near 500 bytes per pixel of
+# arrays, plus its polygons; 64 Ki pixels measured 30 MB of arrays and the
+# same speed as 250 Ki pixels, whose worst case needed twice the memory.
+STRIP_PX = 65_536
 
 
 class VectorError(ValueError):
@@ -84,10 +85,10 @@ def _label_regions(classes: np.ndarray, skip: set[int]) -> tuple[np.ndarray, np.
 # bottom, left. Each boundary edge runs clockwise round its own pixel as the
 # image is shown (rows down), so a region's outer ring has a positive
 # shoelace area in (column, row) and its holes a negative one.
-_OUTWARD = np.array([(-1, 0), (0, 1), (1, 0), (0, -1)])  # the neighbour across the side
-_AHEAD = np.array([(0, 1), (1, 0), (0, -1), (-1, 0)])    # the pixel the edge runs on into
-_DIAGONAL = np.array([(-1, 1), (1, 1), (1, -1), (-1, -1)])
-_START = np.array([(0, 0), (1, 0), (1, 1), (0, 1)])      # (dx, dy) of the edge's first vertex
+_OUTWARD = np.array([(-1, 0), (0, 1), (1, 0), (0, -1)], np.int32)  # the neighbour across the side
+_AHEAD = np.array([(0, 1), (1, 0), (0, -1), (-1, 0)], np.int32)    # the pixel the edge runs on into
+_DIAGONAL = np.array([(-1, 1), (1, 1), (1, -1), (-1, -1)], np.int32)
+_START = np.array([(0, 0), (1, 0), (1, 1), (0, 1)], np.int32)      # (dx, dy) of the edge's first vertex
 
 
 def _trace(labels: np.ndarray, row_off: int, transform, seam_labels: np.ndarray, seam_rows: Sequence[int]):
@@ -116,7 +117,7 @@ def _trace(labels: np.ndarray, row_off: int, transform, seam_labels: np.ndarray,
     index_dtype = np.int32 if 4 * h * w < 2**31 else np.int64
     idx = np.arange(edges, dtype=index_dtype)
     index = np.full(4 * h * w, -1, index_dtype)
-    index[(side.astype(np.int64) * h + rows) * w + cols] = idx
+    index[(side.astype(index_dtype) * h + rows) * w + cols] = idx
     label = labels[rows, cols]
 
     # The edge that follows each edge round its region. Straight on when the
@@ -132,7 +133,7 @@ def _trace(labels: np.ndarray, row_off: int, transform, seam_labels: np.ndarray,
         same = padded[r + 1, c + 1] == label
         next_side = np.where(same, (side + turn) % 4, next_side)
         next_rows, next_cols = np.where(same, r, next_rows), np.where(same, c, next_cols)
-    nxt = index[(next_side.astype(np.int64) * h + next_rows) * w + next_cols]
+    nxt = index[(next_side.astype(index_dtype) * h + next_rows) * w + next_cols]
     del index, next_rows, next_cols, next_side
 
     # Each ring is named by its smallest edge (pointer jumping: log2 of the
@@ -209,10 +210,10 @@ def _finish(groups: list[list]) -> np.ndarray:
     return shapely.simplify(joined, 0.0)  # a zero tolerance drops exactly the collinear vertices
 
 
-def _region_batches(read_rows, height: int, width: int, skip: set[int],
-                    transform) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _region_batches(read_rows, height: int, width: int, skip: set[int], transform,
+                    strip_px: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Every connected region once, strip by strip: ``(polygons in map coordinates, class ids)``."""
-    rows = max(1, STRIP_PX // max(width, 1))
+    rows = max(1, strip_px // max(width, 1))
     open_groups: dict[int, list] = {}  # a region still crossing the last strip's lower edge: its pieces
     open_class: dict[int, int] = {}
     above_group = above_class = None   # per column of the last row read: its open group (-1: none)
@@ -287,14 +288,16 @@ def _region_batches(read_rows, height: int, width: int, skip: set[int],
 
 
 def feature_batches(source, geo: GeoReference | None, *, simplify: float = 0.0, nodata: int | None = None,
-                    ignore_index: int = IGNORE_INDEX) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                    ignore_index: int = IGNORE_INDEX,
+                    strip_px: int = STRIP_PX) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The connected regions of ``source`` in batches: ``(shapely polygons in map units, class ids)``.
 
     ``source`` is an ``(H, W)`` integer array or a rasterio dataset (its
     band 1, read strip by strip). ``simplify`` is a tolerance in map units
     (0: the exact pixel outlines); each polygon stays valid with its holes
     inside, but is simplified on its own, so an edge two classes share may
-    move by up to the tolerance differently on each side.
+    move by up to the tolerance differently on each side. ``strip_px`` is
+    about how many pixels are traced at a time (whole rows, at least one).
     """
     import shapely
 
@@ -316,7 +319,7 @@ def feature_batches(source, geo: GeoReference | None, *, simplify: float = 0.0, 
             return source.read(1, window=RasterioWindow(0, top, width, bottom - top))
     transform = geo.transform if geo is not None else (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
     skip = {ignore_index} | ({int(nodata)} if nodata is not None else set())
-    for polygons, class_ids in _region_batches(read_rows, height, width, skip, transform):
+    for polygons, class_ids in _region_batches(read_rows, height, width, skip, transform, strip_px):
         if simplify and polygons.size:
             polygons = shapely.simplify(polygons, simplify, preserve_topology=True)
             present = ~shapely.is_empty(polygons)
@@ -326,12 +329,13 @@ def feature_batches(source, geo: GeoReference | None, *, simplify: float = 0.0, 
 
 
 def features(source, geo: GeoReference | None, class_names: Sequence[str] = (), *, simplify: float = 0.0,
-             nodata: int | None = None, ignore_index: int = IGNORE_INDEX) -> Iterator[Feature]:
+             nodata: int | None = None, ignore_index: int = IGNORE_INDEX,
+             strip_px: int = STRIP_PX) -> Iterator[Feature]:
     """The connected regions of ``source`` one by one (see :func:`feature_batches`), as GeoJSON-like features."""
     from shapely.geometry import mapping
 
     for polygons, class_ids in feature_batches(source, geo, simplify=simplify, nodata=nodata,
-                                               ignore_index=ignore_index):
+                                               ignore_index=ignore_index, strip_px=strip_px):
         for polygon, class_id in zip(polygons, class_ids.tolist()):
             yield Feature(mapping(polygon), class_id, class_name_for(class_names, class_id))
 
@@ -363,6 +367,8 @@ def write_batches(batches: Iterable[tuple[np.ndarray, np.ndarray]], path: str | 
     path = Path(path)
     driver = output_driver(path)
     _check_crs(driver, crs)
+    if not path.parent.is_dir():
+        raise VectorError(f"{path.parent}: no such folder to write {path.name} in")
     layer = layer or path.stem
     # GDAL can append to a GeoPackage but not to a GeoJSON file (an appended
     # GeoJSON layer is rewritten whole, and its features are not
