@@ -287,6 +287,15 @@ def test_memory_follows_the_strip_not_the_map():
     assert peak(1000) < 1.5 * peak(100)
 
 
+def test_a_map_with_no_regions_writes_an_empty_layer_and_a_missing_folder_is_refused(tmp_path):
+    for name in ("empty.gpkg", "empty.geojson"):
+        assert vectorize(np.full((5, 5), 255, np.uint8), GEO, tmp_path / name, NAMES) == 0
+    assert pyogrio.read_info(tmp_path / "empty.gpkg")["fields"].tolist() == ["class_id", "class_name"]
+    assert json.loads((tmp_path / "empty.geojson").read_text())["features"] == []
+    with pytest.raises(VectorError, match="no such folder"):
+        vectorize(scene(), GEO, tmp_path / "missing" / "map.gpkg")
+
+
 def test_a_failed_write_leaves_the_previous_file(tmp_path):
     out = tmp_path / "map.gpkg"
     assert write_batches(feature_batches(scene(), GEO), out, GEO.crs) == 4

@@ -22,6 +22,8 @@ Formats (written by GDAL through pyogrio, from arrays of WKB):
 """
 from __future__ import annotations
 
+import itertools
+import logging
 import os
 import warnings
 import xml.etree.ElementTree as ElementTree
@@ -39,6 +41,12 @@ from dial.imagery.readers import georeference
 
 FORMATS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}
 FIELDS = ["class_id", "class_name"]
+# Features per GDAL write: each write opens and closes the GeoPackage (~20 ms),
+# so strips' batches are gathered to this many (a few MB of WKB).
+WRITE_FEATURES = 50_000
+# pyogrio reports every write at INFO ("Created N records"), which would
+# fill the log of whatever runs DIAL with one line per batch.
+logging.getLogger("pyogrio").setLevel(logging.WARNING)
 # Pixels traced at a time. Tracing a strip of one-pixel regions (the worst
 # case: ~2.5 boundary edges per pixel) peaks near 500 bytes per pixel of
 # arrays, plus its polygons; 64 Ki pixels measured 30 MB of arrays and the
@@ -354,6 +362,20 @@ def _check_crs(driver: str, crs: str | None) -> None:
                           "write a GeoPackage (.gpkg) instead, which keeps pixel coordinates")
 
 
+def _chunks(batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The batches regrouped into about ``WRITE_FEATURES`` features each (small strips give small batches)."""
+    held, held_ids, size = [], [], 0
+    for polygons, class_ids in batches:
+        held.append(polygons)
+        held_ids.append(class_ids)
+        size += polygons.size
+        if size >= WRITE_FEATURES:
+            yield np.concatenate(held), np.concatenate(held_ids)
+            held, held_ids, size = [], [], 0
+    if size:
+        yield np.concatenate(held), np.concatenate(held_ids)
+
+
 def write_batches(batches: Iterable[tuple[np.ndarray, np.ndarray]], path: str | Path, crs: str | None,
                   class_names: Sequence[str] = (), *, layer: str | None = None) -> int:
     """Stream ``(polygons, class ids)`` batches (in the class map's ``crs``) to a .gpkg or .geojson file.
@@ -377,24 +399,22 @@ def write_batches(batches: Iterable[tuple[np.ndarray, np.ndarray]], path: str | 
     partial = path.with_name(f".{path.name}.partial.gpkg")
     partial.unlink(missing_ok=True)
     options = {"SPATIAL_INDEX": "YES" if driver == "GPKG" else "NO"}
+    empty = (np.empty(0, dtype=object), np.empty(0, np.int64))
     count = 0
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="'crs' was not provided")  # a plain image's pixel grid
-            for polygons, class_ids in batches:
-                if not polygons.size and partial.exists():
+            # The first write creates the layer; the empty batch at the end
+            # creates it when there was nothing else, so the file still opens with its fields.
+            for polygons, class_ids in itertools.chain(_chunks(batches), [empty]):
+                if partial.exists() and not polygons.size:
                     continue
                 ids, where = np.unique(class_ids, return_inverse=True)
                 names = np.array([class_name_for(class_names, int(i)) for i in ids], dtype=object)
-                # The first write creates the layer, even an empty one, so the file opens with its fields.
                 pyogrio.raw.write(partial, shapely.to_wkb(polygons), [class_ids.astype(np.int32), names[where]],
                                   FIELDS, layer=layer, driver="GPKG", geometry_type="Polygon", crs=crs,
                                   append=partial.exists(), layer_options=None if partial.exists() else options)
                 count += polygons.size
-            if not partial.exists():
-                pyogrio.raw.write(partial, np.empty(0, dtype=object), [np.empty(0, np.int32),
-                                  np.empty(0, dtype=object)], FIELDS, layer=layer, driver="GPKG",
-                                  geometry_type="Polygon", crs=crs, layer_options=options)
         if driver == "GeoJSON":
             _translate_to_geojson(partial, path, layer)
         else:
