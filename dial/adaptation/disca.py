@@ -228,6 +228,8 @@ class DiscaAdapter:
         self.device = next(self.model.parameters()).device
         for p in self.model.parameters():
             p.requires_grad_(False)
+        # The fast variant trains past the encoder; its stages are found once, here.
+        self._parts = NetworkParts(self.model) if self.settings.variant == "fast" else None
         self.trainable = self._trainable_names()
         params = dict(self.model.named_parameters())
         for name in self.trainable:
@@ -244,8 +246,7 @@ class DiscaAdapter:
     def _trainable_names(self) -> list[str]:
         names = [n for n, _ in self.model.named_parameters()]
         if self.settings.variant == "fast":
-            prefix = NetworkParts(self.model).encoder_prefix
-            return [n for n in names if not n.startswith(prefix)]
+            return [n for n in names if not n.startswith(self._parts.encoder_prefix)]
         return names
 
     # -- image and p0 ------------------------------------------------------
@@ -294,7 +295,7 @@ class DiscaAdapter:
             self._features.move_to_end(key)
         else:
             with torch.no_grad():
-                self._features[key] = [f.detach() for f in NetworkParts(self.model).encoder(x)]
+                self._features[key] = [f.detach() for f in self._parts.encoder(x)]
             while len(self._features) > max(FEATURE_CACHE_WINDOWS, self.settings.max_crops):
                 self._features.popitem(last=False)
         return self._features[key]
@@ -334,7 +335,7 @@ class DiscaAdapter:
                 # Windows share a size, so their cached features stack into one batch.
                 per_window = [self._encoder_features(windows[i], x[j : j + 1]) for j, i in enumerate(chosen)]
                 features = [torch.cat(level, dim=0) for level in zip(*per_window)]
-                logits = NetworkParts(self.model).logits(features, x)
+                logits = self._parts.logits(features, x)
             else:
                 logits = self.model(x)
             loss = disca_loss(logits, targets, p0, s.recall_weight)

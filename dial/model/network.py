@@ -66,15 +66,18 @@ class NetworkParts:
     """
 
     def __init__(self, network: nn.Module):
-        if isinstance(network, ClickFusion):
-            self.encoder, self.decoder = network.net.encoder, network.net.decoder
-            self.head, self.encoder_prefix = network.head, "net.encoder."
-        elif all(hasattr(network, a) for a in ("encoder", "decoder", "segmentation_head")):
-            self.encoder, self.decoder = network.encoder, network.decoder
-            self.head, self.encoder_prefix = (lambda decoded, x: network.segmentation_head(decoded)), "encoder."
-        else:
+        self._fused = network if isinstance(network, ClickFusion) else None
+        base = network.net if self._fused is not None else network
+        if not all(hasattr(base, a) for a in ("encoder", "decoder", "segmentation_head")):
             raise ValueError(f"{type(network).__name__} is not an encoder/decoder/segmentation_head network "
                              "(an smp architecture, optionally with +click-fusion)")
+        self.encoder, self.decoder, self._segmentation_head = base.encoder, base.decoder, base.segmentation_head
+        self.encoder_prefix = "net.encoder." if self._fused is not None else "encoder."
+
+    def head(self, decoded: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self._fused is not None:
+            return self._fused.head(decoded, x)
+        return self._segmentation_head(decoded)
 
     def logits(self, features: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return self.head(self.decoder(features), x)
