@@ -11,9 +11,6 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 

@@ -4,7 +4,7 @@ Each is named like a GeoTIFF. Some are formats whose content names other
 files or URLs (VRT, GTI, WMS, WMTS), some are self-contained formats the
 services do not read (GeoPackage, PNG, JPEG), and some are genuine GeoTIFFs
 with sidecar files that point out of the root. Shared by the unit tests
-(``tests/test_security_gdal.py``, the fuzz tests) and the reliability fuzz
+(``tests/services/test_security_gdal.py``, the fuzz tests) and the reliability fuzz
 corpus, so all of them try the same attacks.
 """
 from __future__ import annotations

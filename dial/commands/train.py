@@ -21,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--iterations", type=int, default=2000)
     p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument("--fusion-learning-rate", type=float,
+                   help="peak rate of the +click-fusion path (default 10x --learning-rate); a low "
+                        "--learning-rate then keeps the fine-tuned base close to its click-free accuracy")
     p.add_argument("--max-clicks", type=int, default=20)
     p.add_argument("--radius-px", type=float,
                    help="click cone radius (default: the --init-from model's, else 10); serving and "
@@ -55,6 +58,7 @@ def run(args) -> int:
         class_names=tuple(args.class_names.split(",")) if args.class_names else None,
         architecture=args.architecture, encoder=args.encoder, crop_px=args.crop_px,
         batch_size=args.batch_size, iterations=args.iterations, learning_rate=args.learning_rate,
+        fusion_learning_rate=args.fusion_learning_rate,
         max_clicks=args.max_clicks, radius_px=args.radius_px, val_fraction=args.val_fraction,
         split_seed=args.split_seed, seed=args.seed, workdir=args.workdir,
         checkpoint_every=args.checkpoint_every, resume=args.resume, threads=args.threads,

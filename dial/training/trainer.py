@@ -61,6 +61,10 @@ class TrainConfig:
     batch_size: int = 8
     iterations: int = 2000
     learning_rate: float = 2e-3
+    # None: FUSION_LR_FACTOR x learning_rate. Set apart so that a fine-tuned
+    # base can move slowly (keeping its click-free accuracy) while the fusion
+    # path, which starts at zero, learns at its own rate.
+    fusion_learning_rate: float | None = None
     weight_decay: float = 1e-4
     dice_weight: float = 0.5
     max_clicks: int = 20
@@ -91,6 +95,12 @@ class TrainConfig:
             raise ValueError("val_fraction must be in (0, 1)")
         if self.iterations < 1 or self.batch_size < 1 or self.max_clicks < 1:
             raise ValueError("iterations, batch_size and max_clicks must be >= 1")
+        if not self.learning_rate > 0 or (self.fusion_learning_rate is not None
+                                          and not self.fusion_learning_rate > 0):
+            raise ValueError("learning rates must be > 0")
+        if self.fusion_learning_rate is not None and CLICK_FUSION not in self.architecture:
+            raise ValueError(f"fusion_learning_rate needs a +{CLICK_FUSION} architecture, "
+                             f"got {self.architecture}")
         if self.radius_px is not None and not self.radius_px > 0:
             raise ValueError(f"radius_px must be > 0, got {self.radius_px}")
         for name in ("label_swap_fraction", "error_click_fraction", "p_no_clicks"):
@@ -314,7 +324,8 @@ def train(config: TrainConfig, progress: Callable | None = None, command: str | 
     if fusion:
         # The click fusion starts at zero on top of a trained network; at the
         # network's fine-tuning rate it would barely move in a CPU budget.
-        groups.append({"params": fusion, "lr": config.learning_rate * FUSION_LR_FACTOR})
+        groups.append({"params": fusion, "lr": config.fusion_learning_rate
+                       or config.learning_rate * FUSION_LR_FACTOR})
     optimiser = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=[g["lr"] for g in groups],
                                                     total_steps=config.iterations, pct_start=0.1)

@@ -10,7 +10,7 @@ from dial.inference.predictors import OnnxPredictor, TorchPredictor
 from dial.model.onnx_export import export_onnx
 from dial.model.repository import ModelRepository
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models"
+SHIPPED = Path(__file__).resolve().parents[2] / "models"
 LATEST = [(name, ModelRepository(SHIPPED).versions(name)[-1]) for name in ModelRepository(SHIPPED).names()]
 
 

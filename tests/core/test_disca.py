@@ -270,7 +270,7 @@ def test_shipped_models_carry_their_tuned_adaptation_defaults():
     from dial.adaptation.disca import DEFAULT_LEARNING_RATES, DEFAULT_RECALL_WEIGHT
     from dial.model.manifest import Manifest
 
-    models = Path(__file__).resolve().parents[1] / "models"
+    models = Path(__file__).resolve().parents[2] / "models"
     buildings = DiscaSettings(variant="fast").for_model(Manifest.load(models / "buildings" / "2"))
     assert (buildings.learning_rate, buildings.recall_weight) == (DEFAULT_LEARNING_RATES["fast"], 0.3)
     landcover = DiscaSettings(variant="fast").for_model(Manifest.load(models / "landcover" / "2"))

@@ -25,7 +25,7 @@ from dial.imagery.georef import GeoReference
 from dial.synthetic import make_scene
 from dial_client.wire import acquisition_pb2, acquisition_pb2_grpc, common_pb2
 from dial_services.acquisition.job_store import JobRecord, JobStore
-from tests.hostile_requests import (
+from tests.support.hostile_requests import (
     CLIENT_ERRORS, FUZZ, MODEL_NAMES, SIDES, assert_healthy, clicks, images, mostly, planted_rasters)
 
 MAX_CLICKS = 64

@@ -19,7 +19,7 @@ from dial_client.wire import DATA_TYPES, DTYPE_NAMES, DTYPES, WireError, common_
 from dial_services.common.errors import ApiError, Violations
 from dial_services.common.validation import image_from_proto
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PRIVATE_IMPORT = re.compile(r"^\s*(from|import)\s+dial_client\._proto\b|^\s*from\s+dial_client\s+import\s+.*\b_proto\b",
                             re.MULTILINE)
 

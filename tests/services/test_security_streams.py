@@ -425,7 +425,7 @@ def test_the_liveness_probe_asks_for_the_service_the_server_keeps_serving():
 
     from dial_services.common.server import LIVENESS
 
-    base = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "base"
+    base = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base"
     probes = 0
     for name in ("segmenter", "adapter", "acquisition"):
         for document in yaml.safe_load_all((base / f"{name}.yaml").read_text()):

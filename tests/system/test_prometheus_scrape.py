@@ -24,7 +24,7 @@ from dial_client.wire import (
 )
 from tests.support.ports import free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "grafana" / "dial.json"
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
 SERVICES = ("segmenter", "adapter", "acquisition")

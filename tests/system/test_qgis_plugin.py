@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, SHARED_DATA
+from tests.support.paths import REPO_ROOT, SHARED_DATA
 
 QGIS_PYTHON = os.environ.get("DIAL_QGIS_PYTHON", "/usr/bin/python3")
 IMAGE = SHARED_DATA / "spacenet" / "images" / "road_mask_input.tif"

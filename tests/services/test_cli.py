@@ -14,7 +14,7 @@ from dial_services.commands.serve import SERVICES, config_from
 from dial_services.commands.up import serve_commands
 from dial_services.malloc_tuning import MALLOC_TUNABLES, ensure_malloc_tuning
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Every flag `dial serve` had before its flags were made from the config fields: scripts and manifests use them.
 LEGACY_SERVE_FLAGS = {

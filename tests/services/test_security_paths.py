@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dial_client.errors import DialError
-from tests.test_security_gdal import (  # noqa: F401 - the fixtures, shared with the GDAL cases
+from tests.services.test_security_gdal import (  # noqa: F401 - the fixtures, shared with the GDAL cases
     READERS, _assert_clean_refusal, _assert_serving_and_bystander_unharmed, _readers, planted, servers,
 )
 

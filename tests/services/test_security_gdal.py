@@ -27,7 +27,7 @@ from dial.imagery.readers import ImageFormatError, read_image, read_mask
 from dial_client import AcquisitionClient, AdapterClient, SegmenterClient
 from dial_client.errors import DialError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 # Words that must never reach a client: internal class names and GDAL's own messages.
 LEAKS = ("Error", "Refused", "Traceback", "rasterio", "not recognized as being in a supported file format")
 
@@ -268,7 +268,7 @@ def test_every_reader_refuses_damaged_files_and_non_files(servers, planted, read
     call = _readers(root, root)[reader]
     if name == "truncated" and reader == "CreateQueueJob":
         # Its header is a TIFF's, so the job is taken; its pixels fail when the job reads them.
-        from tests.test_acquisition_service import wait_finished
+        from tests.services.test_acquisition_service import wait_finished
         job = wait_finished(servers["acquisition"], call(servers, str(files[name])).name)
         assert job.state == "FAILED" and "damaged or truncated" in job.error_message
         assert "spec.rasters[1].uri" in job.error_message
@@ -292,7 +292,7 @@ def _outcome(servers, reader: str, out):
         return np.array([(p.rank, p.score, *p.window) for p in out])
     if reader == "GetUncertaintyMap raster_window":
         return out.values
-    from tests.test_acquisition_service import wait_finished
+    from tests.services.test_acquisition_service import wait_finished
     job = wait_finished(servers["acquisition"], out.name)
     assert job.state == "SUCCEEDED", job.error_message
     return np.array([(q.patch.rank, q.patch.score) for page in servers["acquisition"].queue(job, page_size=100)
@@ -329,7 +329,7 @@ def test_a_queue_job_that_meets_a_hostile_file_fails_cleanly(servers, planted, t
     from dial_services.acquisition.job_store import JobStore
     from dial_services.acquisition.jobs import JobManager
     from dial_services.common.auth import ANONYMOUS
-    from tests.test_acquisition_service import wait_finished
+    from tests.services.test_acquisition_service import wait_finished
 
     root, outside, files, hits = planted
     uris = [str(files["good"]), str(files["vrt-of-a-file-outside"])]

@@ -15,7 +15,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from dial_client.wire import common_pb2, segmenter_pb2, segmenter_pb2_grpc
-from tests.hostile_requests import (
+from tests.support.hostile_requests import (
     CLIENT_ERRORS, FUZZ, MODEL_NAMES, MODEL_VERSIONS, assert_healthy, clicks, images, mostly, tile_streams,
 )
 

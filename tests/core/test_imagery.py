@@ -9,7 +9,7 @@ from dial.imagery.dataset import Dataset, split_names
 from dial.imagery.legend import IGNORE_INDEX, Legend
 from dial.imagery.raster import GeoTiffWriter, RasterReader
 from dial.imagery.readers import ImageFormatError, read_image, read_mask
-from tests.conftest import SHARED_DATA
+from tests.support.paths import SHARED_DATA
 
 DUBAI = SHARED_DATA / "dubai-landcover-hitl"
 INRIA = SHARED_DATA / "inria-aerial"

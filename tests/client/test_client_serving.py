@@ -161,7 +161,7 @@ def test_models_run_by_torch_report_their_provider_in_onnx_runtime_words(tiny_ma
 
 
 def test_the_qgis_plugins_check_reports_an_absent_server_at_once(free_port, monkeypatch):
-    from tests.conftest import REPO_ROOT
+    from tests.support.paths import REPO_ROOT
 
     monkeypatch.syspath_prepend(str(REPO_ROOT / "clients" / "qgis"))
     from dial_qgis.connection import ConnectionSettings, health_check

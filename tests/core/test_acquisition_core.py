@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.acquisition_stubs import HARD, SIZE, StubConfidence, StubNetwork, StubRegressor, hard_image, stub_manifest
+from tests.support.acquisition_stubs import HARD, SIZE, StubConfidence, StubNetwork, StubRegressor, hard_image, stub_manifest
 from dial.acquisition import STRATEGIES, AcquisitionModel, click_cost, get_strategy, patch_grid, rank_patches
 from dial.acquisition.cost import click_cost_map
 from dial.acquisition.model import SIDE_MANIFEST, HeadMissing
