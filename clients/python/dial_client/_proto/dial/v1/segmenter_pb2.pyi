@@ -46,20 +46,38 @@ class TiledRasterHeader(_message.Message):
     def __init__(self, height: _Optional[int] = ..., width: _Optional[int] = ..., bands: _Optional[int] = ..., dtype: _Optional[_Union[_common_pb2.DataType, str]] = ..., geo: _Optional[_Union[_common_pb2.GeoReference, _Mapping]] = ...) -> None: ...
 
 class PredictRasterHeader(_message.Message):
-    __slots__ = ("model", "clicks", "raster", "tiles", "output_uri", "stream_tiles")
+    __slots__ = ("model", "clicks", "raster", "tiles", "output_uri", "stream_tiles", "window", "aoi", "source_bands", "source_range", "vector_uri")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CLICKS_FIELD_NUMBER: _ClassVar[int]
     RASTER_FIELD_NUMBER: _ClassVar[int]
     TILES_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_URI_FIELD_NUMBER: _ClassVar[int]
     STREAM_TILES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    AOI_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_BANDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_RANGE_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_URI_FIELD_NUMBER: _ClassVar[int]
     model: _common_pb2.ModelRef
     clicks: _containers.RepeatedCompositeFieldContainer[_common_pb2.Click]
     raster: _common_pb2.RasterReference
     tiles: TiledRasterHeader
     output_uri: str
     stream_tiles: bool
-    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., clicks: _Optional[_Iterable[_Union[_common_pb2.Click, _Mapping]]] = ..., raster: _Optional[_Union[_common_pb2.RasterReference, _Mapping]] = ..., tiles: _Optional[_Union[TiledRasterHeader, _Mapping]] = ..., output_uri: _Optional[str] = ..., stream_tiles: _Optional[bool] = ...) -> None: ...
+    window: _common_pb2.Window
+    aoi: _common_pb2.MapBounds
+    source_bands: _containers.RepeatedScalarFieldContainer[int]
+    source_range: ValueRange
+    vector_uri: str
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., clicks: _Optional[_Iterable[_Union[_common_pb2.Click, _Mapping]]] = ..., raster: _Optional[_Union[_common_pb2.RasterReference, _Mapping]] = ..., tiles: _Optional[_Union[TiledRasterHeader, _Mapping]] = ..., output_uri: _Optional[str] = ..., stream_tiles: _Optional[bool] = ..., window: _Optional[_Union[_common_pb2.Window, _Mapping]] = ..., aoi: _Optional[_Union[_common_pb2.MapBounds, _Mapping]] = ..., source_bands: _Optional[_Iterable[int]] = ..., source_range: _Optional[_Union[ValueRange, _Mapping]] = ..., vector_uri: _Optional[str] = ...) -> None: ...
+
+class ValueRange(_message.Message):
+    __slots__ = ("min", "max")
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    min: float
+    max: float
+    def __init__(self, min: _Optional[float] = ..., max: _Optional[float] = ...) -> None: ...
 
 class ImageTile(_message.Message):
     __slots__ = ("window", "image")
@@ -94,16 +112,22 @@ class ClassMapTile(_message.Message):
     def __init__(self, window: _Optional[_Union[_common_pb2.Window, _Mapping]] = ..., class_map: _Optional[_Union[_common_pb2.ClassMap, _Mapping]] = ...) -> None: ...
 
 class RasterResult(_message.Message):
-    __slots__ = ("output_uri", "geo", "height", "width")
+    __slots__ = ("output_uri", "geo", "height", "width", "window", "vector_uri", "vector_features")
     OUTPUT_URI_FIELD_NUMBER: _ClassVar[int]
     GEO_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_URI_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FEATURES_FIELD_NUMBER: _ClassVar[int]
     output_uri: str
     geo: _common_pb2.GeoReference
     height: int
     width: int
-    def __init__(self, output_uri: _Optional[str] = ..., geo: _Optional[_Union[_common_pb2.GeoReference, _Mapping]] = ..., height: _Optional[int] = ..., width: _Optional[int] = ...) -> None: ...
+    window: _common_pb2.Window
+    vector_uri: str
+    vector_features: int
+    def __init__(self, output_uri: _Optional[str] = ..., geo: _Optional[_Union[_common_pb2.GeoReference, _Mapping]] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., window: _Optional[_Union[_common_pb2.Window, _Mapping]] = ..., vector_uri: _Optional[str] = ..., vector_features: _Optional[int] = ...) -> None: ...
 
 class PredictRasterResponse(_message.Message):
     __slots__ = ("progress", "class_map_tile", "result")
