@@ -11,6 +11,7 @@ from dial.acquisition import STRATEGIES, AcquisitionModel, click_cost, get_strat
 from dial.acquisition.cost import click_cost_map
 from dial.acquisition.model import SIDE_MANIFEST, HeadMissing
 from dial.acquisition.strategies import UncertaintyResult
+from dial.imagery.georef import Window
 from dial.inference.classwise import entropy_from_logits, logits_of, margin_from_logits
 
 MODEL_STRATEGIES = [name for name in STRATEGIES if name != "random"]
@@ -190,12 +191,18 @@ def test_annotated_patches_are_excluded():
     assert [p.rank for p in ranked] == [1, 2, 3]
 
 
-def test_sum_reduction_penalises_cut_border_patches_and_mean_does_not():
-    scores = np.ones((100, 100), np.float32)
-    by_sum = rank_patches(_MapStrategy(), _result(scores), patch_px=64, reduction="sum")
-    by_mean = rank_patches(_MapStrategy(), _result(scores), patch_px=64, reduction="mean")
-    assert by_sum[0].window == (0, 0, 64, 64) and by_sum[-1].window == (64, 64, 36, 36)
-    assert {p.score for p in by_mean} == {1.0}
+def test_no_reduction_puts_a_border_sliver_first():
+    # 100 x 157 is no multiple of the 64 px patch; a noisy 3 px strip along the right border is what made
+    # a cut 64 x 29 border window win on mean before.
+    scores = np.full((100, 157), 0.1, np.float32)
+    scores[:, 154:] = 1.0
+    scores[40:60, 20:40] = 0.6  # a real uncertain region, inside
+    for reduction in ("mean", "sum"):
+        ranked = rank_patches(_MapStrategy(), _result(scores), patch_px=64, reduction=reduction)
+        assert {(p.window.height, p.window.width) for p in ranked} == {(64, 64)}, reduction
+        assert ranked[0].window.col_off == 0, (reduction, ranked[0].window)  # the inside region wins
+    assert {p.score for p in rank_patches(_MapStrategy(), _result(np.ones((100, 100), np.float32)),
+                                          patch_px=64)} == {1.0}
 
 
 def test_cost_weighting_prefers_the_cheaper_of_two_equal_patches():
@@ -221,12 +228,16 @@ def test_hints_are_top_quantile_pixels_inside_the_patch():
     assert all(64 <= r < 128 and 64 <= c < 128 for r, c in top.hints)
 
 
-def test_patch_grid_covers_the_image_once():
+def test_patch_grid_covers_the_image_with_full_size_patches():
     windows = patch_grid(100, 130, 64)
     covered = np.zeros((100, 130), int)
     for r, c, h, w in windows:
         covered[r: r + h, c: c + w] += 1
-    assert (covered == 1).all()
+    assert (covered >= 1).all()
+    # No border sliver: the last row and column end at the border, overlapping their neighbours.
+    assert {(h, w) for _, _, h, w in windows} == {(64, 64)}
+    assert sorted({r for r, *_ in windows}) == [0, 36] and sorted({c for _, c, *_ in windows}) == [0, 64, 66]
+    assert patch_grid(40, 50, 64) == [Window(0, 0, 40, 50)]  # an image smaller than a patch is one patch
 
 
 # -- learned heads on the tiny trained model -------------------------------
