@@ -119,15 +119,25 @@ class QueueJobSpec(_message.Message):
     def __init__(self, rasters: _Optional[_Iterable[_Union[_common_pb2.RasterReference, _Mapping]]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., strategy: _Optional[str] = ..., max_patches: _Optional[int] = ..., patch_size_px: _Optional[int] = ..., reduction: _Optional[_Union[Reduction, str]] = ..., cost_weighting: _Optional[bool] = ..., hint_quantile: _Optional[float] = ...) -> None: ...
 
 class QueueJobProgress(_message.Message):
-    __slots__ = ("rasters_done", "rasters_total")
+    __slots__ = ("rasters_done", "rasters_total", "rasters_failed")
     RASTERS_DONE_FIELD_NUMBER: _ClassVar[int]
     RASTERS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    RASTERS_FAILED_FIELD_NUMBER: _ClassVar[int]
     rasters_done: int
     rasters_total: int
-    def __init__(self, rasters_done: _Optional[int] = ..., rasters_total: _Optional[int] = ...) -> None: ...
+    rasters_failed: int
+    def __init__(self, rasters_done: _Optional[int] = ..., rasters_total: _Optional[int] = ..., rasters_failed: _Optional[int] = ...) -> None: ...
+
+class RasterFailure(_message.Message):
+    __slots__ = ("uri", "reason")
+    URI_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    uri: str
+    reason: str
+    def __init__(self, uri: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class QueueJob(_message.Message):
-    __slots__ = ("name", "spec", "state", "progress", "error_message", "create_time", "update_time")
+    __slots__ = ("name", "spec", "state", "progress", "error_message", "create_time", "update_time", "failures", "request_id")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[QueueJob.State]
@@ -136,12 +146,14 @@ class QueueJob(_message.Message):
         SUCCEEDED: _ClassVar[QueueJob.State]
         FAILED: _ClassVar[QueueJob.State]
         CANCELLED: _ClassVar[QueueJob.State]
+        CANCELLING: _ClassVar[QueueJob.State]
     STATE_UNSPECIFIED: QueueJob.State
     PENDING: QueueJob.State
     RUNNING: QueueJob.State
     SUCCEEDED: QueueJob.State
     FAILED: QueueJob.State
     CANCELLED: QueueJob.State
+    CANCELLING: QueueJob.State
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +161,8 @@ class QueueJob(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     spec: QueueJobSpec
     state: QueueJob.State
@@ -156,13 +170,33 @@ class QueueJob(_message.Message):
     error_message: str
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[QueueJobSpec, _Mapping]] = ..., state: _Optional[_Union[QueueJob.State, str]] = ..., progress: _Optional[_Union[QueueJobProgress, _Mapping]] = ..., error_message: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    failures: _containers.RepeatedCompositeFieldContainer[RasterFailure]
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[QueueJobSpec, _Mapping]] = ..., state: _Optional[_Union[QueueJob.State, str]] = ..., progress: _Optional[_Union[QueueJobProgress, _Mapping]] = ..., error_message: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failures: _Optional[_Iterable[_Union[RasterFailure, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CreateQueueJobRequest(_message.Message):
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "request_id")
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     spec: QueueJobSpec
-    def __init__(self, spec: _Optional[_Union[QueueJobSpec, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, spec: _Optional[_Union[QueueJobSpec, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ListQueueJobsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListQueueJobsResponse(_message.Message):
+    __slots__ = ("jobs", "next_page_token")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[QueueJob]
+    next_page_token: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[QueueJob, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetQueueJobRequest(_message.Message):
     __slots__ = ("name",)

@@ -34,8 +34,10 @@ class AcquisitionStub:
     NOT_FOUND, as is a finished job the server no longer keeps (it keeps one
     for a configured time after its last change; marking patches done is a
     change). Jobs are stored where every replica of the service can read them,
-    so any replica answers for any job, and a job whose replica stops is taken
-    over and started again by another.
+    so any replica answers for any job. A job's rasters are tasks that every
+    replica takes, so one big job uses every replica; a raster whose replica
+    stops is taken over by another, and no raster already ranked is ranked
+    again.
 
     Strategies (the `strategy` fields): "random", "entropy", "margin",
     "mc_dropout", "odin", "confidnet", "metaseg" and "metabox". An unknown
@@ -62,6 +64,11 @@ class AcquisitionStub:
                 '/dial.v1.Acquisition/CreateQueueJob',
                 request_serializer=dial_dot_v1_dot_acquisition__pb2.CreateQueueJobRequest.SerializeToString,
                 response_deserializer=dial_dot_v1_dot_acquisition__pb2.QueueJob.FromString,
+                _registered_method=True)
+        self.ListQueueJobs = channel.unary_unary(
+                '/dial.v1.Acquisition/ListQueueJobs',
+                request_serializer=dial_dot_v1_dot_acquisition__pb2.ListQueueJobsRequest.SerializeToString,
+                response_deserializer=dial_dot_v1_dot_acquisition__pb2.ListQueueJobsResponse.FromString,
                 _registered_method=True)
         self.GetQueueJob = channel.unary_unary(
                 '/dial.v1.Acquisition/GetQueueJob',
@@ -94,8 +101,10 @@ class AcquisitionServicer:
     NOT_FOUND, as is a finished job the server no longer keeps (it keeps one
     for a configured time after its last change; marking patches done is a
     change). Jobs are stored where every replica of the service can read them,
-    so any replica answers for any job, and a job whose replica stops is taken
-    over and started again by another.
+    so any replica answers for any job. A job's rasters are tasks that every
+    replica takes, so one big job uses every replica; a raster whose replica
+    stops is taken over by another, and no raster already ranked is ranked
+    again.
 
     Strategies (the `strategy` fields): "random", "entropy", "margin",
     "mc_dropout", "odin", "confidnet", "metaseg" and "metabox". An unknown
@@ -122,6 +131,16 @@ class AcquisitionServicer:
         """Starts ranking patches over many rasters in the background and returns
         the job at once, in state PENDING or RUNNING. RESOURCE_EXHAUSTED when the
         caller already has the most jobs pending or running that one caller may.
+        With a request_id it is idempotent: the same caller sending the same
+        request_id and spec again gets the same job back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListQueueJobs(self, request, context):
+        """Lists the caller's queue jobs, newest first, so that a job whose name
+        was lost can be found again; other callers' jobs are never listed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -136,8 +155,10 @@ class AcquisitionServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelQueueJob(self, request, context):
-        """Cancels a PENDING job at once and asks a RUNNING one to stop, which it
-        does between rasters (it is returned still RUNNING until then). A job
+        """Cancels a PENDING job at once and asks a RUNNING one to stop: it is
+        returned CANCELLING while a raster is still being ranked, and becomes
+        CANCELLED once that raster's replica has stopped (between rasters, or
+        between the stages of one). A job
         that has already finished is returned unchanged. A job whose record was
         damaged (DATA_LOSS from the other job RPCs) is removed and returned
         CANCELLED, with a message saying so.
@@ -147,9 +168,16 @@ class AcquisitionServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListQueuePatches(self, request, context):
-        """Lists the patches of a SUCCEEDED job that are not yet done, best first;
-        FAILED_PRECONDITION while the job has not succeeded, because ranks are
-        final only once every raster is done.
+        """Lists the patches of a job that are not yet done. For a SUCCEEDED job
+        they come best first, ranked across the job. While the job is PENDING,
+        RUNNING or CANCELLING, the patches of the rasters ranked so far come in
+        the order those rasters were finished, each raster's best first, with
+        `rank` their rank within their raster: ranks across the job are final
+        only once every raster is done. Pages of a running job never repeat or
+        skip a patch: following next_page_token picks up rasters finished since
+        (an empty next_page_token means no more patches for now). A page token
+        keeps the order it was issued in. FAILED_PRECONDITION for a FAILED or
+        CANCELLED job.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -180,6 +208,11 @@ def add_AcquisitionServicer_to_server(servicer, server):
                     servicer.CreateQueueJob,
                     request_deserializer=dial_dot_v1_dot_acquisition__pb2.CreateQueueJobRequest.FromString,
                     response_serializer=dial_dot_v1_dot_acquisition__pb2.QueueJob.SerializeToString,
+            ),
+            'ListQueueJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQueueJobs,
+                    request_deserializer=dial_dot_v1_dot_acquisition__pb2.ListQueueJobsRequest.FromString,
+                    response_serializer=dial_dot_v1_dot_acquisition__pb2.ListQueueJobsResponse.SerializeToString,
             ),
             'GetQueueJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetQueueJob,
@@ -218,8 +251,10 @@ class Acquisition:
     NOT_FOUND, as is a finished job the server no longer keeps (it keeps one
     for a configured time after its last change; marking patches done is a
     change). Jobs are stored where every replica of the service can read them,
-    so any replica answers for any job, and a job whose replica stops is taken
-    over and started again by another.
+    so any replica answers for any job. A job's rasters are tasks that every
+    replica takes, so one big job uses every replica; a raster whose replica
+    stops is taken over by another, and no raster already ranked is ranked
+    again.
 
     Strategies (the `strategy` fields): "random", "entropy", "margin",
     "mc_dropout", "odin", "confidnet", "metaseg" and "metabox". An unknown
@@ -297,6 +332,33 @@ class Acquisition:
             '/dial.v1.Acquisition/CreateQueueJob',
             dial_dot_v1_dot_acquisition__pb2.CreateQueueJobRequest.SerializeToString,
             dial_dot_v1_dot_acquisition__pb2.QueueJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQueueJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dial.v1.Acquisition/ListQueueJobs',
+            dial_dot_v1_dot_acquisition__pb2.ListQueueJobsRequest.SerializeToString,
+            dial_dot_v1_dot_acquisition__pb2.ListQueueJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
