@@ -1,7 +1,6 @@
 """The README's main command: ``dial up`` starts every service and they answer health checks."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,21 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dial.synthetic import make_scene
 from dial_services.commands.serve import SERVICES
-
-
-def _free_base(n: int) -> int:
-    for base in range(56000, 60000, 10):
-        ok = True
-        for port in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
+from tests.support.ports import free_port_range
 
 
 def _serving(address: str) -> bool:
@@ -41,7 +26,8 @@ def _serving(address: str) -> bool:
 def test_dial_up_serves_every_service_and_stops_cleanly(tiny_repo, tmp_path):
     services = list(SERVICES)
     assert services[0] == "segmenter"
-    base, metrics_base = _free_base(len(services)), _free_base(len(services)) + 1000
+    base = free_port_range(2 * len(services))
+    metrics_base = base + len(services)
     proc = subprocess.Popen(
         [sys.executable, "-m", "dial_services.cli", "up", "--model-repo", str(tiny_repo),
          "--base-port", str(base), "--metrics-base-port", str(metrics_base), "--state-dir", str(tmp_path / "state")],
