@@ -46,7 +46,7 @@ class TiledRasterHeader(_message.Message):
     def __init__(self, height: _Optional[int] = ..., width: _Optional[int] = ..., bands: _Optional[int] = ..., dtype: _Optional[_Union[_common_pb2.DataType, str]] = ..., geo: _Optional[_Union[_common_pb2.GeoReference, _Mapping]] = ...) -> None: ...
 
 class PredictRasterHeader(_message.Message):
-    __slots__ = ("model", "clicks", "raster", "tiles", "output_uri", "stream_tiles", "window", "aoi", "source_bands", "source_range", "vector_uri")
+    __slots__ = ("model", "clicks", "raster", "tiles", "output_uri", "stream_tiles", "window", "aoi", "source_bands", "source_range", "vector_uri", "overwrite", "confidence_uri")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CLICKS_FIELD_NUMBER: _ClassVar[int]
     RASTER_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,8 @@ class PredictRasterHeader(_message.Message):
     SOURCE_BANDS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_RANGE_FIELD_NUMBER: _ClassVar[int]
     VECTOR_URI_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_URI_FIELD_NUMBER: _ClassVar[int]
     model: _common_pb2.ModelRef
     clicks: _containers.RepeatedCompositeFieldContainer[_common_pb2.Click]
     raster: _common_pb2.RasterReference
@@ -69,7 +71,9 @@ class PredictRasterHeader(_message.Message):
     source_bands: _containers.RepeatedScalarFieldContainer[int]
     source_range: ValueRange
     vector_uri: str
-    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., clicks: _Optional[_Iterable[_Union[_common_pb2.Click, _Mapping]]] = ..., raster: _Optional[_Union[_common_pb2.RasterReference, _Mapping]] = ..., tiles: _Optional[_Union[TiledRasterHeader, _Mapping]] = ..., output_uri: _Optional[str] = ..., stream_tiles: _Optional[bool] = ..., window: _Optional[_Union[_common_pb2.Window, _Mapping]] = ..., aoi: _Optional[_Union[_common_pb2.MapBounds, _Mapping]] = ..., source_bands: _Optional[_Iterable[int]] = ..., source_range: _Optional[_Union[ValueRange, _Mapping]] = ..., vector_uri: _Optional[str] = ...) -> None: ...
+    overwrite: bool
+    confidence_uri: str
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., clicks: _Optional[_Iterable[_Union[_common_pb2.Click, _Mapping]]] = ..., raster: _Optional[_Union[_common_pb2.RasterReference, _Mapping]] = ..., tiles: _Optional[_Union[TiledRasterHeader, _Mapping]] = ..., output_uri: _Optional[str] = ..., stream_tiles: _Optional[bool] = ..., window: _Optional[_Union[_common_pb2.Window, _Mapping]] = ..., aoi: _Optional[_Union[_common_pb2.MapBounds, _Mapping]] = ..., source_bands: _Optional[_Iterable[int]] = ..., source_range: _Optional[_Union[ValueRange, _Mapping]] = ..., vector_uri: _Optional[str] = ..., overwrite: _Optional[bool] = ..., confidence_uri: _Optional[str] = ...) -> None: ...
 
 class ValueRange(_message.Message):
     __slots__ = ("min", "max")
@@ -96,12 +100,14 @@ class PredictRasterRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[PredictRasterHeader, _Mapping]] = ..., tile: _Optional[_Union[ImageTile, _Mapping]] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("tiles_done", "tiles_total")
+    __slots__ = ("tiles_done", "tiles_total", "tiles_skipped")
     TILES_DONE_FIELD_NUMBER: _ClassVar[int]
     TILES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    TILES_SKIPPED_FIELD_NUMBER: _ClassVar[int]
     tiles_done: int
     tiles_total: int
-    def __init__(self, tiles_done: _Optional[int] = ..., tiles_total: _Optional[int] = ...) -> None: ...
+    tiles_skipped: int
+    def __init__(self, tiles_done: _Optional[int] = ..., tiles_total: _Optional[int] = ..., tiles_skipped: _Optional[int] = ...) -> None: ...
 
 class ClassMapTile(_message.Message):
     __slots__ = ("window", "class_map")
@@ -112,7 +118,7 @@ class ClassMapTile(_message.Message):
     def __init__(self, window: _Optional[_Union[_common_pb2.Window, _Mapping]] = ..., class_map: _Optional[_Union[_common_pb2.ClassMap, _Mapping]] = ...) -> None: ...
 
 class RasterResult(_message.Message):
-    __slots__ = ("output_uri", "geo", "height", "width", "window", "vector_uri", "vector_features")
+    __slots__ = ("output_uri", "geo", "height", "width", "window", "vector_uri", "vector_features", "tiles_skipped", "nodata_class", "confidence_uri")
     OUTPUT_URI_FIELD_NUMBER: _ClassVar[int]
     GEO_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +126,9 @@ class RasterResult(_message.Message):
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     VECTOR_URI_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    TILES_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    NODATA_CLASS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_URI_FIELD_NUMBER: _ClassVar[int]
     output_uri: str
     geo: _common_pb2.GeoReference
     height: int
@@ -127,7 +136,10 @@ class RasterResult(_message.Message):
     window: _common_pb2.Window
     vector_uri: str
     vector_features: int
-    def __init__(self, output_uri: _Optional[str] = ..., geo: _Optional[_Union[_common_pb2.GeoReference, _Mapping]] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., window: _Optional[_Union[_common_pb2.Window, _Mapping]] = ..., vector_uri: _Optional[str] = ..., vector_features: _Optional[int] = ...) -> None: ...
+    tiles_skipped: int
+    nodata_class: int
+    confidence_uri: str
+    def __init__(self, output_uri: _Optional[str] = ..., geo: _Optional[_Union[_common_pb2.GeoReference, _Mapping]] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., window: _Optional[_Union[_common_pb2.Window, _Mapping]] = ..., vector_uri: _Optional[str] = ..., vector_features: _Optional[int] = ..., tiles_skipped: _Optional[int] = ..., nodata_class: _Optional[int] = ..., confidence_uri: _Optional[str] = ...) -> None: ...
 
 class PredictRasterResponse(_message.Message):
     __slots__ = ("progress", "class_map_tile", "result")
