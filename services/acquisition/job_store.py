@@ -3,16 +3,22 @@
 Layout of ``<root>/<id>/``:
 
 * ``job.json`` -- the commit point: owner, spec, rasters, budget, state,
-  progress, error, timestamps, a cancel request, and the lease (which replica
-  runs the job, and until when);
-* ``patches.json`` -- the ranked queue, written before ``job.json`` says
-  SUCCEEDED and never changed after;
+  progress, per-raster failures, error, timestamps, a cancel request, the
+  request id it was created with, and the claims on its rasters (which
+  replica ranks which raster, and until when its lease runs);
+* ``rasters/<index>.json`` -- one finished raster's ranked patches (or why it
+  failed), written before ``job.json`` counts it done, with the order in which
+  it finished, so that a running job's pages never skip or repeat a patch;
+* ``patches.json`` -- the ranked queue across the job, written before
+  ``job.json`` says SUCCEEDED and never changed after;
 * ``done.json`` -- the ids of the patches marked done;
 * ``lock`` -- the file ``fcntl.flock`` serialises changes on, across replicas;
 * ``owner`` -- the caller it belongs to, kept apart so that it survives damage to ``job.json``.
 
-``<root>/live/<id>`` marks a job that is PENDING or RUNNING, so that finding
-work does not read every finished job the store still keeps.
+``<root>/live/<id>`` marks a job that is PENDING, RUNNING or CANCELLING, so
+that finding work does not read every finished job the store still keeps.
+``<root>/requests/<digest>`` names the job a caller's request id created, so
+a retried create finds it (``requests/lock`` serialises creates that carry one).
 
 A job whose ``job.json`` cannot be read is moved to ``<root>/quarantine/<id>/``
 (see ``durable``), so that creating and running everyone else's jobs goes on;
@@ -23,6 +29,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -65,8 +72,14 @@ class JobRecord:
     rasters_done: int = 0
     error_message: str = ""
     cancel_requested: bool = False
-    holder: str = ""
-    lease_until: float = 0.0
+    # (raster index, replica, lease end) of each raster claimed and not finished; a replica that stops hands
+    # its claims back as (index, "", 0.0), so that every raster below next_index is either done or here.
+    claims: tuple[tuple[int, str, float], ...] = ()
+    next_index: int = 0
+    # (raster index, reason) of each raster that could not be ranked.
+    failures: tuple[tuple[int, str], ...] = ()
+    request_id: str = ""
+    request_digest: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self) | {"spec": base64.b64encode(self.spec).decode()}, indent=1)
@@ -74,7 +87,12 @@ class JobRecord:
     @classmethod
     def from_json(cls, text: str) -> "JobRecord":
         data = json.loads(text)
-        return cls(**data | {"spec": base64.b64decode(data["spec"]), "rasters": tuple(data["rasters"])})
+        if "holder" in data:
+            # A record from before rasters were tasks: one lease for the whole job, progress in memory only.
+            data = {k: v for k, v in data.items() if k not in ("holder", "lease_until")} | {"rasters_done": 0}
+        return cls(**data | {"spec": base64.b64decode(data["spec"]), "rasters": tuple(data["rasters"]),
+                             "claims": tuple((int(i), str(h), float(t)) for i, h, t in data.get("claims", ())),
+                             "failures": tuple((int(i), str(r)) for i, r in data.get("failures", ()))})
 
 
 @dataclass(frozen=True)
@@ -103,6 +121,7 @@ class JobStore(RecordStore):
     def __init__(self, root: str | Path):
         super().__init__(root)
         (self.root / "live").mkdir(parents=True, exist_ok=True)
+        (self.root / "requests").mkdir(exist_ok=True)
 
     @contextlib.contextmanager
     def locked(self, job_id: str) -> Iterator[JobRecord | None]:
@@ -184,6 +203,68 @@ class JobStore(RecordStore):
     def ids(self) -> list[str]:
         return [name for name in os.listdir(self.root) if is_job_id(name)]
 
+    # -- request ids -------------------------------------------------------
+    @contextlib.contextmanager
+    def requests_locked(self) -> Iterator[None]:
+        """Hold the lock that makes "find the job of this request id, else create it" one step across
+        replicas."""
+        fd = open_lock(self.root / "requests" / "lock")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _request_path(self, owner: str, request_id: str) -> Path:
+        # Hashed: request ids are the caller's text, never a path.
+        return self.root / "requests" / hashlib.sha256(f"{owner}\0{request_id}".encode()).hexdigest()
+
+    def request_job(self, owner: str, request_id: str) -> str | None:
+        """The id of the job ``owner`` created with ``request_id``, if any; call with requests_locked."""
+        try:
+            job_id = self._request_path(owner, request_id).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return job_id if is_job_id(job_id) else None
+
+    def write_request(self, owner: str, request_id: str, job_id: str) -> None:
+        with writing():
+            durable.atomic_write_bytes(self._request_path(owner, request_id), job_id.encode())
+
+    def forget_request(self, owner: str, request_id: str, job_id: str) -> None:
+        """Drop the request id's entry if it still names ``job_id``."""
+        with self.requests_locked():
+            if self.request_job(owner, request_id) == job_id:
+                with contextlib.suppress(FileNotFoundError):
+                    self._request_path(owner, request_id).unlink()
+
+    # -- finished rasters --------------------------------------------------
+    def write_result(self, job_id: str, index: int, result: "RasterResult") -> None:
+        """One finished raster; call with the job's lock held, before committing it as done."""
+        folder = self.folder(job_id) / "rasters"
+        body = {"seq": result.seq, "uri": result.uri, "failure": result.failure,
+                "geo": result.geo.to_json() if result.geo is not None else None,
+                "patches": [_patch_to_json(q) for q in result.patches]}
+        with writing():
+            folder.mkdir(exist_ok=True)
+            durable.atomic_write_bytes(folder / f"{index}.json", json.dumps(body).encode())
+
+    def result_indexes(self, job_id: str) -> list[int]:
+        try:
+            names = os.listdir(self.folder(job_id) / "rasters")
+        except FileNotFoundError:
+            return []
+        return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
+
+    def read_result(self, job_id: str, index: int) -> "RasterResult":
+        try:
+            body = json.loads((self.folder(job_id) / "rasters" / f"{index}.json").read_text())
+            geo = GeoReference.from_json(body["geo"]) if body["geo"] is not None else None
+            return RasterResult(index, body["seq"], body["uri"], [_patch_from_json(d) for d in body["patches"]],
+                                geo, body["failure"])
+        except DAMAGE:
+            raise DamagedRecord(f"queueJobs/{job_id}", None) from None
+
     # -- the queue ---------------------------------------------------------
     def write_patches(self, job_id: str, patches: list[StoredPatch], geos: dict[str, GeoReference | None]) -> None:
         """The queue, and each raster's georeference (None when it has none), by raster URI."""
@@ -225,6 +306,19 @@ class JobStore(RecordStore):
             except FileNotFoundError:
                 return
         shutil.rmtree(trash, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class RasterResult:
+    """One finished raster of a job: its patches, ranked within it (``seq`` is the order it finished in),
+    or ``failure``, why it could not be ranked."""
+
+    index: int
+    seq: int
+    uri: str
+    patches: list[StoredPatch]
+    geo: GeoReference | None
+    failure: str | None = None
 
 
 def with_changes(record: JobRecord, now: float, **changes) -> JobRecord:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import time
 from typing import Callable, Iterator
@@ -107,9 +108,31 @@ def job_to_proto(job: JobRecord) -> acquisition_pb2.QueueJob:
     return acquisition_pb2.QueueJob(
         name=f"queueJobs/{job.id}", spec=acquisition_pb2.QueueJobSpec.FromString(job.spec),
         state=acquisition_pb2.QueueJob.State.Value(job.state),
-        progress=acquisition_pb2.QueueJobProgress(rasters_done=job.rasters_done, rasters_total=len(job.rasters)),
+        progress=acquisition_pb2.QueueJobProgress(rasters_done=job.rasters_done, rasters_total=len(job.rasters),
+                                                  rasters_failed=len(job.failures)),
         error_message=job.error_message, create_time=timestamp(job.create_time),
-        update_time=timestamp(job.update_time))
+        update_time=timestamp(job.update_time), request_id=job.request_id,
+        failures=[acquisition_pb2.RasterFailure(uri=job.rasters[index], reason=reason)
+                  for index, reason in job.failures])
+
+
+MAX_REQUEST_ID_CHARS = 128
+# A page token of a job's patches in the order their rasters finished: "f<finish order>.<rank in raster>".
+FINISHED_ORDER = "f"
+
+
+def page_token_error() -> Exception:
+    return invalid_argument([("page_token", "not a token this server issued")])
+
+
+def finished_order_token(text: str) -> tuple[int, int]:
+    try:
+        seq, rank = (int(part) for part in text[len(FINISHED_ORDER):].split("."))
+    except ValueError:
+        raise page_token_error() from None
+    if seq < -1 or rank < 0:
+        raise page_token_error()
+    return seq, rank
 
 
 class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
@@ -233,6 +256,8 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         v = Violations()
         v.check(0 < len(spec.rasters) <= self.config.max_rasters_per_job, "spec.rasters",
                 f"between 1 and {self.config.max_rasters_per_job} rasters per job; split larger sets into jobs")
+        v.check(len(request.request_id) <= MAX_REQUEST_ID_CHARS, "request_id",
+                f"at most {MAX_REQUEST_ID_CHARS} characters (a UUID is 36)")
         check_strategy(v, spec.strategy, "spec.strategy")
         check_options(v, "spec.", spec.patch_size_px, spec.reduction, spec.hint_quantile)
         v.raise_if_any()
@@ -244,10 +269,31 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         # Pinned, so a replica that takes the job over ranks with the model it was submitted for.
         stored.model.version = model.manifest.version
         caller = caller_identity(context)
+        # The spec as sent identifies a retried request (the stored one has the version resolved, which a
+        # new model version would change between tries).
+        digest = hashlib.sha256(spec.SerializeToString(deterministic=True)).hexdigest() if request.request_id else ""
         with job_store_writes("no job was created"):
             job = self.jobs.create(caller, stored.SerializeToString(), [r.uri for r in spec.rasters],
-                                   spec.max_patches)
+                                   spec.max_patches, request_id=request.request_id, request_digest=digest)
         return job_to_proto(job)
+
+    def ListQueueJobs(self, request, context) -> acquisition_pb2.ListQueueJobsResponse:
+        if request.page_size < 0:
+            raise invalid_argument([("page_size", "must be >= 0")])
+        after = None
+        if request.page_token:
+            created, _, job_id = request.page_token.partition("/")
+            try:
+                after = (float(created), job_id)
+            except ValueError:
+                raise page_token_error() from None
+            if not is_job_id(job_id):
+                raise page_token_error()
+        size = min(request.page_size or self.config.default_page_size, self.config.max_page_size)
+        jobs, next_after = self.jobs.list(caller_identity(context), size, after)
+        return acquisition_pb2.ListQueueJobsResponse(
+            jobs=[job_to_proto(job) for job in jobs],
+            next_page_token="" if next_after is None else f"{next_after[0]!r}/{next_after[1]}")
 
     def _plan_queue_job(self, stored: bytes):
         """How to rank a stored job's rasters, on whichever replica runs it."""
@@ -301,26 +347,39 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         if request.page_size < 0:
             raise invalid_argument([("page_size", "must be >= 0")])
         job = self._job(request.parent, "parent", context)
-        after = 0
-        if request.page_token:
+        token = request.page_token
+        finished_order = token.startswith(FINISHED_ORDER) or (not token and job.state != "SUCCEEDED")
+        if finished_order:
+            after_finished = finished_order_token(token) if token else (-1, 0)
+        else:
             try:
-                after = int(request.page_token)
+                after = int(token or 0)
             except ValueError:
-                raise invalid_argument([("page_token", "not a token this server issued")]) from None
+                raise page_token_error() from None
             if after < 0:
-                raise invalid_argument([("page_token", "not a token this server issued")])
-        if job.state != "SUCCEEDED":
-            raise failed_precondition(f"queueJobs/{job.id} is {job.state}; patches are listed once it has SUCCEEDED")
+                raise page_token_error()
+        if job.state in ("FAILED", "CANCELLED"):
+            raise failed_precondition(f"queueJobs/{job.id} is {job.state}; it has no queue")
+        if not finished_order and job.state != "SUCCEEDED":
+            raise failed_precondition(f"queueJobs/{job.id} is {job.state}; this page token is of its final "
+                                      "ranking, listed once it has SUCCEEDED")
         size = min(request.page_size or self.config.default_page_size, self.config.max_page_size)
         try:
-            page, geos, next_after = self.jobs.page(job, size, after)
+            if finished_order:
+                page, geos, position = self.jobs.page_finished(job, size, after_finished)
+                # A job still running has more to come, so its pages always say where to pick up.
+                ended = job.state == "SUCCEEDED" and len(page) < size
+                next_token = "" if ended else f"{FINISHED_ORDER}{position[0]}.{position[1]}"
+            else:
+                page, geos, next_after = self.jobs.page(job, size, after)
+                next_token = "" if next_after is None else str(next_after)
         except DamagedRecord:
             raise damaged_job(request.parent) from None
         return acquisition_pb2.ListQueuePatchesResponse(
             patches=[acquisition_pb2.QueuedPatch(id=q.id, raster_uri=q.raster_uri,
                                                  patch=patch_to_proto(q.patch, geos.get(q.raster_uri)))
                      for q in page],
-            next_page_token="" if next_after is None else str(next_after))
+            next_page_token=next_token)
 
     def MarkPatchesDone(self, request, context) -> acquisition_pb2.MarkPatchesDoneResponse:
         job = self._job(request.name, "name", context)

@@ -15,6 +15,7 @@ from dial_services.acquisition.job_store import JobRecord, JobStore, StoredPatch
 from dial_services.acquisition.jobs import JobManager, TooManyJobs
 from dial_services.common.durable import LEFTOVER_SECONDS, DamagedRecord, StoreWriteError
 from dial_services.common.errors import invalid_argument
+from tests.support.queue_jobs import eventually, wait_state
 
 
 def patch(score: float, row: int = 0) -> RankedPatch:
@@ -28,24 +29,6 @@ def plan_of(rank):
 def scores_by_uri(uri, should_stop):
     geo = GeoReference("EPSG:32633", (0.5, 0, 0, 0, -0.5, 0))
     return [patch(float(len(uri)), 0), patch(float(len(uri)) / 10, 8)], geo
-
-
-def eventually(condition, seconds=10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
-def wait_state(manager: JobManager, job_id: str, states, seconds=10.0) -> JobRecord:
-    def reached():
-        record = manager.store.read(job_id)
-        return record is not None and record.state in states
-
-    assert eventually(reached, seconds), f"{job_id} is {manager.store.read(job_id)}, not in {states}"
-    return manager.store.read(job_id)
 
 
 @pytest.fixture()
@@ -69,7 +52,7 @@ def test_a_job_ranks_across_rasters_and_pages_from_another_replica(managers):
     b.close()  # b only answers; it takes no work
     job = a.create("alice", b"spec", ["r", "rrr", "rr"], budget=4)
     done = wait_state(a, job.id, {"SUCCEEDED"})
-    assert done.rasters_done == 3 and done.holder == ""
+    assert done.rasters_done == 3 and done.claims == ()
     seen = b.get(job.id, "alice")
     assert seen.state == "SUCCEEDED"
     page, geos, after = b.page(seen, 3, 0)
@@ -113,7 +96,7 @@ def test_cancelling_a_running_job_stops_it_between_rasters_even_from_another_rep
     assert b.cancel(b.get(job.id, "alice")).cancel_requested
     release.set()
     cancelled = wait_state(a, job.id, {"CANCELLED"})
-    assert ranked == ["a"] and cancelled.holder == ""
+    assert ranked == ["a"] and cancelled.claims == ()
     assert eventually(lambda: a.store.live_ids() == [])  # the mark goes just after the state is committed
 
 
@@ -162,12 +145,12 @@ def test_a_dead_replicas_job_is_taken_over_once_its_lease_lapses(managers, tmp_p
     now = time.time()
     # What a replica killed mid-job leaves behind: RUNNING, held, its lease running out.
     orphan = JobRecord("00000000000000aa", "alice", b"spec", ("r",), 0, now, now, state="RUNNING",
-                       rasters_done=0, holder="gone", lease_until=now + 2.0)
+                       claims=((0, "gone", now + 2.0),), next_index=1)
     store.create(orphan)
     events = []
     b = managers(plan_of(scores_by_uri), on_take_over=lambda: events.append("taken over"), on_end=events.append)
     time.sleep(0.5)
-    assert store.read(orphan.id).holder == "gone"  # not before the lease lapses
+    assert store.read(orphan.id).claims[0][1] == "gone"  # not before the lease lapses
     done = wait_state(b, orphan.id, {"SUCCEEDED"})
     assert done.rasters_done == 1
     # The worker reports the end just after committing it.
@@ -182,7 +165,7 @@ def test_a_running_replica_renews_its_lease(managers):
     job = a.create("alice", b"spec", ["a"], budget=0)
     wait_state(a, job.id, {"RUNNING"})
     time.sleep(2.5)  # two and a half leases
-    assert a.store.read(job.id).holder == a.replica
+    assert a.store.read(job.id).claims[0][1] == a.replica
     release.set()
     assert wait_state(a, job.id, {"SUCCEEDED"}).state == "SUCCEEDED"
 
@@ -315,17 +298,17 @@ def test_a_dead_holders_lease_set_far_ahead_does_not_block_cancel_or_take_over(m
     now = time.time()
     # A replica whose clock ran an hour fast, killed mid-job.
     skewed = [JobRecord(f"00000000000000b{i}", "alice", b"spec", ("r",), 0, now + i, now, state="RUNNING",
-                        holder="fast-clock", lease_until=now + 3600.0) for i in range(2)]
+                        claims=((0, "fast-clock", now + 3600.0),), next_index=1) for i in range(2)]
     for record in skewed:
         store.create(record)
     answering = JobManager(store, plan_of(scores_by_uri), lease_seconds=5.0)  # not started: it only answers
     cancelled = answering.cancel(answering.get(skewed[0].id, "alice"))
-    assert (cancelled.state, cancelled.holder) == ("CANCELLED", "")  # at once: no one would notice a request
+    assert (cancelled.state, cancelled.claims) == ("CANCELLED", ())  # at once: no one would notice a request
     a = managers(plan_of(scores_by_uri), lease_seconds=5.0)
     assert wait_state(a, skewed[1].id, {"SUCCEEDED"}).rasters_done == 1  # taken over, not waited for an hour
     # A live holder's lease (up to one lease ahead) is still respected.
-    assert a._lease_held(replace(skewed[0], lease_until=now + 5.0), now)
-    assert not a._lease_held(replace(skewed[0], lease_until=now + 3600.0), now)
+    assert a._lease_held(now + 5.0, now)
+    assert not a._lease_held(now + 3600.0, now)
 
 
 def damage(path):

@@ -26,53 +26,53 @@ from . import common_pb2 as dial_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x64ial/v1/acquisition.proto\x12\x07\x64ial.v1\x1a\x14\x64ial/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x02\n\x12RankPatchesRequest\x12\x1f\n\x05image\x18\x01 \x01(\x0b\x32\x0e.dial.v1.ImageH\x00\x12*\n\x06raster\x18\x02 \x01(\x0b\x32\x18.dial.v1.RasterReferenceH\x00\x12\x11\n\x07session\x18\x0c \x01(\tH\x00\x12 \n\x05model\x18\x03 \x01(\x0b\x32\x11.dial.v1.ModelRef\x12\x10\n\x08strategy\x18\x04 \x01(\t\x12\x15\n\rpatch_size_px\x18\x05 \x01(\r\x12%\n\treduction\x18\x06 \x01(\x0e\x32\x12.dial.v1.Reduction\x12\x16\n\x0e\x63ost_weighting\x18\x07 \x01(\x08\x12\x13\n\x0bmax_patches\x18\x08 \x01(\r\x12 \n\x07\x65xclude\x18\t \x03(\x0b\x32\x0f.dial.v1.Window\x12\x15\n\rhint_quantile\x18\n \x01(\x01\x12\x1e\n\x06\x63licks\x18\x0b \x03(\x0b\x32\x0e.dial.v1.ClickB\x08\n\x06source\"\xb1\x01\n\x0bRankedPatch\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x1f\n\x06window\x18\x03 \x01(\x0b\x32\x0f.dial.v1.Window\x12\"\n\x06\x62ounds\x18\x04 \x01(\x0b\x32\x12.dial.v1.MapBounds\x12\x1c\n\x14\x65stimated_click_cost\x18\x05 \x01(\x01\x12\"\n\x05hints\x18\x06 \x03(\x0b\x32\x13.dial.v1.PixelPoint\"\xfc\x01\n\x18GetUncertaintyMapRequest\x12\x1f\n\x05image\x18\x01 \x01(\x0b\x32\x0e.dial.v1.ImageH\x00\x12*\n\x06raster\x18\x02 \x01(\x0b\x32\x18.dial.v1.RasterReferenceH\x00\x12.\n\rraster_window\x18\x03 \x01(\x0b\x32\x15.dial.v1.RasterWindowH\x00\x12\x11\n\x07session\x18\x07 \x01(\tH\x00\x12 \n\x05model\x18\x04 \x01(\x0b\x32\x11.dial.v1.ModelRef\x12\x10\n\x08strategy\x18\x05 \x01(\t\x12\x12\n\noutput_uri\x18\x06 \x01(\tB\x08\n\x06source\"\x9d\x01\n\x0eUncertaintyMap\x12\x1f\n\x06window\x18\x01 \x01(\x0b\x32\x0f.dial.v1.Window\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\tvalue_min\x18\x03 \x01(\x01\x12\x11\n\tvalue_max\x18\x04 \x01(\x01\x12\x12\n\noutput_uri\x18\x05 \x01(\t\x12\"\n\x03geo\x18\x06 \x01(\x0b\x32\x15.dial.v1.GeoReference\"\xef\x01\n\x0cQueueJobSpec\x12)\n\x07rasters\x18\x01 \x03(\x0b\x32\x18.dial.v1.RasterReference\x12 \n\x05model\x18\x02 \x01(\x0b\x32\x11.dial.v1.ModelRef\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\x13\n\x0bmax_patches\x18\x04 \x01(\r\x12\x15\n\rpatch_size_px\x18\x05 \x01(\r\x12%\n\treduction\x18\x06 \x01(\x0e\x32\x12.dial.v1.Reduction\x12\x16\n\x0e\x63ost_weighting\x18\x07 \x01(\x08\x12\x15\n\rhint_quantile\x18\x08 \x01(\x01\"W\n\x10QueueJobProgress\x12\x14\n\x0crasters_done\x18\x01 \x01(\r\x12\x15\n\rrasters_total\x18\x02 \x01(\r\x12\x16\n\x0erasters_failed\x18\x03 \x01(\r\",\n\rRasterFailure\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xbd\x03\n\x08QueueJob\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.dial.v1.QueueJobSpec\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.dial.v1.QueueJob.State\x12+\n\x08progress\x18\x04 \x01(\x0b\x32\x19.dial.v1.QueueJobProgress\x12\x15\n\rerror_message\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x08\x66\x61ilures\x18\x08 \x03(\x0b\x32\x16.dial.v1.RasterFailure\x12\x12\n\nrequest_id\x18\t \x01(\t\"r\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\x12\x0e\n\nCANCELLING\x10\x06\"P\n\x15\x43reateQueueJobRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.dial.v1.QueueJobSpec\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"=\n\x14ListQueueJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Q\n\x15ListQueueJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.dial.v1.QueueJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12GetQueueJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"%\n\x15\x43\x61ncelQueueJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"R\n\x0bQueuedPatch\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nraster_uri\x18\x02 \x01(\t\x12#\n\x05patch\x18\x03 \x01(\x0b\x32\x14.dial.v1.RankedPatch\"P\n\x17ListQueuePatchesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x18ListQueuePatchesResponse\x12%\n\x07patches\x18\x01 \x03(\x0b\x32\x14.dial.v1.QueuedPatch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x16MarkPatchesDoneRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tpatch_ids\x18\x02 \x03(\t\"/\n\x17MarkPatchesDoneResponse\x12\x14\n\x0cmarked_count\x18\x01 \x01(\r*M\n\tReduction\x12\x19\n\x15REDUCTION_UNSPECIFIED\x10\x00\x12\x12\n\x0eREDUCTION_MEAN\x10\x01\x12\x11\n\rREDUCTION_SUM\x10\x02\x32\xea\x04\n\x0b\x41\x63quisition\x12\x42\n\x0bRankPatches\x12\x1b.dial.v1.RankPatchesRequest\x1a\x14.dial.v1.RankedPatch0\x01\x12O\n\x11GetUncertaintyMap\x12!.dial.v1.GetUncertaintyMapRequest\x1a\x17.dial.v1.UncertaintyMap\x12\x43\n\x0e\x43reateQueueJob\x12\x1e.dial.v1.CreateQueueJobRequest\x1a\x11.dial.v1.QueueJob\x12N\n\rListQueueJobs\x12\x1d.dial.v1.ListQueueJobsRequest\x1a\x1e.dial.v1.ListQueueJobsResponse\x12=\n\x0bGetQueueJob\x12\x1b.dial.v1.GetQueueJobRequest\x1a\x11.dial.v1.QueueJob\x12\x43\n\x0e\x43\x61ncelQueueJob\x12\x1e.dial.v1.CancelQueueJobRequest\x1a\x11.dial.v1.QueueJob\x12W\n\x10ListQueuePatches\x12 .dial.v1.ListQueuePatchesRequest\x1a!.dial.v1.ListQueuePatchesResponse\x12T\n\x0fMarkPatchesDone\x12\x1f.dial.v1.MarkPatchesDoneRequest\x1a .dial.v1.MarkPatchesDoneResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x64ial/v1/acquisition.proto\x12\x07\x64ial.v1\x1a\x14\x64ial/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x02\n\x12RankPatchesRequest\x12\x1f\n\x05image\x18\x01 \x01(\x0b\x32\x0e.dial.v1.ImageH\x00\x12*\n\x06raster\x18\x02 \x01(\x0b\x32\x18.dial.v1.RasterReferenceH\x00\x12\x11\n\x07session\x18\x0c \x01(\tH\x00\x12 \n\x05model\x18\x03 \x01(\x0b\x32\x11.dial.v1.ModelRef\x12\x10\n\x08strategy\x18\x04 \x01(\t\x12\x15\n\rpatch_size_px\x18\x05 \x01(\r\x12%\n\treduction\x18\x06 \x01(\x0e\x32\x12.dial.v1.Reduction\x12\x16\n\x0e\x63ost_weighting\x18\x07 \x01(\x08\x12\x13\n\x0bmax_patches\x18\x08 \x01(\r\x12 \n\x07\x65xclude\x18\t \x03(\x0b\x32\x0f.dial.v1.Window\x12\x15\n\rhint_quantile\x18\n \x01(\x01\x12\x1e\n\x06\x63licks\x18\x0b \x03(\x0b\x32\x0e.dial.v1.ClickB\x08\n\x06source\"\xb1\x01\n\x0bRankedPatch\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x1f\n\x06window\x18\x03 \x01(\x0b\x32\x0f.dial.v1.Window\x12\"\n\x06\x62ounds\x18\x04 \x01(\x0b\x32\x12.dial.v1.MapBounds\x12\x1c\n\x14\x65stimated_click_cost\x18\x05 \x01(\x01\x12\"\n\x05hints\x18\x06 \x03(\x0b\x32\x13.dial.v1.PixelPoint\"\x8f\x02\n\x18GetUncertaintyMapRequest\x12\x1f\n\x05image\x18\x01 \x01(\x0b\x32\x0e.dial.v1.ImageH\x00\x12*\n\x06raster\x18\x02 \x01(\x0b\x32\x18.dial.v1.RasterReferenceH\x00\x12.\n\rraster_window\x18\x03 \x01(\x0b\x32\x15.dial.v1.RasterWindowH\x00\x12\x11\n\x07session\x18\x07 \x01(\tH\x00\x12 \n\x05model\x18\x04 \x01(\x0b\x32\x11.dial.v1.ModelRef\x12\x10\n\x08strategy\x18\x05 \x01(\t\x12\x12\n\noutput_uri\x18\x06 \x01(\t\x12\x11\n\toverwrite\x18\x1e \x01(\x08\x42\x08\n\x06source\"\x9d\x01\n\x0eUncertaintyMap\x12\x1f\n\x06window\x18\x01 \x01(\x0b\x32\x0f.dial.v1.Window\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\tvalue_min\x18\x03 \x01(\x01\x12\x11\n\tvalue_max\x18\x04 \x01(\x01\x12\x12\n\noutput_uri\x18\x05 \x01(\t\x12\"\n\x03geo\x18\x06 \x01(\x0b\x32\x15.dial.v1.GeoReference\"\xef\x01\n\x0cQueueJobSpec\x12)\n\x07rasters\x18\x01 \x03(\x0b\x32\x18.dial.v1.RasterReference\x12 \n\x05model\x18\x02 \x01(\x0b\x32\x11.dial.v1.ModelRef\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\x13\n\x0bmax_patches\x18\x04 \x01(\r\x12\x15\n\rpatch_size_px\x18\x05 \x01(\r\x12%\n\treduction\x18\x06 \x01(\x0e\x32\x12.dial.v1.Reduction\x12\x16\n\x0e\x63ost_weighting\x18\x07 \x01(\x08\x12\x15\n\rhint_quantile\x18\x08 \x01(\x01\"W\n\x10QueueJobProgress\x12\x14\n\x0crasters_done\x18\x01 \x01(\r\x12\x15\n\rrasters_total\x18\x02 \x01(\r\x12\x16\n\x0erasters_failed\x18\x03 \x01(\r\",\n\rRasterFailure\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xbd\x03\n\x08QueueJob\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.dial.v1.QueueJobSpec\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.dial.v1.QueueJob.State\x12+\n\x08progress\x18\x04 \x01(\x0b\x32\x19.dial.v1.QueueJobProgress\x12\x15\n\rerror_message\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x08\x66\x61ilures\x18\x08 \x03(\x0b\x32\x16.dial.v1.RasterFailure\x12\x12\n\nrequest_id\x18\t \x01(\t\"r\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\x12\x0e\n\nCANCELLING\x10\x06\"P\n\x15\x43reateQueueJobRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.dial.v1.QueueJobSpec\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"=\n\x14ListQueueJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Q\n\x15ListQueueJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.dial.v1.QueueJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12GetQueueJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"%\n\x15\x43\x61ncelQueueJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"R\n\x0bQueuedPatch\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nraster_uri\x18\x02 \x01(\t\x12#\n\x05patch\x18\x03 \x01(\x0b\x32\x14.dial.v1.RankedPatch\"P\n\x17ListQueuePatchesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x18ListQueuePatchesResponse\x12%\n\x07patches\x18\x01 \x03(\x0b\x32\x14.dial.v1.QueuedPatch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x16MarkPatchesDoneRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tpatch_ids\x18\x02 \x03(\t\"/\n\x17MarkPatchesDoneResponse\x12\x14\n\x0cmarked_count\x18\x01 \x01(\r*M\n\tReduction\x12\x19\n\x15REDUCTION_UNSPECIFIED\x10\x00\x12\x12\n\x0eREDUCTION_MEAN\x10\x01\x12\x11\n\rREDUCTION_SUM\x10\x02\x32\xea\x04\n\x0b\x41\x63quisition\x12\x42\n\x0bRankPatches\x12\x1b.dial.v1.RankPatchesRequest\x1a\x14.dial.v1.RankedPatch0\x01\x12O\n\x11GetUncertaintyMap\x12!.dial.v1.GetUncertaintyMapRequest\x1a\x17.dial.v1.UncertaintyMap\x12\x43\n\x0e\x43reateQueueJob\x12\x1e.dial.v1.CreateQueueJobRequest\x1a\x11.dial.v1.QueueJob\x12N\n\rListQueueJobs\x12\x1d.dial.v1.ListQueueJobsRequest\x1a\x1e.dial.v1.ListQueueJobsResponse\x12=\n\x0bGetQueueJob\x12\x1b.dial.v1.GetQueueJobRequest\x1a\x11.dial.v1.QueueJob\x12\x43\n\x0e\x43\x61ncelQueueJob\x12\x1e.dial.v1.CancelQueueJobRequest\x1a\x11.dial.v1.QueueJob\x12W\n\x10ListQueuePatches\x12 .dial.v1.ListQueuePatchesRequest\x1a!.dial.v1.ListQueuePatchesResponse\x12T\n\x0fMarkPatchesDone\x12\x1f.dial.v1.MarkPatchesDoneRequest\x1a .dial.v1.MarkPatchesDoneResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dial.v1.acquisition_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REDUCTION']._serialized_start=2559
-  _globals['_REDUCTION']._serialized_end=2636
+  _globals['_REDUCTION']._serialized_start=2578
+  _globals['_REDUCTION']._serialized_end=2655
   _globals['_RANKPATCHESREQUEST']._serialized_start=94
   _globals['_RANKPATCHESREQUEST']._serialized_end=468
   _globals['_RANKEDPATCH']._serialized_start=471
   _globals['_RANKEDPATCH']._serialized_end=648
   _globals['_GETUNCERTAINTYMAPREQUEST']._serialized_start=651
-  _globals['_GETUNCERTAINTYMAPREQUEST']._serialized_end=903
-  _globals['_UNCERTAINTYMAP']._serialized_start=906
-  _globals['_UNCERTAINTYMAP']._serialized_end=1063
-  _globals['_QUEUEJOBSPEC']._serialized_start=1066
-  _globals['_QUEUEJOBSPEC']._serialized_end=1305
-  _globals['_QUEUEJOBPROGRESS']._serialized_start=1307
-  _globals['_QUEUEJOBPROGRESS']._serialized_end=1394
-  _globals['_RASTERFAILURE']._serialized_start=1396
-  _globals['_RASTERFAILURE']._serialized_end=1440
-  _globals['_QUEUEJOB']._serialized_start=1443
-  _globals['_QUEUEJOB']._serialized_end=1888
-  _globals['_QUEUEJOB_STATE']._serialized_start=1774
-  _globals['_QUEUEJOB_STATE']._serialized_end=1888
-  _globals['_CREATEQUEUEJOBREQUEST']._serialized_start=1890
-  _globals['_CREATEQUEUEJOBREQUEST']._serialized_end=1970
-  _globals['_LISTQUEUEJOBSREQUEST']._serialized_start=1972
-  _globals['_LISTQUEUEJOBSREQUEST']._serialized_end=2033
-  _globals['_LISTQUEUEJOBSRESPONSE']._serialized_start=2035
-  _globals['_LISTQUEUEJOBSRESPONSE']._serialized_end=2116
-  _globals['_GETQUEUEJOBREQUEST']._serialized_start=2118
-  _globals['_GETQUEUEJOBREQUEST']._serialized_end=2152
-  _globals['_CANCELQUEUEJOBREQUEST']._serialized_start=2154
-  _globals['_CANCELQUEUEJOBREQUEST']._serialized_end=2191
-  _globals['_QUEUEDPATCH']._serialized_start=2193
-  _globals['_QUEUEDPATCH']._serialized_end=2275
-  _globals['_LISTQUEUEPATCHESREQUEST']._serialized_start=2277
-  _globals['_LISTQUEUEPATCHESREQUEST']._serialized_end=2357
-  _globals['_LISTQUEUEPATCHESRESPONSE']._serialized_start=2359
-  _globals['_LISTQUEUEPATCHESRESPONSE']._serialized_end=2449
-  _globals['_MARKPATCHESDONEREQUEST']._serialized_start=2451
-  _globals['_MARKPATCHESDONEREQUEST']._serialized_end=2508
-  _globals['_MARKPATCHESDONERESPONSE']._serialized_start=2510
-  _globals['_MARKPATCHESDONERESPONSE']._serialized_end=2557
-  _globals['_ACQUISITION']._serialized_start=2639
-  _globals['_ACQUISITION']._serialized_end=3257
+  _globals['_GETUNCERTAINTYMAPREQUEST']._serialized_end=922
+  _globals['_UNCERTAINTYMAP']._serialized_start=925
+  _globals['_UNCERTAINTYMAP']._serialized_end=1082
+  _globals['_QUEUEJOBSPEC']._serialized_start=1085
+  _globals['_QUEUEJOBSPEC']._serialized_end=1324
+  _globals['_QUEUEJOBPROGRESS']._serialized_start=1326
+  _globals['_QUEUEJOBPROGRESS']._serialized_end=1413
+  _globals['_RASTERFAILURE']._serialized_start=1415
+  _globals['_RASTERFAILURE']._serialized_end=1459
+  _globals['_QUEUEJOB']._serialized_start=1462
+  _globals['_QUEUEJOB']._serialized_end=1907
+  _globals['_QUEUEJOB_STATE']._serialized_start=1793
+  _globals['_QUEUEJOB_STATE']._serialized_end=1907
+  _globals['_CREATEQUEUEJOBREQUEST']._serialized_start=1909
+  _globals['_CREATEQUEUEJOBREQUEST']._serialized_end=1989
+  _globals['_LISTQUEUEJOBSREQUEST']._serialized_start=1991
+  _globals['_LISTQUEUEJOBSREQUEST']._serialized_end=2052
+  _globals['_LISTQUEUEJOBSRESPONSE']._serialized_start=2054
+  _globals['_LISTQUEUEJOBSRESPONSE']._serialized_end=2135
+  _globals['_GETQUEUEJOBREQUEST']._serialized_start=2137
+  _globals['_GETQUEUEJOBREQUEST']._serialized_end=2171
+  _globals['_CANCELQUEUEJOBREQUEST']._serialized_start=2173
+  _globals['_CANCELQUEUEJOBREQUEST']._serialized_end=2210
+  _globals['_QUEUEDPATCH']._serialized_start=2212
+  _globals['_QUEUEDPATCH']._serialized_end=2294
+  _globals['_LISTQUEUEPATCHESREQUEST']._serialized_start=2296
+  _globals['_LISTQUEUEPATCHESREQUEST']._serialized_end=2376
+  _globals['_LISTQUEUEPATCHESRESPONSE']._serialized_start=2378
+  _globals['_LISTQUEUEPATCHESRESPONSE']._serialized_end=2468
+  _globals['_MARKPATCHESDONEREQUEST']._serialized_start=2470
+  _globals['_MARKPATCHESDONEREQUEST']._serialized_end=2527
+  _globals['_MARKPATCHESDONERESPONSE']._serialized_start=2529
+  _globals['_MARKPATCHESDONERESPONSE']._serialized_end=2576
+  _globals['_ACQUISITION']._serialized_start=2658
+  _globals['_ACQUISITION']._serialized_end=3276
 # @@protoc_insertion_point(module_scope)

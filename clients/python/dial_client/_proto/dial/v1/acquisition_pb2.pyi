@@ -65,7 +65,7 @@ class RankedPatch(_message.Message):
     def __init__(self, rank: _Optional[int] = ..., score: _Optional[float] = ..., window: _Optional[_Union[_common_pb2.Window, _Mapping]] = ..., bounds: _Optional[_Union[_common_pb2.MapBounds, _Mapping]] = ..., estimated_click_cost: _Optional[float] = ..., hints: _Optional[_Iterable[_Union[_common_pb2.PixelPoint, _Mapping]]] = ...) -> None: ...
 
 class GetUncertaintyMapRequest(_message.Message):
-    __slots__ = ("image", "raster", "raster_window", "session", "model", "strategy", "output_uri")
+    __slots__ = ("image", "raster", "raster_window", "session", "model", "strategy", "output_uri", "overwrite")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     RASTER_FIELD_NUMBER: _ClassVar[int]
     RASTER_WINDOW_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,7 @@ class GetUncertaintyMapRequest(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_URI_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.Image
     raster: _common_pb2.RasterReference
     raster_window: _common_pb2.RasterWindow
@@ -80,7 +81,8 @@ class GetUncertaintyMapRequest(_message.Message):
     model: _common_pb2.ModelRef
     strategy: str
     output_uri: str
-    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., raster: _Optional[_Union[_common_pb2.RasterReference, _Mapping]] = ..., raster_window: _Optional[_Union[_common_pb2.RasterWindow, _Mapping]] = ..., session: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., strategy: _Optional[str] = ..., output_uri: _Optional[str] = ...) -> None: ...
+    overwrite: bool
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., raster: _Optional[_Union[_common_pb2.RasterReference, _Mapping]] = ..., raster_window: _Optional[_Union[_common_pb2.RasterWindow, _Mapping]] = ..., session: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., strategy: _Optional[str] = ..., output_uri: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
 
 class UncertaintyMap(_message.Message):
     __slots__ = ("window", "data", "value_min", "value_max", "output_uri", "geo")

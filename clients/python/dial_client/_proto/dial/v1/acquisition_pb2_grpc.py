@@ -174,10 +174,10 @@ class AcquisitionServicer:
         the order those rasters were finished, each raster's best first, with
         `rank` their rank within their raster: ranks across the job are final
         only once every raster is done. Pages of a running job never repeat or
-        skip a patch: following next_page_token picks up rasters finished since
-        (an empty next_page_token means no more patches for now). A page token
-        keeps the order it was issued in. FAILED_PRECONDITION for a FAILED or
-        CANCELLED job.
+        skip a patch: next_page_token is always set while the job runs (an empty
+        page means no raster has finished since), and following it later picks
+        up the rasters finished meanwhile. A page token keeps the order it was
+        issued in. FAILED_PRECONDITION for a FAILED or CANCELLED job.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
