@@ -18,6 +18,8 @@ import numpy as np
 Transform = tuple[float, float, float, float, float, float]
 # rasterio's Affine.identity(): what GDAL reports for an image with no georeferencing.
 IDENTITY: Transform = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+# Points per edge when a map rectangle is reprojected: edges bend in another CRS.
+EDGE_POINTS = 21
 
 
 class Window(NamedTuple):
@@ -150,6 +152,30 @@ class GeoReference:
         cols = np.array([window.col_off, window.right, window.col_off, window.right])
         xs, ys = self.pixel_to_map(rows, cols)
         return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+
+    def window_of(self, min_x: float, min_y: float, max_x: float, max_y: float, crs: str | None = None) -> Window:
+        """The pixels a map rectangle (given in ``crs``, default this one's) touches, not cut to any image.
+
+        A rectangle in another CRS is curved in this one, so its edges are
+        reprojected at ``EDGE_POINTS`` points each, not only its corners.
+        ValueError when it is not a rectangle (min above max, or not finite)
+        or cannot be transformed.
+        """
+        if not all(math.isfinite(v) for v in (min_x, min_y, max_x, max_y)) or min_x >= max_x or min_y >= max_y:
+            raise ValueError(f"({min_x}, {min_y}, {max_x}, {max_y}) is not a rectangle: it needs finite "
+                             "min_x < max_x and min_y < max_y")
+        t = np.linspace(0.0, 1.0, EDGE_POINTS)
+        xs = np.concatenate([min_x + (max_x - min_x) * t, np.full_like(t, max_x), max_x - (max_x - min_x) * t,
+                             np.full_like(t, min_x)])
+        ys = np.concatenate([np.full_like(t, min_y), min_y + (max_y - min_y) * t, np.full_like(t, max_y),
+                             max_y - (max_y - min_y) * t])
+        rows, cols = self.map_to_pixel(xs, ys, crs)
+        if not (np.all(np.isfinite(rows)) and np.all(np.isfinite(cols))):
+            raise ValueError("the rectangle does not map to pixels of this raster")
+        # A pixel the rectangle only touches at its edge is not in it: round edges within 1e-6 px first.
+        top, left = math.floor(rows.min() + 1e-6), math.floor(cols.min() + 1e-6)
+        bottom, right = math.ceil(rows.max() - 1e-6), math.ceil(cols.max() - 1e-6)
+        return Window(top, left, bottom - top, right - left)
 
     def to_json(self) -> list:
         """``[crs, [a, b, c, d, e, f]]``: how stores keep it on disk."""

@@ -56,6 +56,13 @@ class Manifest:
     # DISCA defaults tuned for this model ("learning_rate": {variant: lr},
     # "recall_weight": lambda); a session or evaluation that sets its own wins.
     adaptation: dict = field(default_factory=dict)
+    # Defaults for rasters that are not already in the model's bands and range
+    # (dial.imagery.view.BandMapping); a request that sets its own wins.
+    # source_bands: 1-based source band per model band, e.g. [1, 1, 1] for a
+    # panchromatic source; source_range: the source values spanning the
+    # model's dtype range, e.g. [0, 2047] for 11-bit imagery.
+    source_bands: tuple[int, ...] = ()
+    source_range: tuple[float, float] | None = None
     format_version: int = FORMAT_VERSION
 
     @property
@@ -107,6 +114,8 @@ class Manifest:
                 onnx_file=str(data.get("onnx_file", "model.onnx")),
                 training=dict(data.get("training", {})),
                 adaptation=dict(data.get("adaptation", {})),
+                source_bands=tuple(int(b) for b in data.get("source_bands", ())),
+                source_range=_range(data.get("source_range")),
                 format_version=int(data.get("format_version", FORMAT_VERSION)),
             )
         except (KeyError, TypeError, ValueError) as error:
@@ -155,8 +164,22 @@ class Manifest:
         for field_name in ("weights_file", "onnx_file"):
             problems.extend(_file_name_problems(field_name, getattr(self, field_name)))
         problems.extend(_adaptation_problems(self.adaptation))
+        if self.source_bands and (len(self.source_bands) != self.n_bands or min(self.source_bands) < 1):
+            problems.append(f"source_bands {list(self.source_bands)} must name {self.n_bands} source bands, "
+                            "each 1 or more")
+        if self.source_range is not None and not (math.isfinite(self.source_range[0])
+                                                  and math.isfinite(self.source_range[1])
+                                                  and self.source_range[0] < self.source_range[1]):
+            problems.append(f"source_range {list(self.source_range)} must be [min, max] with min < max")
         if problems:
             raise ManifestError(f"{source}: " + "; ".join(problems))
+
+
+def _range(value) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    low, high = value  # anything but a pair is a malformed manifest
+    return float(low), float(high)
 
 
 def _is_number(value) -> bool:

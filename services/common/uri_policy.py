@@ -94,12 +94,14 @@ class UriPolicy:
         except FileNotFoundError:  # removed since the check
             raise not_found(f"{field_path}: no raster at that path") from None
 
-    def writable(self, uri: str, field_path: str = "output_uri", *, inputs: Iterable[str] = ()) -> Path:
-        """The checked path of an output GeoTIFF; ``inputs`` are the request's raster URIs, never overwritten."""
+    def writable(self, uri: str, field_path: str = "output_uri", *, inputs: Iterable[str] = (),
+                 suffixes: tuple[str, ...] = (".tif", ".tiff"), kind: str = "GeoTIFFs") -> Path:
+        """The checked path of an output (a GeoTIFF unless ``suffixes`` and ``kind`` say otherwise);
+        ``inputs`` are the request's raster URIs, never overwritten."""
         path = self._path(uri, field_path)
         self._check_root(path, field_path)
-        if path.suffix.lower() not in (".tif", ".tiff"):
-            raise invalid_argument([(field_path, "outputs are GeoTIFFs: use a .tif or .tiff name")])
+        if path.suffix.lower() not in suffixes:
+            raise invalid_argument([(field_path, f"outputs are {kind}: use a {' or '.join(suffixes)} name")])
         parent = _stat(path.parent, field_path)
         if parent is None or not stat.S_ISDIR(parent.st_mode):
             raise invalid_argument([(field_path, "the output folder does not exist")])

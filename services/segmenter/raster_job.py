@@ -19,12 +19,16 @@ from typing import Iterator
 
 from dial.clicks import Click
 from dial.files import atomic_path
+from dial.imagery.georef import Window
 from dial.imagery.raster import GeoTiffWriter, RasterReader
+from dial.imagery.vector import vectorize_file
+from dial.imagery.view import RasterView
 from dial.inference.tiling import iter_blended_rows
 from dial_client.wire import DTYPE_NAMES, class_map_to_proto, segmenter_pb2, wire_dtype
 from dial_services.common.call_guard import DeadlineExpired
 from dial_services.common.convert import geo_to_proto
 from dial_services.common.errors import Violations, invalid_argument
+from dial_services.common.sources import window_to_proto
 from dial_services.common.validation import check_shape, geo_from_proto, image_from_proto, wire_decoded
 
 STREAM_CHUNK_ROWS = 256
@@ -32,8 +36,16 @@ STREAM_CHUNK_ROWS = 256
 
 @dataclass
 class RasterSource:
-    reader: RasterReader
+    """The pixels a job reads (a view of the source: its window, its bands as the model's) and the spooled
+    file behind them, if the client streamed them."""
+
+    reader: RasterReader | RasterView
     spool: Path | None = None
+
+    @property
+    def window(self) -> Window:
+        """Where the pixels lie in the source."""
+        return getattr(self.reader, "window", self.reader.info.window)
 
     def close(self) -> None:
         self.reader.close()
@@ -156,4 +168,15 @@ def run_raster(predictor, source: RasterSource, clicks: list[Click], *, output: 
                 tiles_done=progress["done"], tiles_total=progress["total"]))
     yield segmenter_pb2.PredictRasterResponse(result=segmenter_pb2.RasterResult(
         output_uri=str(output) if output is not None else "",
-        geo=geo_to_proto(info.geo), height=info.height, width=info.width))
+        geo=geo_to_proto(info.geo), height=info.height, width=info.width, window=window_to_proto(source.window)))
+
+
+def with_polygons(responses: Iterator[segmenter_pb2.PredictRasterResponse], class_map: Path, vector: Path,
+                  class_names) -> Iterator[segmenter_pb2.PredictRasterResponse]:
+    """``run_raster``'s responses, with the class map it wrote to ``class_map`` polygonised into ``vector``
+    (dial.imagery.vector: strip by strip, so memory stays bounded) before the result, which names it."""
+    for response in responses:
+        if response.WhichOneof("payload") == "result":
+            response.result.vector_features = vectorize_file(class_map, vector, class_names)
+            response.result.vector_uri = str(vector)
+        yield response

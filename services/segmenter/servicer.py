@@ -1,6 +1,7 @@
 """``dial.v1.Segmenter``: protobuf in, core inference, protobuf out."""
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from contextlib import contextmanager
@@ -9,6 +10,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from dial.clicks import Click
+from dial.imagery.vector import FORMATS as VECTOR_FORMATS, output_driver
 from dial.inference.classwise import class_argmax
 from dial.inference.tiling import array_reader, iter_blended_rows
 from dial.model.repository import ModelRef
@@ -19,20 +22,21 @@ from dial_client.wire import (
 from dial_services.common.convert import model_to_proto
 from dial_services.common.errors import Violations, invalid_argument, resource_exhausted
 from dial_services.common.metrics import ServiceMetrics
-from dial_services.common.sources import Sources
+from dial_services.common.sources import Sources, band_mapping_from_proto, check_source
 from dial_services.common.uri_policy import UriPolicy
 from dial_services.common.validation import (
-    check_model_input, clicks_from_proto, geo_from_proto, image_from_proto, model_ref_from_proto, page_bounds,
+    clicks_from_proto, geo_from_proto, image_from_proto, model_ref_from_proto, page_bounds,
 )
 from dial_services.segmenter.batching import MemoryBudget, OverBudget, tiler_bytes
 from dial_services.segmenter.config import SegmenterConfig
 from dial_services.segmenter.models import ModelRegistry
-from dial_services.segmenter.raster_job import RasterSource, run_raster, spool_tiles
+from dial_services.segmenter.raster_job import RasterSource, run_raster, spool_tiles, with_polygons
 
 SERVICE_NAME = segmenter_pb2.DESCRIPTOR.services_by_name["Segmenter"].full_name
 MiB = 1024 * 1024
 # Room in a PredictResponse for everything but the pixels: tags, lengths, the model and its provider.
 REPLY_OVERHEAD_BYTES = 4096
+VECTOR_SUFFIXES = tuple(VECTOR_FORMATS)
 
 
 def model_ref(proto: common_pb2.ModelRef, field: str = "model") -> ModelRef:
@@ -147,38 +151,81 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
         header = first.header
         model = self.registry.get(model_ref(header.model, "header.model"))
         manifest = model.manifest
-        output = None
+        output = vector = None
         if header.WhichOneof("output") == "output_uri":
             output = self.policy.writable(header.output_uri, "header.output_uri", inputs=[header.raster.uri])
         elif not header.stream_tiles:
             raise invalid_argument([("header.output", "set output_uri or stream_tiles")])
+        if header.vector_uri:
+            vector = self.policy.writable(header.vector_uri, "header.vector_uri", suffixes=VECTOR_SUFFIXES,
+                                          kind="GeoPackage or GeoJSON files",
+                                          inputs=[header.raster.uri, header.output_uri])
+        scratch = Path(tempfile.gettempdir())
         which = header.WhichOneof("source")
         if which == "raster":
-            source = RasterSource(self.sources.open_raster(header.raster.uri, "header.raster", manifest,
-                                                           self.config.max_raster_px))
+            source = RasterSource(self.sources.open_view(header.raster.uri, "header.raster", manifest,
+                                                         self.config.max_raster_px, header))
         elif which == "tiles":
             v = Violations()
-            check_model_input(v, "header.tiles", header.tiles.bands, DTYPE_NAMES.get(header.tiles.dtype), manifest)
+            check_source(v, "header", "header.tiles", header.tiles.bands, DTYPE_NAMES.get(header.tiles.dtype),
+                         manifest, band_mapping_from_proto(header, manifest))
             v.raise_if_any()
-            scratch = Path(tempfile.gettempdir())
             source = spool_tiles(header.tiles, request_iterator, scratch, self.config.max_raster_px,
                                  self.config.max_image_px)
+            try:
+                source.reader = self.sources.model_view(source.reader, header, "header.tiles", manifest)
+            except BaseException:
+                source.close()
+                raise
         else:
             raise invalid_argument([("header.source", "set raster or tiles")])
+        # Polygons are traced from a class-map GeoTIFF: the output, or a scratch one when tiles are streamed.
+        class_map = output
         try:
             info = source.reader.info
-            v = Violations()
-            clicks = clicks_from_proto(header.clicks, "header.clicks", info.height, info.width, manifest, info.geo,
-                                       self.config.max_clicks, v)
-            v.raise_if_any()
+            if vector is not None and output_driver(vector) == "GeoJSON" and not (info.geo and info.geo.crs):
+                raise invalid_argument([("header.vector_uri", "GeoJSON (RFC 7946) is WGS 84 longitude/latitude, "
+                                                              "and the raster has no CRS; write a .gpkg instead")])
+            clicks = self._raster_clicks(header, source, manifest)
             tiles = self.tiles.labels(manifest.name, manifest.version)
             working = tiler_bytes(manifest, info.height, info.width, self.config.raster_batch_size, False)
+            if vector is not None and class_map is None:
+                fd, name = tempfile.mkstemp(prefix="dial-classmap-", suffix=".tif", dir=scratch)
+                os.close(fd)
+                class_map = Path(name)
             with self._memory(working, "PredictRaster"):
-                yield from run_raster(model.bound(deadline_of(context)), source, clicks, output=output,
-                                      stream_tiles=header.stream_tiles, deadline=deadline_of(context),
-                                      batch_size=self.config.raster_batch_size, on_tiles=tiles.inc)
+                responses = run_raster(model.bound(deadline_of(context)), source, clicks, output=class_map,
+                                       stream_tiles=header.stream_tiles, deadline=deadline_of(context),
+                                       batch_size=self.config.raster_batch_size, on_tiles=tiles.inc)
+                if vector is not None:
+                    responses = with_polygons(responses, class_map, vector, manifest.class_names)
+                for response in responses:
+                    if output is None and response.WhichOneof("payload") == "result":
+                        response.result.output_uri = ""  # the scratch class map is not the caller's
+                    yield response
         finally:
             source.close()
+            if class_map is not None and class_map != output:
+                for scratch_file in (class_map, Path(f"{class_map}.aux.xml")):
+                    scratch_file.unlink(missing_ok=True)
+
+    def _raster_clicks(self, header, source: RasterSource, manifest) -> list[Click]:
+        """The header's clicks (in the full raster's pixels, or on the map) in the pixels of the job's window."""
+        full = source.reader.reader.info
+        window = source.window
+        v = Violations()
+        clicks = clicks_from_proto(header.clicks, "header.clicks", full.height, full.width, manifest, full.geo,
+                                   self.config.max_clicks, v)
+        v.raise_if_any()
+        shifted = []
+        for i, click in enumerate(clicks):
+            row, col = click.row - window.row_off, click.col - window.col_off
+            v.check(0 <= row < window.height and 0 <= col < window.width, f"header.clicks[{i}]",
+                    f"({click.row}, {click.col}) is outside the window being segmented, rows {window.row_off}.."
+                    f"{window.bottom - 1} and columns {window.col_off}..{window.right - 1}")
+            shifted.append(Click(row, col, click.class_id))
+        v.raise_if_any()
+        return shifted
 
     def ListModels(self, request, context) -> segmenter_pb2.ListModelsResponse:
         entries = [(name, version) for name in self.registry.repo.names()

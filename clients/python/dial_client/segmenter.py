@@ -67,6 +67,9 @@ class RasterPrediction:
     Exactly one of ``output_uri`` (the GeoTIFF the server wrote) and
     ``labels`` (the (H, W) uint8 class map, assembled from streamed tiles) is
     set. ``geo`` is the class map's georeferencing, None when the source had none.
+    ``window`` is where the class map lies in the source, ``(row_off, col_off,
+    height, width)`` in its pixels; ``vector_uri`` the polygons written, if
+    asked for, and ``vector_features`` how many.
     """
 
     output_uri: str
@@ -74,6 +77,9 @@ class RasterPrediction:
     height: int
     width: int
     geo: Optional[GeoReference]
+    window: tuple[int, int, int, int] = (0, 0, 0, 0)
+    vector_uri: str = ""
+    vector_features: int = 0
 
 
 class SegmenterClient(ServiceClient):
@@ -143,6 +149,12 @@ class SegmenterClient(ServiceClient):
         geo: Optional[GeoReference] = None,
         tile_px: int = DEFAULT_TILE_PX,
         timeout: Optional[float] = None,
+        window: Optional[tuple[int, int, int, int]] = None,
+        aoi: Optional[tuple[float, float, float, float]] = None,
+        aoi_crs: str = "",
+        source_bands: Iterable[int] = (),
+        source_range: Optional[tuple[float, float]] = None,
+        vector_uri: Optional[str] = None,
     ) -> RasterPrediction:
         """Segment a large raster: a GeoTIFF path/URI read by the server, or an array streamed as tiles.
 
@@ -151,6 +163,14 @@ class SegmenterClient(ServiceClient):
         ``on_progress(tiles_done, tiles_total)`` is called as the server
         reports progress. ``geo`` georeferences an array source (a GeoTIFF
         carries its own); ``tile_px`` sizes the tiles an array is sent in.
+
+        ``window`` ``(row_off, col_off, height, width)`` or ``aoi`` ``(min_x,
+        min_y, max_x, max_y)`` (in the raster's CRS, or in ``aoi_crs``)
+        segments only that part. ``source_bands`` (1-based, repeats allowed:
+        ``[1, 1, 1]`` feeds one band to a 3-band model) and ``source_range``
+        (``(0, 2047)`` for 11-bit values into a uint8 model) map the source
+        to the model's bands and range. ``vector_uri`` (.gpkg or .geojson)
+        has the server write the class map's polygons there as well.
         """
         header = segmenter_pb2.PredictRasterHeader(
             model=_model_ref(model, version),
@@ -160,6 +180,20 @@ class SegmenterClient(ServiceClient):
             header.output_uri = output_uri
         else:
             header.stream_tiles = True
+        if window is not None and aoi is not None:
+            raise ValueError("give window or aoi, not both")
+        if window is not None:
+            row_off, col_off, height, width = window
+            header.window.CopyFrom(common_pb2.Window(row_off=row_off, col_off=col_off, height=height, width=width))
+        if aoi is not None:
+            min_x, min_y, max_x, max_y = aoi
+            header.aoi.CopyFrom(common_pb2.MapBounds(min_x=min_x, min_y=min_y, max_x=max_x, max_y=max_y,
+                                                     crs=aoi_crs))
+        header.source_bands.extend(source_bands)
+        if source_range is not None:
+            header.source_range.CopyFrom(segmenter_pb2.ValueRange(min=source_range[0], max=source_range[1]))
+        if vector_uri:
+            header.vector_uri = vector_uri
 
         if isinstance(source, np.ndarray):
             array = source[:, :, np.newaxis] if source.ndim == 2 else source
@@ -276,8 +310,11 @@ def _raster_prediction(
     result: segmenter_pb2.RasterResult, tiles: list[segmenter_pb2.ClassMapTile]
 ) -> RasterPrediction:
     geo = GeoReference.from_proto(result.geo)
+    w = result.window
+    extra = {"window": (w.row_off, w.col_off, w.height, w.width), "vector_uri": result.vector_uri,
+             "vector_features": result.vector_features}
     if result.output_uri:
-        return RasterPrediction(result.output_uri, None, result.height, result.width, geo)
+        return RasterPrediction(result.output_uri, None, result.height, result.width, geo, **extra)
     labels = np.zeros((result.height, result.width), dtype=np.uint8)
     covered = np.zeros_like(labels, dtype=bool)
     for tile in tiles:
@@ -293,4 +330,4 @@ def _raster_prediction(
         covered[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] = True
     if not covered.all():
         raise Internal(grpc.StatusCode.INTERNAL, "streamed class map tiles do not cover the raster")
-    return RasterPrediction("", labels, result.height, result.width, geo)
+    return RasterPrediction("", labels, result.height, result.width, geo, **extra)

@@ -1,0 +1,186 @@
+"""PredictRaster's inputs: a pixel window or a map AOI of the raster, source bands mapped and rescaled to the
+model's, the real single-band 11-bit SpaceNet GeoTIFF end to end, and remote rasters behind an allow-list."""
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.warp import transform_bounds
+
+from tests.support.synthetic import make_scene
+from dial_client import Click, SegmenterClient
+from dial_client.errors import InvalidArgument
+from tests.support.paths import SHARED_DATA
+
+SPACENET = SHARED_DATA / "spacenet" / "images" / "road_mask_input.tif"
+ORIGIN = (400000.0, 5000000.0)
+PIXEL_M = 0.5
+
+
+def _write(path, image, crs="EPSG:32633"):
+    transform = from_origin(*ORIGIN, PIXEL_M, PIXEL_M)
+    with rasterio.open(path, "w", driver="GTiff", height=image.shape[0], width=image.shape[1],
+                       count=image.shape[2], dtype=image.dtype.name, crs=crs, transform=transform) as ds:
+        ds.write(np.moveaxis(image, -1, 0))
+    return transform
+
+
+@pytest.fixture()
+def scene_tif(raster_root):
+    scene = make_scene(200, 240, seed=11)
+    path = raster_root / "scene.tif"
+    return path, scene.image, _write(path, scene.image)
+
+
+def _fields(error: InvalidArgument) -> dict[str, str]:
+    return {v.field: v.description for v in error.field_violations}
+
+
+def test_a_window_is_segmented_alone_with_its_own_transform(segmenter, scene_tif, raster_root):
+    address, _ = segmenter
+    path, image, transform = scene_tif
+    window = (40, 60, 100, 120)
+    out = raster_root / "window.tif"
+    with SegmenterClient(address) as client:
+        result = client.predict_raster(str(path), model="tiny", output_uri=str(out), window=window,
+                                       clicks=[Click(90, 100, 2)])
+        # The same pixels sent on their own, the click moved into their coordinates.
+        alone = client.predict_raster(image[40:140, 60:180], model="tiny", clicks=[Click(50, 40, 2)]).labels
+    assert result.window == window and (result.height, result.width) == (100, 120)
+    with rasterio.open(out) as ds:
+        assert (ds.height, ds.width) == (100, 120)
+        assert ds.transform == transform @ rasterio.Affine.translation(60, 40)
+        np.testing.assert_array_equal(ds.read(1), alone)
+
+
+def test_an_aoi_in_map_coordinates_covers_the_pixels_it_touches(segmenter, scene_tif):
+    address, _ = segmenter
+    path, image, _ = scene_tif
+    x0, y0 = ORIGIN
+    # Columns 60..179 and rows 40..139: the AOI's edges fall inside those pixels, not on their borders.
+    aoi = (x0 + 60.2 * PIXEL_M, y0 - 139.7 * PIXEL_M, x0 + 179.6 * PIXEL_M, y0 - 40.1 * PIXEL_M)
+    lon_lat = transform_bounds("EPSG:32633", "EPSG:4326", *aoi, densify_pts=21)
+    with SegmenterClient(address) as client:
+        by_window = client.predict_raster(str(path), model="tiny", window=(40, 60, 100, 120))
+        by_aoi = client.predict_raster(str(path), model="tiny", aoi=aoi)
+        by_lon_lat = client.predict_raster(str(path), model="tiny", aoi=lon_lat, aoi_crs="EPSG:4326")
+    assert by_aoi.window == (40, 60, 100, 120)
+    np.testing.assert_array_equal(by_aoi.labels, by_window.labels)
+    assert by_aoi.geo.transform[2:3] == (x0 + 60 * PIXEL_M,)
+    # Reprojected, the rectangle's bounding box reaches a little further, never less far.
+    r, c, h, w = by_lon_lat.window
+    assert r <= 40 and c <= 60 and r + h >= 140 and c + w >= 180 and h <= 104 and w <= 124
+
+
+def test_an_aoi_overhanging_the_raster_is_cut_at_its_edge(segmenter, scene_tif):
+    address, _ = segmenter
+    path, _, _ = scene_tif
+    x0, y0 = ORIGIN
+    with SegmenterClient(address) as client:
+        result = client.predict_raster(str(path), model="tiny", aoi=(x0 - 50, y0 - 20, x0 + 30, y0 + 50))
+    assert result.window == (0, 0, 40, 60) and result.labels.shape == (40, 60)
+
+
+def test_areas_outside_the_raster_are_refused_naming_its_extent(segmenter, scene_tif):
+    address, _ = segmenter
+    path, _, _ = scene_tif
+    x0, y0 = ORIGIN
+    with SegmenterClient(address) as client:
+        with pytest.raises(InvalidArgument) as missed:
+            client.predict_raster(str(path), model="tiny", aoi=(x0 - 500, y0 - 500, x0 - 400, y0 - 400))
+        with pytest.raises(InvalidArgument) as outside:
+            client.predict_raster(str(path), model="tiny", window=(150, 0, 100, 10))
+        with pytest.raises(InvalidArgument) as inverted:
+            client.predict_raster(str(path), model="tiny", aoi=(x0 + 10, y0 - 10, x0, y0))
+        with pytest.raises(InvalidArgument) as click_outside:
+            client.predict_raster(str(path), model="tiny", window=(0, 0, 50, 50), clicks=[Click(60, 10, 1)])
+    assert missed.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    message = _fields(missed.value)["header.aoi"]
+    assert f"({x0}, {y0 - 200 * PIXEL_M}, {x0 + 240 * PIXEL_M}, {y0})" in message and "EPSG:32633" in message
+    assert "200x240 raster" in _fields(outside.value)["header.window"]
+    assert "min_x < max_x" in _fields(inverted.value)["header.aoi"]
+    assert "outside the window" in _fields(click_outside.value)["header.clicks[0]"]
+
+
+def test_source_bands_reorder_and_replicate_bands(segmenter, scene_tif, raster_root):
+    address, _ = segmenter
+    path, image, _ = scene_tif
+    grey = raster_root / "grey.tif"
+    _write(grey, image[:, :, 1:2])
+    with SegmenterClient(address) as client:
+        reordered = client.predict_raster(str(path), model="tiny", source_bands=[3, 2, 1]).labels
+        expected = client.predict_raster(image[:, :, ::-1].copy(), model="tiny").labels
+        replicated = client.predict_raster(str(grey), model="tiny", source_bands=[1, 1, 1]).labels
+        expected_grey = client.predict_raster(np.repeat(image[:, :, 1:2], 3, axis=2), model="tiny").labels
+    np.testing.assert_array_equal(reordered, expected)
+    np.testing.assert_array_equal(replicated, expected_grey)
+
+
+def test_source_range_rescales_uint16_to_the_models_uint8(segmenter, scene_tif, raster_root):
+    address, _ = segmenter
+    _, image, _ = scene_tif
+    # 11-bit values whose 0..2047 range is the uint8 image's 0..255 again: v * 2047 / 255, rounded.
+    eleven_bit = np.rint(image.astype(np.float64) * 2047 / 255).astype(np.uint16)
+    path = raster_root / "eleven_bit.tif"
+    _write(path, eleven_bit)
+    with SegmenterClient(address) as client:
+        rescaled = client.predict_raster(str(path), model="tiny", source_range=(0, 2047)).labels
+        original = client.predict_raster(image, model="tiny").labels
+        # A window of a mapped source: both apply, on the tiles the tiler reads.
+        tile = client.predict_raster(str(path), model="tiny", source_range=(0, 2047), window=(10, 20, 64, 64))
+        original_tile = client.predict_raster(image[10:74, 20:84].copy(), model="tiny").labels
+    np.testing.assert_array_equal(rescaled, original)
+    np.testing.assert_array_equal(tile.labels, original_tile)
+
+
+def test_band_and_dtype_mismatches_say_which_mapping_would_fix_them(segmenter, raster_root):
+    address, _ = segmenter
+    path = raster_root / "pan.tif"
+    _write(path, np.full((32, 32, 1), 900, np.uint16))
+    with SegmenterClient(address) as client:
+        with pytest.raises(InvalidArgument) as unmapped:
+            client.predict_raster(str(path), model="tiny")
+        with pytest.raises(InvalidArgument) as wrong:
+            client.predict_raster(str(path), model="tiny", source_bands=[1, 2], source_range=(10, 10))
+    found = _fields(unmapped.value)
+    assert "source_bands [1, 1, 1]" in found["header.raster.bands"]
+    assert "source_range" in found["header.raster.dtype"] and "0..2047" in found["header.raster.dtype"]
+    found = _fields(wrong.value)
+    assert "the model takes 3" in found["header.source_bands"]
+    assert "the source has bands 1..1" in found["header.source_bands[1]"]
+    assert "min < max" in found["header.source_range"]
+
+
+@pytest.fixture()
+def spacenet_segmenter(tiny_repo, raster_root):
+    """A segmenter that may read the shared SpaceNet images in place."""
+    from dial_services.segmenter.config import SegmenterConfig
+    from dial_services.segmenter.main import start
+
+    config = SegmenterConfig(host="127.0.0.1", port=0, model_repo=tiny_repo,
+                             raster_roots=(raster_root, SPACENET.parent), max_queue_delay_ms=1.0)
+    running = start(config)
+    yield f"127.0.0.1:{running.port}"
+    running.stop(0)
+
+
+def test_the_single_band_11_bit_spacenet_geotiff_end_to_end(spacenet_segmenter, raster_root):
+    with rasterio.open(SPACENET) as ds:
+        assert (ds.count, ds.dtypes[0]) == (1, "uint16")  # what makes it unusable without a mapping
+        crs, transform = ds.crs, ds.transform
+        pan = ds.read(1)
+    out = raster_root / "spacenet_classes.tif"
+    with SegmenterClient(spacenet_segmenter) as client:
+        result = client.predict_raster(str(SPACENET), model="tiny", output_uri=str(out),
+                                       source_bands=[1, 1, 1], source_range=(0, 2047))
+        # The mapping a caller would otherwise do by hand, sent as an array.
+        by_hand = np.repeat(np.rint(np.clip(pan / 2047 * 255, 0, 255)).astype(np.uint8)[:, :, None], 3, axis=2)
+        expected = client.predict_raster(by_hand, model="tiny", tile_px=650).labels
+    assert result.window == (0, 0, 1300, 1300)
+    with rasterio.open(out) as ds:
+        assert ds.crs == crs and ds.transform == transform
+        labels = ds.read(1)
+    np.testing.assert_array_equal(labels, expected)
+    assert len(np.unique(labels)) > 1  # the model saw an image, not a constant
