@@ -9,7 +9,8 @@ from google.protobuf import empty_pb2, timestamp_pb2
 
 from dial.adaptation.disca import DiscaSettings
 from dial.clicks import Click
-from dial.errors import refusal_kind
+from dial.errors import AlreadyExists, refusal_kind
+from dial.imagery.vector import VectorError, vectorize
 from dial.inference.classwise import class_argmax
 from dial.model.manifest import Manifest
 from dial_client.wire import (
@@ -26,6 +27,8 @@ from dial_services.common.sources import Sources
 from dial_services.common.uri_policy import UriPolicy
 from dial_services.common.validation import clicks_from_proto, model_ref_from_proto, page_bounds
 
+# What ExportSessionVectors writes; GDAL picks the driver from the suffix (dial.imagery.vector.FORMATS).
+VECTOR_SUFFIXES = (".gpkg", ".geojson")
 SERVICE_NAME = adapter_pb2.DESCRIPTOR.services_by_name["Adapter"].full_name
 VARIANT_NAMES = {adapter_pb2.ADAPTATION_VARIANT_FULL: "full", adapter_pb2.ADAPTATION_VARIANT_FAST: "fast"}
 VARIANT_PROTOS = {name: value for value, name in VARIANT_NAMES.items()}
@@ -220,3 +223,30 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
                 # strerror, not str(error): the latter names the server's path.
                 raise kind("the model repository cannot take the export: " + os.strerror(error.errno)) from None
             return model_to_proto(saved, "", ready=False)
+
+    def ExportSessionVectors(self, request, context) -> adapter_pb2.ExportSessionVectorsResponse:
+        session_id = session_id_of(request.name)
+        v = Violations()
+        v.check(math.isfinite(request.simplify) and request.simplify >= 0, "simplify",
+                "must be a distance in map units >= 0")
+        v.raise_if_any()
+        output = self.sources.policy.writable(request.output_uri, "output_uri", suffixes=VECTOR_SUFFIXES,
+                                              kind="GeoPackage or GeoJSON files")
+        with self.sessions.session(caller_identity(context), session_id) as live:
+            if output.exists() and not request.overwrite:
+                raise AlreadyExists("output_uri: a file is already there; set overwrite to replace it, or "
+                                    "choose another name")
+            record = live.record
+            class_map = class_argmax(live.adapter.predict_probabilities(record.clicks))
+            try:
+                count = vectorize(class_map, record.geo, output, live.adapter.manifest.class_names,
+                                  simplify=request.simplify)
+            except VectorError as error:
+                raise invalid_argument([("output_uri", str(error))]) from None
+            except OSError as error:
+                kind = refusal_kind(error)
+                if kind is None:
+                    raise
+                raise kind("the output folder cannot take the polygons: " + os.strerror(error.errno)) from None
+            return adapter_pb2.ExportSessionVectorsResponse(output_uri=request.output_uri, feature_count=count,
+                                                            adaptation_count=record.adaptation_count)

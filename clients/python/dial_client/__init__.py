@@ -28,7 +28,7 @@ from .errors import (
 from .geo import GeoReference
 from .models import BandInfo, ClassInfo, ModelInfo
 from .segmenter import PredictResult, RasterPrediction, SegmenterClient
-from .adapter import AdaptResult, AdapterClient, DiscaConfig, Session, SessionInfo
+from .adapter import AdaptResult, AdapterClient, DiscaConfig, Session, SessionInfo, VectorExport
 from .transport import DEFAULT_MAX_MESSAGE_BYTES, RetryPolicy, TlsConfig
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "AdapterClient",
     "Session",
     "SessionInfo",
+    "VectorExport",
     "AdaptResult",
     "DiscaConfig",
     "PredictResult",

@@ -82,6 +82,16 @@ class AdaptResult:
     adaptation_seconds: float
 
 
+@dataclass(frozen=True)
+class VectorExport:
+    """What ExportSessionVectors wrote: the file (as named in the request), its polygon count, and the
+    session's adaptation count the class map came from."""
+
+    output_uri: str
+    feature_count: int
+    adaptation_count: int
+
+
 class Session:
     """One adaptation session; ``info`` is the last snapshot the server returned."""
 
@@ -130,6 +140,16 @@ class Session:
         request = adapter_pb2.ExportSessionModelRequest(
             name=self.name, model=common_pb2.ModelRef(name=name, version=str(version)))
         return ModelInfo.from_proto(self._client._call("ExportSessionModel", request, timeout, idempotent=False))
+
+    def export_vectors(self, output_uri: str, *, simplify: float = 0.0, overwrite: bool = False,
+                       timeout: Optional[float] = None) -> VectorExport:
+        """Have the server write the session's current class map as polygons with class ids and names: a
+        ``.gpkg`` (the image's CRS) or ``.geojson`` (WGS 84) under its raster roots."""
+        request = adapter_pb2.ExportSessionVectorsRequest(name=self.name, output_uri=str(output_uri),
+                                                          simplify=simplify, overwrite=overwrite)
+        # Not retried: a retry of a write that landed would meet its own file (ALREADY_EXISTS).
+        reply = self._client._call("ExportSessionVectors", request, timeout, idempotent=False)
+        return VectorExport(reply.output_uri, reply.feature_count, reply.adaptation_count)
 
     def delete(self, *, timeout: Optional[float] = None) -> None:
         self._client._call("DeleteSession", adapter_pb2.DeleteSessionRequest(name=self.name), timeout)

@@ -147,3 +147,25 @@ class ExportSessionModelRequest(_message.Message):
     name: str
     model: _common_pb2.ModelRef
     def __init__(self, name: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+
+class ExportSessionVectorsRequest(_message.Message):
+    __slots__ = ("name", "output_uri", "simplify", "overwrite")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_URI_FIELD_NUMBER: _ClassVar[int]
+    SIMPLIFY_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    output_uri: str
+    simplify: float
+    overwrite: bool
+    def __init__(self, name: _Optional[str] = ..., output_uri: _Optional[str] = ..., simplify: _Optional[float] = ..., overwrite: _Optional[bool] = ...) -> None: ...
+
+class ExportSessionVectorsResponse(_message.Message):
+    __slots__ = ("output_uri", "feature_count", "adaptation_count")
+    OUTPUT_URI_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ADAPTATION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    output_uri: str
+    feature_count: int
+    adaptation_count: int
+    def __init__(self, output_uri: _Optional[str] = ..., feature_count: _Optional[int] = ..., adaptation_count: _Optional[int] = ...) -> None: ...

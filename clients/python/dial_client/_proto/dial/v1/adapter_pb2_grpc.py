@@ -88,6 +88,11 @@ class AdapterStub:
                 request_serializer=dial_dot_v1_dot_adapter__pb2.ExportSessionModelRequest.SerializeToString,
                 response_deserializer=dial_dot_v1_dot_common__pb2.Model.FromString,
                 _registered_method=True)
+        self.ExportSessionVectors = channel.unary_unary(
+                '/dial.v1.Adapter/ExportSessionVectors',
+                request_serializer=dial_dot_v1_dot_adapter__pb2.ExportSessionVectorsRequest.SerializeToString,
+                response_deserializer=dial_dot_v1_dot_adapter__pb2.ExportSessionVectorsResponse.FromString,
+                _registered_method=True)
 
 
 class AdapterServicer:
@@ -171,6 +176,16 @@ class AdapterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportSessionVectors(self, request, context):
+        """Writes the session's current class map (what PredictSession returns) as
+        polygons, one feature per connected region with its class_id and
+        class_name, to a GeoPackage (in the image's CRS) or an RFC 7946 GeoJSON
+        file (WGS 84) under the server's raster roots.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdapterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +233,11 @@ def add_AdapterServicer_to_server(servicer, server):
                     servicer.ExportSessionModel,
                     request_deserializer=dial_dot_v1_dot_adapter__pb2.ExportSessionModelRequest.FromString,
                     response_serializer=dial_dot_v1_dot_common__pb2.Model.SerializeToString,
+            ),
+            'ExportSessionVectors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportSessionVectors,
+                    request_deserializer=dial_dot_v1_dot_adapter__pb2.ExportSessionVectorsRequest.FromString,
+                    response_serializer=dial_dot_v1_dot_adapter__pb2.ExportSessionVectorsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -469,6 +489,33 @@ class Adapter:
             '/dial.v1.Adapter/ExportSessionModel',
             dial_dot_v1_dot_adapter__pb2.ExportSessionModelRequest.SerializeToString,
             dial_dot_v1_dot_common__pb2.Model.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportSessionVectors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dial.v1.Adapter/ExportSessionVectors',
+            dial_dot_v1_dot_adapter__pb2.ExportSessionVectorsRequest.SerializeToString,
+            dial_dot_v1_dot_adapter__pb2.ExportSessionVectorsResponse.FromString,
             options,
             channel_credentials,
             insecure,
