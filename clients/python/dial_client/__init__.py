@@ -6,7 +6,7 @@ wire format itself (the generated modules and the array codecs) is
 """
 from ._version import __version__
 from . import aio
-from .acquisition import AcquisitionClient, Patch, QueueJob, QueuedPatch, UncertaintyMap
+from .acquisition import AcquisitionClient, Patch, QueueJob, QueuedPatch, RasterFailure, UncertaintyMap
 from .clicks import Click, MapClick, click_from_proto
 from .errors import (
     AlreadyExists,
@@ -37,6 +37,7 @@ __all__ = [
     "Patch",
     "QueueJob",
     "QueuedPatch",
+    "RasterFailure",
     "UncertaintyMap",
     "ModelInfo",
     "ClassInfo",

@@ -212,7 +212,7 @@ class AcquisitionClient(ServiceClient):
                    timeout: Optional[float] = None) -> tuple[list[QueuedPatch], str]:
         """One page of the job's queue and the token of the next ("" at the end). A job still running
         gives the patches of its rasters ranked so far, and always a token to come back with later."""
-        request = acquisition_pb2.ListQueuePatchesRequest(parent=_job_name(job), page_size=page_size,
+        request = acquisition_pb2.ListQueuePatchesRequest(parent=job_name(job), page_size=page_size,
                                                           page_token=page_token)
         reply = self._call("ListQueuePatches", request, timeout)
         return queued_patches(reply), reply.next_page_token
@@ -232,7 +232,7 @@ class AcquisitionClient(ServiceClient):
     def mark_done(self, job: Union[str, QueueJob], patch_ids: Iterable[str], *,
                   timeout: Optional[float] = None) -> int:
         """Remove patches from the queue; returns how many were newly marked."""
-        request = acquisition_pb2.MarkPatchesDoneRequest(name=_job_name(job), patch_ids=list(patch_ids))
+        request = acquisition_pb2.MarkPatchesDoneRequest(name=job_name(job), patch_ids=list(patch_ids))
         return self._call("MarkPatchesDone", request, timeout).marked_count
 
 
@@ -286,7 +286,7 @@ def queued_patches(reply: acquisition_pb2.ListQueuePatchesResponse) -> list[Queu
     return [QueuedPatch(q.id, q.raster_uri, Patch.from_proto(q.patch)) for q in reply.patches]
 
 
-def _job_name(job: Union[str, QueueJob]) -> str:
+def job_name(job: Union[str, QueueJob]) -> str:
     return job.name if isinstance(job, QueueJob) else job
 
 

@@ -1,4 +1,5 @@
-"""The asyncio client: ``dial_client.aio.SegmenterClient`` offers the blocking client's surface as coroutines.
+"""The asyncio clients: ``dial_client.aio.SegmenterClient`` and ``AcquisitionClient`` offer the blocking
+clients' surfaces as coroutines.
 
 Built on ``grpc.aio``; requests, replies, errors, metadata, wait-for-ready
 and the retry policy are those of the blocking client (the same functions
@@ -13,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Any, Awaitable, Callable, Iterable, Optional, TypeVar, Union
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Optional, Sequence, TypeVar, Union
 
 import grpc
 import grpc.aio
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from . import acquisition as _acquisition
+from .acquisition import (Patch, QueueJob, QueuedPatch, RankSource, UncertaintyMap, WindowLike, queue_job_request,
+                          queued_patches, rank_request, uncertainty_map_request)
 from .clicks import AnyClick
 from .errors import DeadlineExceeded, DialError, NotFound, error_from_rpc, hint_image_layout
 from .geo import GeoReference
@@ -35,20 +39,19 @@ from .transport import (
     call_metadata,
     channel_options,
 )
-from .wire import segmenter_pb2, segmenter_pb2_grpc
+from .wire import acquisition_pb2, acquisition_pb2_grpc, segmenter_pb2, segmenter_pb2_grpc
 
-__all__ = ["SegmenterClient"]
+__all__ = ["AcquisitionClient", "SegmenterClient"]
 
 T = TypeVar("T")
 
 
-class SegmenterClient:
-    """An asyncio client of the Segmenter service; ``async with`` closes its channel.
+class _Client:
+    """The channel, readiness and retried calls every asyncio client shares; subclasses name STUB and
+    SERVICE."""
 
-    The options mean what they mean for :class:`dial_client.SegmenterClient`.
-    """
-
-    SERVICE = _BlockingSegmenter.SERVICE
+    STUB: Any
+    SERVICE: str
 
     def __init__(
         self,
@@ -65,14 +68,14 @@ class SegmenterClient:
         options = channel_options(max_message_bytes)
         self._channel = (grpc.aio.insecure_channel(target, options=options) if tls is None
                          else grpc.aio.secure_channel(target, tls.credentials(), options=options))
-        self._stub = segmenter_pb2_grpc.SegmenterStub(self._channel)
+        self._stub = type(self).STUB(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._timeout = timeout
         self._retry_policy = retries if isinstance(retries, RetryPolicy) else RetryPolicy.with_retries(retries)
         self._metadata = call_metadata(token=token, caller=caller)
         self._wait_for_ready = wait_for_ready
 
-    async def __aenter__(self) -> "SegmenterClient":
+    async def __aenter__(self):
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -80,6 +83,57 @@ class SegmenterClient:
 
     async def close(self) -> None:
         await self._channel.close()
+
+    async def is_server_ready(self, *, timeout: Optional[float] = READY_CHECK_SECONDS) -> bool:
+        """Whether the service answers and its health is SERVING; False while it cannot be reached."""
+        return await self._serving(timeout, wait_for_ready=False)
+
+    async def wait_until_ready(self, timeout: Optional[float] = None, *, poll_seconds: float = 0.2) -> None:
+        """Wait until the service is SERVING; DeadlineExceeded after ``timeout`` seconds (None: the
+        client's default timeout)."""
+        timeout = self._timeout if timeout is None else timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                       f"{self.SERVICE} was not ready within {timeout} s")
+            if await self._serving(remaining, wait_for_ready=True):
+                return
+            await asyncio.sleep(poll_seconds if remaining is None else max(0.0, min(poll_seconds, remaining)))
+
+    async def _serving(self, timeout: Optional[float], *, wait_for_ready: bool) -> bool:
+        request = health_pb2.HealthCheckRequest(service=self.SERVICE)
+        try:
+            reply = await self._health.Check(request, timeout=timeout, metadata=self._metadata,
+                                             wait_for_ready=wait_for_ready)
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                return False
+            raise error_from_rpc(error) from error
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    async def _call(self, method: Callable[..., Awaitable[T]], request: Any, timeout: Optional[float]) -> T:
+        """One unary call with the blocking client's retry policy (callers send only idempotent calls)."""
+        return await self._retried(lambda remaining: method(request, timeout=remaining, metadata=self._metadata,
+                                                            wait_for_ready=self._wait_for_ready), timeout)
+
+    async def _retried(self, attempt: Callable[[Optional[float]], Awaitable[T]], timeout: Optional[float]) -> T:
+        try:
+            return await call_with_retry_async(attempt, self._retry_policy,
+                                               self._timeout if timeout is None else timeout)
+        except grpc.aio.AioRpcError as error:
+            raise error_from_rpc(error) from error
+
+
+class SegmenterClient(_Client):
+    """An asyncio client of the Segmenter service; ``async with`` closes its channel.
+
+    The options mean what they mean for :class:`dial_client.SegmenterClient`.
+    """
+
+    STUB = segmenter_pb2_grpc.SegmenterStub
+    SERVICE = _BlockingSegmenter.SERVICE
 
     async def predict(
         self,
@@ -125,47 +179,6 @@ class SegmenterClient:
         except NotFound:
             return False
 
-    async def is_server_ready(self, *, timeout: Optional[float] = READY_CHECK_SECONDS) -> bool:
-        """Whether the service answers and its health is SERVING; False while it cannot be reached."""
-        return await self._serving(timeout, wait_for_ready=False)
-
-    async def wait_until_ready(self, timeout: Optional[float] = None, *, poll_seconds: float = 0.2) -> None:
-        """Wait until the service is SERVING; DeadlineExceeded after ``timeout`` seconds (None: the
-        client's default timeout)."""
-        timeout = self._timeout if timeout is None else timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                       f"{self.SERVICE} was not ready within {timeout} s")
-            if await self._serving(remaining, wait_for_ready=True):
-                return
-            await asyncio.sleep(poll_seconds if remaining is None else max(0.0, min(poll_seconds, remaining)))
-
-    async def _serving(self, timeout: Optional[float], *, wait_for_ready: bool) -> bool:
-        request = health_pb2.HealthCheckRequest(service=self.SERVICE)
-        try:
-            reply = await self._health.Check(request, timeout=timeout, metadata=self._metadata,
-                                             wait_for_ready=wait_for_ready)
-        except grpc.aio.AioRpcError as error:
-            if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                return False
-            raise error_from_rpc(error) from error
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
-
-    async def _call(self, method: Callable[..., Awaitable[T]], request: Any, timeout: Optional[float]) -> T:
-        """One unary call with the blocking client's retry policy (every Segmenter call is idempotent)."""
-        try:
-            return await call_with_retry_async(
-                lambda remaining: method(request, timeout=remaining, metadata=self._metadata,
-                                         wait_for_ready=self._wait_for_ready),
-                self._retry_policy,
-                self._timeout if timeout is None else timeout,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise error_from_rpc(error) from error
-
 
 async def call_with_retry_async(
     attempt: Callable[[Optional[float]], Awaitable[T]],
@@ -189,3 +202,103 @@ async def call_with_retry_async(
                 raise
             await asyncio.sleep(delay)
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+class AcquisitionClient(_Client):
+    """An asyncio client of the Acquisition service; ``async with`` closes its channel.
+
+    The methods, options and errors are those of :class:`dial_client.AcquisitionClient`; ``queue`` and
+    ``jobs`` are async iterators::
+
+        async with dial_client.aio.AcquisitionClient("localhost:50053") as client:
+            job = await client.submit_queue(rasters, model="linknet", budget=200)
+            async for page in client.queue(job):
+                ...
+    """
+
+    STUB = acquisition_pb2_grpc.AcquisitionStub
+    SERVICE = _acquisition.AcquisitionClient.SERVICE
+
+    def __init__(self, target: str, *, timeout: Optional[float] = 300.0, **options: Any) -> None:
+        super().__init__(target, timeout=timeout, **options)
+
+    async def rank(self, source: RankSource, *, model: Optional[str] = None, version: Optional[str] = None,
+                   strategy: str = "entropy", patch_size: int = 0, reduction: str = "mean",
+                   cost_weighting: bool = False, max_patches: int = 0, exclude: Iterable[WindowLike] = (),
+                   hint_quantile: float = 0.0, geo: Optional[GeoReference] = None, clicks: Iterable[AnyClick] = (),
+                   timeout: Optional[float] = None) -> list[Patch]:
+        """Patches of an image, a server-side GeoTIFF or an Adapter session, best first."""
+        request = rank_request(source, model=model, version=version, strategy=strategy, patch_size=patch_size,
+                               reduction=reduction, cost_weighting=cost_weighting, max_patches=max_patches,
+                               exclude=exclude, hint_quantile=hint_quantile, geo=geo, clicks=clicks)
+
+        # Patches are kept per attempt, so a retry after UNAVAILABLE starts the ranking again cleanly.
+        async def attempt(remaining: Optional[float]) -> list[Patch]:
+            stream = self._stub.RankPatches(request, timeout=remaining, metadata=self._metadata,
+                                            wait_for_ready=self._wait_for_ready)
+            return [Patch.from_proto(patch) async for patch in stream]
+
+        return await self._retried(attempt, timeout)
+
+    async def uncertainty_map(self, source: RankSource, *, model: Optional[str] = None,
+                              version: Optional[str] = None, strategy: str = "entropy",
+                              window: Optional[WindowLike] = None, output_uri: str = "",
+                              geo: Optional[GeoReference] = None, timeout: Optional[float] = None) -> UncertaintyMap:
+        request = uncertainty_map_request(source, model=model, version=version, strategy=strategy, window=window,
+                                          output_uri=output_uri, geo=geo)
+        return UncertaintyMap.from_proto(await self._call(self._stub.GetUncertaintyMap, request, timeout))
+
+    async def submit_queue(self, rasters: Sequence[str], *, model: str, version: Optional[str] = None,
+                           strategy: str = "entropy", budget: int = 0, patch_size: int = 0, reduction: str = "mean",
+                           cost_weighting: bool = False, hint_quantile: float = 0.0,
+                           request_id: Optional[str] = None, timeout: Optional[float] = None) -> QueueJob:
+        """Start a queue job; idempotent through ``request_id`` (a new UUID, kept over retries, when None)."""
+        request = queue_job_request(rasters, model=model, version=version, strategy=strategy, budget=budget,
+                                    patch_size=patch_size, reduction=reduction, cost_weighting=cost_weighting,
+                                    hint_quantile=hint_quantile, request_id=request_id)
+        return QueueJob.from_proto(await self._call(self._stub.CreateQueueJob, request, timeout))
+
+    create_queue_job = submit_queue
+
+    async def job(self, name: str, *, timeout: Optional[float] = None) -> QueueJob:
+        request = acquisition_pb2.GetQueueJobRequest(name=name)
+        return QueueJob.from_proto(await self._call(self._stub.GetQueueJob, request, timeout))
+
+    async def jobs(self, *, page_size: int = 0, timeout: Optional[float] = None) -> AsyncIterator[QueueJob]:
+        """The caller's queue jobs, newest first."""
+        token = ""
+        while True:
+            request = acquisition_pb2.ListQueueJobsRequest(page_size=page_size, page_token=token)
+            reply = await self._call(self._stub.ListQueueJobs, request, timeout)
+            for job in reply.jobs:
+                yield QueueJob.from_proto(job)
+            token = reply.next_page_token
+            if not token:
+                return
+
+    async def cancel(self, name: str, *, timeout: Optional[float] = None) -> QueueJob:
+        request = acquisition_pb2.CancelQueueJobRequest(name=name)
+        return QueueJob.from_proto(await self._call(self._stub.CancelQueueJob, request, timeout))
+
+    async def queue_page(self, job: Union[str, QueueJob], page_token: str = "", *, page_size: int = 0,
+                         timeout: Optional[float] = None) -> tuple[list[QueuedPatch], str]:
+        request = acquisition_pb2.ListQueuePatchesRequest(parent=_acquisition.job_name(job), page_size=page_size,
+                                                          page_token=page_token)
+        reply = await self._call(self._stub.ListQueuePatches, request, timeout)
+        return queued_patches(reply), reply.next_page_token
+
+    async def queue(self, job: Union[str, QueueJob], *, page_size: int = 0,
+                    timeout: Optional[float] = None) -> AsyncIterator[list[QueuedPatch]]:
+        """The job's queue page by page, as :meth:`dial_client.AcquisitionClient.queue`."""
+        token = ""
+        while True:
+            page, token = await self.queue_page(job, token, page_size=page_size, timeout=timeout)
+            if page or not token:
+                yield page
+            if not token or not page:
+                return
+
+    async def mark_done(self, job: Union[str, QueueJob], patch_ids: Iterable[str], *,
+                        timeout: Optional[float] = None) -> int:
+        request = acquisition_pb2.MarkPatchesDoneRequest(name=_acquisition.job_name(job), patch_ids=list(patch_ids))
+        return (await self._call(self._stub.MarkPatchesDone, request, timeout)).marked_count
