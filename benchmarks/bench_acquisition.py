@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from dial.synthetic import make_scene
+    from tests.support.synthetic import make_scene
 
     parser = argparse.ArgumentParser(prog="bench_acquisition")
     parser.add_argument("--size-px", type=int, default=2000)

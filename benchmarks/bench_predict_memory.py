@@ -28,7 +28,7 @@ import grpc
 import numpy as np
 import psutil
 
-from benchmarks.processes import ServiceProcess, model_args
+from tests.support.processes import ServiceProcess, model_args
 
 MAX_MESSAGE_BYTES = 64 * 2**20
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import ROOT, benchmark_repo, write_report
-from benchmarks.processes import ServiceProcess
+from tests.support.processes import ServiceProcess
 
 
 def start_segmenter(repo: Path, raster_root: Path, *extra: str) -> ServiceProcess:
@@ -40,7 +40,7 @@ def predict_overhead(server: ServiceProcess, repo: Path, model: str, repeats: in
     from dial.inference.predictors import OnnxPredictor
     from dial.inference.tiling import predict_labels
     from dial.model.repository import ModelRepository
-    from dial.synthetic import make_scene
+    from tests.support.synthetic import make_scene
     from dial_client import Click, SegmenterClient
 
     repository = ModelRepository(repo)
@@ -67,7 +67,7 @@ def predict_overhead(server: ServiceProcess, repo: Path, model: str, repeats: in
 
 def click_cost(server: ServiceProcess, model: str, repeats: int, n_clicks: int = 20) -> dict:
     """Median ``Predict`` latency with ``n_clicks`` clicks against none, alternating, through gRPC."""
-    from dial.synthetic import make_scene
+    from tests.support.synthetic import make_scene
     from dial_client import Click, SegmenterClient
 
     image = make_scene(512, 512, seed=3).image
@@ -101,7 +101,7 @@ def raster_throughput(server: ServiceProcess, repo: Path, model: str, raster_roo
     from dial.inference.predictors import OnnxPredictor
     from dial.inference.tiling import TileGrid
     from dial.model.repository import ModelRepository
-    from dial.synthetic import make_scene
+    from tests.support.synthetic import make_scene
     from dial_client import SegmenterClient
 
     src = raster_root / f"scene{size}.tif"
@@ -168,7 +168,7 @@ def raster_throughput(server: ServiceProcess, repo: Path, model: str, raster_roo
 
 
 def batching(repo: Path, model: str, raster_root: Path, clients: int, calls: int) -> dict:
-    from dial.synthetic import make_scene
+    from tests.support.synthetic import make_scene
     from dial_client import SegmenterClient
 
     image = make_scene(512, 512, seed=2).image

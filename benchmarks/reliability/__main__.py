@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 
 from benchmarks.reliability import faults, fuzz, load, overload
-from benchmarks.processes import train_tiny
+from tests.support.tiny_model import train_tiny
 from benchmarks.reliability.report import PARTS, render, verdict
 
 

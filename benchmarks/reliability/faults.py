@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.reliability.load import percentiles
-from benchmarks.processes import ServiceProcess, adapter_args, model_args
+from tests.support.processes import ServiceProcess, adapter_args, model_args
 from dial.files import TEMPORARY_NAME
-from dial.synthetic import make_scene
+from tests.support.synthetic import make_scene
 from tests.support.ports import free_port
 
 
@@ -447,7 +447,7 @@ def idle_streams(repo: Path, model: str, scratch: Path, n_bands: int = 3) -> dic
 
     from dial_client import SegmenterClient
     from dial_services.common.auth import hash_token
-    from dial.synthetic import make_scene
+    from tests.support.synthetic import make_scene
 
     tokens = scratch / "idle-tokens"
     tokens.write_text(f"alice:{hash_token('alice-idle-token')}\nbob:{hash_token('bob-idle-token')}\n")

@@ -19,9 +19,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from benchmarks.processes import ServiceProcess, adapter_args, model_args
+from tests.support.processes import ServiceProcess, adapter_args, model_args
 from benchmarks.reliability.hostile_files import counting_http_server, hostile_outputs, hostile_uris, plant
-from dial.synthetic import make_scene
+from tests.support.synthetic import make_scene
 
 CLIENT_ERRORS = {"INVALID_ARGUMENT", "NOT_FOUND", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "OUT_OF_RANGE"}
 SIDES = [0, 1, 2, 31, 64, 257, 65535, 2**31, 2**32 - 1]

@@ -17,8 +17,8 @@ from typing import Callable
 
 import numpy as np
 
-from benchmarks.processes import ServiceProcess, adapter_args, model_args
-from dial.synthetic import make_scene
+from tests.support.processes import ServiceProcess, adapter_args, model_args
+from tests.support.synthetic import make_scene
 
 
 class Tally:

@@ -13,8 +13,8 @@ from concurrent import futures
 from pathlib import Path
 
 from benchmarks.reliability.load import percentiles
-from benchmarks.processes import ServiceProcess, model_args
-from dial.synthetic import make_scene
+from tests.support.processes import ServiceProcess, model_args
+from tests.support.synthetic import make_scene
 
 
 def segmenter_overload(repo: Path, model: str, scratch: Path, clients: int, seconds: float, image_px: int) -> dict:

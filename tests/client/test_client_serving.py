@@ -16,7 +16,7 @@ IMAGE = np.random.default_rng(0).integers(0, 255, size=(64, 64, 3), dtype=np.uin
 
 
 def test_a_call_made_before_the_server_starts_waits_for_it_within_its_deadline(tiny_repo, tmp_path, free_port):
-    from benchmarks.processes import ServiceProcess, model_args
+    from tests.support.processes import ServiceProcess, model_args
 
     started: list[ServiceProcess] = []
     late_by_s = 3.0

@@ -13,7 +13,7 @@ import pytest
 from dial.inference.predictors import TorchPredictor
 from dial.inference.tiling import predict_labels
 from dial.model.repository import ModelRepository
-from dial.synthetic import make_dataset, make_scene, scene_seed
+from tests.support.synthetic import make_dataset, make_scene, scene_seed
 from dial.training.label_swaps import candidate_segments, clicks_inside
 from dial.training.trainer import TrainConfig, train
 

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from dial.synthetic import (
+from tests.support.synthetic import (
     colour_mask,
     make_dataset,
     make_scene,

@@ -12,7 +12,7 @@ import rasterio
 
 from dial.imagery.raster import GeoTiffWriter
 from dial.imagery.georef import GeoReference
-from dial.synthetic import make_scene
+from tests.support.synthetic import make_scene
 from dial_client import (
     AcquisitionClient, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted)
 from dial_client.wire import acquisition_pb2, acquisition_pb2_grpc

@@ -15,7 +15,7 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.warp import transform as warp_points
 
-from dial.synthetic import make_scene
+from tests.support.synthetic import make_scene
 from dial_client import (
     Click, DeadlineExceeded, InvalidArgument, MapClick, NotFound, PermissionDenied, SegmenterClient,
 )

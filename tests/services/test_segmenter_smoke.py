@@ -1,6 +1,6 @@
 import numpy as np
 
-from dial.synthetic import make_scene
+from tests.support.synthetic import make_scene
 
 
 def test_predict_round_trip(segmenter, tiny_manifest):

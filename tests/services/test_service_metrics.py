@@ -14,7 +14,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from dial.synthetic import make_scene
+from tests.support.synthetic import make_scene
 from dial_client import InvalidArgument, SegmenterClient
 from dial_client.wire import common_pb2, segmenter_pb2, segmenter_pb2_grpc
 from dial_services.common.metrics import ServiceMetrics

@@ -1,4 +1,4 @@
-"""DIAL services as child processes on loopback, and the tiny model tests and harnesses serve.
+"""DIAL services as child processes on loopback, for the system tests and the benchmarks.
 
 Every service under test is a real ``dial serve`` process, so its memory is
 its own, kill -9 is a real kill -9 and a crash shows as a crash.
@@ -18,33 +18,6 @@ import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.ports import free_port
-
-
-def make_tiny_scenes(folder: Path) -> Path:
-    """Eight 128 px synthetic scenes, the data of :func:`train_tiny_model`."""
-    from dial.synthetic import make_dataset
-
-    make_dataset(folder, 8, size=128, seed=1)
-    return folder
-
-
-def train_tiny_model(scenes: Path, repo: Path, work: Path, command: str) -> str:
-    """Train ``tiny:1``, a briefly trained 6-class model (tile 128), into ``repo``; returns its name.
-
-    The tests' fixtures and the reliability harness serve this same model.
-    """
-    from dial.training.trainer import TrainConfig, train
-
-    train(TrainConfig(data=str(scenes), name="tiny", repo=str(repo), crop_px=64, batch_size=2, iterations=6,
-                      checkpoint_every=3, workdir=str(work), radius_px=5.0, tile_px=128, overlap_px=32),
-          command=command)
-    return "tiny"
-
-
-def train_tiny(folder: Path) -> tuple[Path, str]:
-    """:func:`train_tiny_model` on fresh scenes under ``folder``: (repository, name)."""
-    repo = folder / "models"
-    return repo, train_tiny_model(make_tiny_scenes(folder / "scenes"), repo, folder / "work", "reliability harness")
 
 
 class ServiceProcess:

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from dial.synthetic import make_scene
+from tests.support.synthetic import make_scene
 from dial_services.commands.serve import SERVICES
 from tests.support.ports import free_port_range
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from dial.acquisition import STRATEGIES
 from dial.imagery.raster import GeoTiffWriter
 from dial.imagery.georef import GeoReference
-from dial.synthetic import make_scene
+from tests.support.synthetic import make_scene
 from dial_client.wire import acquisition_pb2, acquisition_pb2_grpc, common_pb2
 from dial_services.acquisition.job_store import JobRecord, JobStore
 from tests.support.hostile_requests import (

@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from dial.synthetic import make_scene
+from tests.support.synthetic import make_scene
 from dial_client.wire import (
     acquisition_pb2, acquisition_pb2_grpc, adapter_pb2, adapter_pb2_grpc, common_pb2, segmenter_pb2,
     image_to_proto, segmenter_pb2_grpc,
@@ -44,7 +44,7 @@ def _query(prometheus: str, expr: str) -> dict:
 @pytest.fixture(scope="module")
 def stack(tiny_repo, tmp_path_factory):
     """The three services with metrics ports, and a Prometheus scraping them every second: (servers, url)."""
-    from benchmarks.processes import ServiceProcess, adapter_args, model_args
+    from tests.support.processes import ServiceProcess, adapter_args, model_args
 
     prometheus_bin = shutil.which("prometheus")
     assert prometheus_bin, "prometheus is missing; .ci/run installs Debian's prometheus package"

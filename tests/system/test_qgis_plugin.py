@@ -56,7 +56,7 @@ def plugins_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     """A segmenter and an acquisition server on the shipped landcover model."""
-    from benchmarks.processes import ServiceProcess
+    from tests.support.processes import ServiceProcess
 
     assert IMAGE.is_file(), f"{IMAGE} is missing: the shared data belongs at ../shared/data"
     cache = tmp_path_factory.mktemp("model-cache")
