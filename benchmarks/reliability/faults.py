@@ -171,8 +171,8 @@ def acquisition_replica_killed(repo: Path, model: str, scratch: Path, rasters: i
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             record = JobStore(store).read(job_id)
-            if record.state == "RUNNING" and record.rasters_done >= 1:
-                holder = record.holder
+            if record.state == "RUNNING" and record.rasters_done >= 1 and record.claims:
+                holder = record.claims[0][1]  # every replica ranks rasters of the job: kill one of them
                 break
             if record.state not in ("PENDING", "RUNNING"):
                 raise RuntimeError(f"the job was {record.state} before it could be killed mid-job; "
@@ -187,7 +187,8 @@ def acquisition_replica_killed(repo: Path, model: str, scratch: Path, rasters: i
             taken_over = None
             while time.monotonic() - killed < 300:
                 state = client.job(job.name)
-                if taken_over is None and JobStore(store).read(job_id).holder not in ("", holder):
+                # Taken over once no raster is claimed by the killed replica any more.
+                if taken_over is None and all(h != holder for _, h, _ in JobStore(store).read(job_id).claims):
                     taken_over = time.monotonic() - killed
                 if state.finished:
                     break
@@ -582,8 +583,8 @@ def damaged_records_and_a_full_job_store(repo: Path, model: str, scratch: Path, 
 
     broken = planted("00000000000000d1", 1)
     (store / broken.id / "job.json").write_bytes((store / broken.id / "job.json").read_bytes()[:60])
-    skewed = planted("00000000000000d2", 100, state="RUNNING", holder="replica-with-a-fast-clock",
-                     lease_until=now + 86400.0)
+    skewed = planted("00000000000000d2", 100, state="RUNNING", claims=((0, "replica-with-a-fast-clock",
+                                                                        now + 86400.0),), next_index=1)
     server = ServiceProcess("acquisition", [*model_args(repo, scratch / "cache-damaged-acq"), "--raster-roots",
                                             str(folder), "--job-store", str(store), "--intra-op-threads", "1"],
                             env={"DIAL_JOB_LEASE_SECONDS": "2", "OMP_NUM_THREADS": "1"})

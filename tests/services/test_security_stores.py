@@ -193,7 +193,7 @@ def test_a_job_a_dead_replica_leased_far_into_the_future_can_be_cancelled(acquis
                                         patch_size_px=32)
     # A replica whose clock ran a day ahead, killed mid-job.
     store.create(JobRecord("00000000000000f1", "alice", spec.SerializeToString(), tuple(rasters), 0, now, now,
-                           state="RUNNING", holder="replica-with-a-fast-clock", lease_until=now + 86400.0))
+                           state="RUNNING", claims=((0, "replica-with-a-fast-clock", now + 86400.0),), next_index=1))
     running = make()
     alice, _ = clients(running)
     with alice:

@@ -1,0 +1,21 @@
+"""`dial --help` and the parser of every command come up without importing torch (seconds at each start)."""
+import subprocess
+import sys
+
+
+def test_building_the_dial_parser_imports_no_torch():
+    code = (
+        "import sys\n"
+        "import dial_services.cli as cli\n"
+        "cli.build_parser()\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnxruntime'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_dial_help_lists_the_commands():
+    out = subprocess.run([sys.executable, "-m", "dial_services.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for command in ("train", "eval", "eval-al", "vectorize", "serve", "up"):
+        assert command in out.stdout
