@@ -9,8 +9,9 @@ from dial.model import DEFAULT_REPOSITORY
 
 
 def register(sub) -> None:
-    from dial.adaptation.disca import DEFAULT_LEARNING_RATES, DEFAULT_RECALL_WEIGHT, VARIANTS, DiscaSettings
-    from dial.evaluation.refiners import REFINERS
+    # The light modules only: the refiners and the adapter import torch, which `dial --help` need not.
+    from dial.adaptation.settings import DEFAULT_LEARNING_RATES, DEFAULT_RECALL_WEIGHT, VARIANTS, DiscaSettings
+    from dial.evaluation.modes import MODES
 
     p = sub.add_parser("eval", help="simulate an annotator clicking on a dataset and report IoU per click")
     p.add_argument("--model", required=True, help="NAME[:VERSION]")
@@ -18,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--model-repo", default=DEFAULT_REPOSITORY)
     p.add_argument("--binary", help="evaluate one named class against the rest")
     p.add_argument("--clicks", type=int, default=20)
-    p.add_argument("--mode", choices=sorted(REFINERS), default="ac",
+    p.add_argument("--mode", choices=sorted(MODES), default="ac",
                    help="how clicks are used: ac (clicks as channels), disca (adapt after every click), "
                         "both (adapt only when a click lands in a large wrong region), superpixel (no learning: a "
                         "click relabels its SLIC superpixel where the map agrees with the clicked pixel), ac-superpixel "
@@ -55,7 +56,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from dial.adaptation.disca import DiscaSettings
+    from dial.adaptation.settings import DiscaSettings
     from dial.evaluation.interactive import EvalConfig, run_evaluation
     from dial.model.manifest import ManifestError
 

@@ -9,7 +9,7 @@ from dial.model import DEFAULT_REPOSITORY
 
 
 def register(sub) -> None:
-    from dial.adaptation.disca import VARIANTS
+    from dial.adaptation.settings import VARIANTS  # not disca: the adapter imports torch
 
     p = sub.add_parser("eval-al", help="simulate annotating patches in a strategy's order and report mIoU per patch")
     p.add_argument("--model", required=True, help="NAME[:VERSION]")
