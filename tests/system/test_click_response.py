@@ -6,6 +6,9 @@ On scenes it never saw, a region is given a class the image does not show
 (as a region the click-free map gets wrong), and one click of that class
 goes inside it: most of the region must follow the click while the rest of
 the image stays as it was.
+
+Training the network takes minutes on two cores, so this behavioural test runs
+with the system tests (marked slow), not the core's unit tests.
 """
 import numpy as np
 import pytest
@@ -13,13 +16,15 @@ import pytest
 from dial.inference.predictors import TorchPredictor
 from dial.inference.tiling import predict_labels
 from dial.model.repository import ModelRepository
-from tests.support.synthetic import make_dataset, make_scene, scene_seed
 from dial.training.label_swaps import candidate_segments, clicks_inside
 from dial.training.trainer import TrainConfig, train
+from tests.support.synthetic import make_dataset, make_scene, scene_seed
 
 # Regions up to about half the cone's area (radius 25 px: 1963 px); larger
 # fields need more than one click, as they do from annotators.
 MAX_REGION_PX = 1000
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
