@@ -98,7 +98,7 @@ class RasterReader:
         window = info.window if window is None else Window(*window)
         if not window.inside(info.height, info.width):
             raise ValueError(f"window {tuple(window)} is not a non-empty window inside the "
-                             f"{info.height}x{info.width} raster")
+                             f"{info.height} × {info.width} (height × width) raster")
         image = self.read(*window)
         return WindowedImage(image, info.geo.for_window(window) if info.geo is not None else None, window)
 

@@ -88,7 +88,7 @@ class RasterView:
         self.window = base.window if window is None else Window(*window)
         if not self.window.inside(base.height, base.width):
             raise ValueError(f"window {tuple(self.window)} is not a non-empty window inside the "
-                             f"{base.height}x{base.width} raster")
+                             f"{base.height} × {base.width} (height × width) raster")
         self.mapping = mapping
         self.model_dtype = model_dtype or base.dtype
         self.info = replace(

@@ -242,8 +242,8 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
             reply.geo.CopyFrom(geo_to_proto(source.geo))
         if output is None:
             if quantised.nbytes > self.config.max_message_bytes - 4096:
-                raise invalid_argument([("output_uri", f"a {height}x{width} map does not fit in one message; "
-                                                       "set output_uri")])
+                raise invalid_argument([("output_uri", f"a {height} × {width} (height × width) map does not fit in "
+                                                       "one message; set output_uri")])
             reply.data = quantised.tobytes()
         else:
             with GeoTiffWriter(output, height=height, width=width, bands=1, dtype="uint8", geo=source.geo) as writer:

@@ -57,7 +57,7 @@ def area_window(request, info: RasterInfo, prefix: str = "header") -> Window:
     which = request.WhichOneof("area")
     if which is None:
         return info.window
-    size = f"{info.height}x{info.width}"
+    size = f"{info.height} × {info.width} (height × width)"
     if which == "window":
         window = window_from_proto(request.window)
         if not window.inside(info.height, info.width):
@@ -127,7 +127,7 @@ class Sources:
                 window = info.window
             else:
                 v.check(window.inside(info.height, info.width), window_field,
-                        f"must be a non-empty window inside the {info.height}x{info.width} raster")
+                        f"must be a non-empty window inside the {info.height} × {info.width} (height × width) raster")
             # The window is held in memory whole, so the in-memory limit applies.
             check_shape(v, field, window.height, window.width, info.bands, self.max_image_px)
             check_model_input(v, field, info.bands, info.dtype, manifest)

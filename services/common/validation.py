@@ -27,7 +27,7 @@ def check_shape(v: Violations, field: str, height: int, width: int, bands: int |
     if bands is not None:
         ok &= v.check(bands in (1, 3, 4), f"{field}.bands", f"must be 1, 3 or 4, got {bands}")
     if ok and height * width > max_px:
-        v.add(f"{field}", f"{height}x{width} pixels exceeds the limit of {max_px} per message; "
+        v.add(f"{field}", f"{height} × {width} pixels (height × width) exceeds the limit of {max_px} per message; "
                           "send a raster reference or a tile stream instead")
         ok = False
     return ok
@@ -109,7 +109,8 @@ def clicks_from_proto(clicks, field: str, height: int, width: int, manifest: Man
             v.add(path, "a click needs a pixel or a map location")
             continue
         inside = 0 <= row < height and 0 <= col < width
-        ok &= v.check(inside, f"{path}.{which}", f"({row}, {col}) is outside the {height}x{width} image")
+        ok &= v.check(inside, f"{path}.{which}",
+                      f"({row}, {col}) is outside the {height} × {width} (height × width) image")
         if ok:
             out.append(Click(int(row), int(col), int(click.class_id)))
     if own:

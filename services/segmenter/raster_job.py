@@ -113,7 +113,7 @@ def spool_tiles(header: segmenter_pb2.TiledRasterHeader, requests: Iterator, scr
                           "window size must match the tile image")
                 bad.check(window.row_off + window.height <= header.height
                           and window.col_off + window.width <= header.width, f"{field}.window",
-                          f"window lies outside the {header.height}x{header.width} raster")
+                          f"window lies outside the {header.height} × {header.width} (height × width) raster")
                 bad.raise_if_any()
                 earlier = coverage.add(index + 1, window.row_off, window.col_off, window.height, window.width)
                 if earlier is not None:

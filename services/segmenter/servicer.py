@@ -89,8 +89,9 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
         if reply > limit:
             what = f"labels and {n_classes} class probabilities" if probabilities else "labels"
             raise resource_exhausted(
-                f"the reply for a {height}x{width} image ({what}) would be {reply / MiB:.1f} MiB, above this "
-                f"server's {limit / MiB:.0f} MiB message limit; use PredictRaster (stream_tiles or output_uri) for "
+                f"the reply for a {height} × {width} (height × width) image ({what}) would be {reply / MiB:.1f} MiB, "
+                f"above this server's {limit / MiB:.0f} MiB message limit; use PredictRaster (stream_tiles or "
+                f"output_uri) for "
                 f"an image this large{', or leave return_probabilities off' if probabilities else ''}")
 
     def Predict(self, request: segmenter_pb2.PredictRequest, context) -> segmenter_pb2.PredictResponse:
