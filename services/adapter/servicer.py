@@ -1,6 +1,7 @@
 """``dial.v1.Adapter``: protobuf in, DISCA sessions, protobuf out."""
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -29,6 +30,8 @@ from dial_services.common.validation import clicks_from_proto, model_ref_from_pr
 
 # What ExportSessionVectors writes; GDAL picks the driver from the suffix (dial.imagery.vector.FORMATS).
 VECTOR_SUFFIXES = (".gpkg", ".geojson")
+# As for CreateQueueJob's request_id: room for a UUID (36) or a caller's own key.
+MAX_REQUEST_ID_CHARS = 128
 SERVICE_NAME = adapter_pb2.DESCRIPTOR.services_by_name["Adapter"].full_name
 VARIANT_NAMES = {adapter_pb2.ADAPTATION_VARIANT_FULL: "full", adapter_pb2.ADAPTATION_VARIANT_FAST: "fast"}
 VARIANT_PROTOS = {name: value for value, name in VARIANT_NAMES.items()}
@@ -56,6 +59,7 @@ def session_to_proto(live: LiveSession) -> adapter_pb2.Session:
         config=adapter_pb2.DiscaConfig(variant=VARIANT_PROTOS[s.variant], steps=s.steps,
                                        learning_rate=s.learning_rate, recall_weight=s.recall_weight,
                                        annotation_dropout=s.annotation_dropout),
+        request_id=record.extra.get("request_id", ""),
     )
     if record.geo is not None:
         proto.geo.CopyFrom(geo_to_proto(record.geo))
@@ -116,11 +120,26 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
         v = Violations()
         ref = model_ref_from_proto(request.model, "model", v)
         settings = self._settings(request.config, v)
+        v.check(len(request.request_id) <= MAX_REQUEST_ID_CHARS, "request_id",
+                f"at most {MAX_REQUEST_ID_CHARS} characters (a UUID is 36)")
         v.raise_if_any()
+        digest = ""
+        if request.request_id:
+            # The request as sent identifies a retry (the model's version as the caller named it, so a
+            # new latest version between tries does not make a retry look like another request).
+            unkeyed = adapter_pb2.CreateSessionRequest()
+            unkeyed.CopyFrom(request)
+            unkeyed.ClearField("request_id")
+            digest = hashlib.sha256(unkeyed.SerializeToString(deterministic=True)).hexdigest()
+            # A retry is answered before its image is read again.
+            earlier = self.sessions.created_for(caller, request.request_id, digest)
+            if earlier is not None:
+                return session_to_proto(LiveSession(earlier, adapter=None))
         _, manifest = self.sessions.base_model(ref.name, ref.version)
         # A window's session lives in the window's pixels: its (0, 0) is the window's top-left.
         source = self.sources.read(request, manifest)
-        live = self.sessions.create(caller, (manifest.name, manifest.version), source.image, settings, source.geo)
+        live = self.sessions.create(caller, (manifest.name, manifest.version), source.image, settings, source.geo,
+                                    request_id=request.request_id, request_digest=digest)
         return session_to_proto(live)
 
     def GetSession(self, request, context) -> adapter_pb2.Session:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from dial.adaptation.disca import DiscaAdapter, DiscaSettings
-from dial.errors import Damaged, store_refusal
+from dial.errors import AlreadyExists, Damaged, store_refusal
 from dial.imagery.georef import GeoReference
 from dial.model.manifest import Manifest
 from dial.model.repository import ModelRef, ModelRepository
@@ -37,6 +37,15 @@ from dial_services.common.errors import not_found, resource_exhausted
 from dial_services.common.session_record import SessionRecord, damaged_session, new_session_id
 
 log = logging.getLogger(__name__)
+
+
+class RequestConflict(AlreadyExists):
+    """A request id the caller already used, for a session created from another request."""
+
+    def __init__(self, request_id: str, session_id: str):
+        super().__init__(f"request_id {request_id!r} was already used for sessions/{session_id} with a "
+                         "different request; send a new request_id to create another session, or the same "
+                         "request to get that one")
 
 
 @dataclass
@@ -84,15 +93,33 @@ class SessionManager:
     def owned(self, caller: str) -> list[SessionRecord]:
         return [r for r in self.store.records() if r.owner == caller and not self.expired(r)]
 
+    def created_for(self, caller: str, request_id: str, request_digest: str) -> SessionRecord | None:
+        """The live session ``caller`` created with ``request_id``, if any (None for no id); RequestConflict
+        when it was created from another request (``request_digest`` identifies the request)."""
+        if not request_id:
+            return None
+        for record in self.owned(caller):
+            if record.extra.get("request_id") == request_id:
+                if record.extra.get("request_digest") != request_digest:
+                    raise RequestConflict(request_id, record.id)
+                return record
+        return None
+
     def create(self, caller: str, model: tuple[str, str | None], image: np.ndarray, settings: DiscaSettings,
-               geo: GeoReference | None) -> LiveSession:
+               geo: GeoReference | None, *, request_id: str = "", request_digest: str = "") -> LiveSession:
+        """A new session; with a ``request_id``, the one ``caller`` already made with it when there is one
+        (its adapter is then left unloaded)."""
         base, manifest = self.base_model(*model)
         self._check_room(caller)
         adapter = DiscaAdapter(base, manifest, settings)
         p0 = adapter.start(image)
         # Counting again and creating under one lock keeps parallel creates within the limit
-        # (within this process; replicas may overshoot it by their number).
-        with self._create_lock:
+        # (within this process; replicas may overshoot it by their number). A create with a request id
+        # also holds the store's request lock, so that retries reaching two replicas make one session.
+        with self._create_lock, (self.store.requests_locked() if request_id else contextlib.nullcontext()):
+            earlier = self.created_for(caller, request_id, request_digest)
+            if earlier is not None:
+                return LiveSession(earlier, adapter=None)
             self._check_room(caller)
             now = self.clock()
             record = SessionRecord(
@@ -101,6 +128,7 @@ class SessionManager:
                 # Resolved against the model's tuned defaults, so the session keeps them.
                 settings=adapter.settings.to_dict(),
                 create_time=now, update_time=now, geo=geo,
+                extra={"request_id": request_id, "request_digest": request_digest} if request_id else {},
             )
             self._write(lambda: self.store.create(record, image, p0))
         live = LiveSession(record, adapter)

@@ -16,6 +16,7 @@ and its owner is told it is damaged and may delete it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
 import shutil
@@ -30,6 +31,8 @@ from dial.files import fsync_dir
 from dial_services.common import durable
 from dial_services.common.session_record import META_FILE, SessionFiles, SessionRecord
 
+REQUESTS_LOCK = ".requests.lock"
+
 
 def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
@@ -41,6 +44,21 @@ class SessionStore(SessionFiles):
     def __init__(self, root: str | Path):
         super().__init__(root)
         self.root.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def requests_locked(self):
+        """Hold the store-wide lock under which creates with a request id look for an earlier session and
+        make theirs, so that two replicas given the same retried create make one session between them."""
+        try:
+            fd = durable.open_lock(self.root / REQUESTS_LOCK)
+        except FileNotFoundError:  # a read-only store without the file: no create can write anyway
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def touch(self, session_id: str) -> None:
         """Record a use of the session (its lock file's mtime), for idle expiry; not fsynced, as losing

@@ -3,10 +3,12 @@
 A :class:`Session` is a handle on a server-side resource: every method is
 one call, and the server checkpoints each change before it answers, so a
 session survives a server restart. Calls that change a session (clicks,
-undo, adapt) are never retried, so a retry cannot add a click twice.
+undo, adapt) are never retried, so a retry cannot add a click twice; a
+create is, as it carries a request id the server recognises on a retry.
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Optional, Union
@@ -50,6 +52,7 @@ class SessionInfo:
     update_time: datetime
     config: DiscaConfig
     geo: Optional[GeoReference]
+    request_id: str = ""
 
     @property
     def session_id(self) -> str:
@@ -71,6 +74,7 @@ class SessionInfo:
             config=DiscaConfig(_VARIANT_NAMES.get(c.variant, "unspecified"), c.steps, c.learning_rate,
                                c.recall_weight, c.annotation_dropout),
             geo=GeoReference.from_proto(proto.geo),
+            request_id=proto.request_id,
         )
 
 
@@ -193,45 +197,27 @@ class AdapterClient(ServiceClient):
         learning_rate: Optional[float] = None,
         recall_weight: Optional[float] = None,
         annotation_dropout: Optional[float] = None,
+        request_id: Optional[str] = None,
         timeout: Optional[float] = None,
     ) -> Session:
         """Start a session on an (H, W, B) array, or on a GeoTIFF the server reads (a path or URI).
 
         ``window`` = (row_off, col_off, height, width) takes only that part of
         a GeoTIFF. Unset adaptation settings take the server's defaults.
+
+        The create is idempotent: it carries ``request_id`` (a new UUID when None), which the client's own
+        retries send again, so a retried create returns the session the first try made. Pass your own to
+        retry across processes; the same id with another request is ``AlreadyExists``.
         """
-        config = adapter_pb2.DiscaConfig()
-        if variant is not None:
-            if variant not in VARIANTS:
-                raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-            config.variant = VARIANTS[variant]
-        for field, value in (("steps", steps), ("learning_rate", learning_rate), ("recall_weight", recall_weight),
-                             ("annotation_dropout", annotation_dropout)):
-            if value is not None:
-                setattr(config, field, value)
-        request = adapter_pb2.CreateSessionRequest(model=common_pb2.ModelRef(name=model, version=version or ""),
-                                                   config=config)
-        if isinstance(image, np.ndarray):
-            if window is not None:
-                raise ValueError("window applies to a server-side GeoTIFF; slice the array instead")
-            request.image.CopyFrom(image_to_proto(image, geo))
-        else:
-            if geo is not None:
-                raise ValueError("geo georeferences array sources; a GeoTIFF carries its own")
-            if window is None:
-                request.raster.uri = str(image)
-            else:
-                row_off, col_off, height, width = window
-                request.raster_window.raster.uri = str(image)
-                request.raster_window.window.CopyFrom(
-                    common_pb2.Window(row_off=row_off, col_off=col_off, height=height, width=width))
-        return Session(self, SessionInfo.from_proto(self._call("CreateSession", request, timeout,
-                                                               idempotent=False)))
+        request = create_session_request(image, model=model, version=version, geo=geo, window=window,
+                                         variant=variant, steps=steps, learning_rate=learning_rate,
+                                         recall_weight=recall_weight, annotation_dropout=annotation_dropout,
+                                         request_id=request_id)
+        return Session(self, SessionInfo.from_proto(self._call("CreateSession", request, timeout)))
 
     def get_session(self, session: str, *, timeout: Optional[float] = None) -> Session:
         """A handle on an existing session, by id or by name ("sessions/{id}")."""
-        name = session if session.startswith("sessions/") else f"sessions/{session}"
-        proto = self._call("GetSession", adapter_pb2.GetSessionRequest(name=name), timeout)
+        proto = self._call("GetSession", adapter_pb2.GetSessionRequest(name=session_name(session)), timeout)
         return Session(self, SessionInfo.from_proto(proto))
 
     def list_sessions(self, *, page_size: int = 0, timeout: Optional[float] = None) -> list[SessionInfo]:
@@ -245,3 +231,52 @@ class AdapterClient(ServiceClient):
             token = response.next_page_token
             if not token:
                 return found
+
+
+def session_name(session: str) -> str:
+    """A session's resource name from its id or its name."""
+    return session if session.startswith("sessions/") else f"sessions/{session}"
+
+
+def create_session_request(
+    image: Union[np.ndarray, str],
+    *,
+    model: str,
+    version: Optional[str],
+    geo: Optional[GeoReference],
+    window: Optional[tuple[int, int, int, int]],
+    variant: Optional[str],
+    steps: Optional[int],
+    learning_rate: Optional[float],
+    recall_weight: Optional[float],
+    annotation_dropout: Optional[float],
+    request_id: Optional[str],
+) -> adapter_pb2.CreateSessionRequest:
+    """The CreateSession request for :meth:`AdapterClient.create_session`'s arguments (the asyncio client's too)."""
+    config = adapter_pb2.DiscaConfig()
+    if variant is not None:
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+        config.variant = VARIANTS[variant]
+    for field, value in (("steps", steps), ("learning_rate", learning_rate), ("recall_weight", recall_weight),
+                         ("annotation_dropout", annotation_dropout)):
+        if value is not None:
+            setattr(config, field, value)
+    request = adapter_pb2.CreateSessionRequest(model=common_pb2.ModelRef(name=model, version=version or ""),
+                                               config=config)
+    if isinstance(image, np.ndarray):
+        if window is not None:
+            raise ValueError("window applies to a server-side GeoTIFF; slice the array instead")
+        request.image.CopyFrom(image_to_proto(image, geo))
+    else:
+        if geo is not None:
+            raise ValueError("geo georeferences array sources; a GeoTIFF carries its own")
+        if window is None:
+            request.raster.uri = str(image)
+        else:
+            row_off, col_off, height, width = window
+            request.raster_window.raster.uri = str(image)
+            request.raster_window.window.CopyFrom(
+                common_pb2.Window(row_off=row_off, col_off=col_off, height=height, width=width))
+    request.request_id = uuid.uuid4().hex if request_id is None else request_id
+    return request

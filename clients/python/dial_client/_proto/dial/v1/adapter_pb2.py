@@ -28,45 +28,45 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64ial/v1/adapter.proto\x12\x07\x64ial.v1\x1a\x14\x64ial/v1/common.proto\x1a\x17\x64ial/v1/segmenter.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xec\x01\n\x0b\x44iscaConfig\x12+\n\x07variant\x18\x01 \x01(\x0e\x32\x1a.dial.v1.AdaptationVariant\x12\x12\n\x05steps\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x1a\n\rrecall_weight\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x1f\n\x12\x61nnotation_dropout\x18\x05 \x01(\x01H\x03\x88\x01\x01\x42\x08\n\x06_stepsB\x10\n\x0e_learning_rateB\x10\n\x0e_recall_weightB\x15\n\x13_annotation_dropout\"\xca\x02\n\x07Session\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x05model\x18\x02 \x01(\x0b\x32\x11.dial.v1.ModelRef\x12\x14\n\x0cimage_height\x18\x03 \x01(\r\x12\x13\n\x0bimage_width\x18\x04 \x01(\r\x12\"\n\x03geo\x18\x05 \x01(\x0b\x32\x15.dial.v1.GeoReference\x12\x1e\n\x06\x63licks\x18\x06 \x03(\x0b\x32\x0e.dial.v1.Click\x12\x18\n\x10\x61\x64\x61ptation_count\x18\x07 \x01(\r\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x06\x63onfig\x18\n \x01(\x0b\x32\x14.dial.v1.DiscaConfig\"\xe5\x01\n\x14\x43reateSessionRequest\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.dial.v1.ModelRef\x12\x1f\n\x05image\x18\x02 \x01(\x0b\x32\x0e.dial.v1.ImageH\x00\x12*\n\x06raster\x18\x03 \x01(\x0b\x32\x18.dial.v1.RasterReferenceH\x00\x12.\n\rraster_window\x18\x04 \x01(\x0b\x32\x15.dial.v1.RasterWindowH\x00\x12$\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x14.dial.v1.DiscaConfigB\x08\n\x06source\"!\n\x11GetSessionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x13ListSessionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"S\n\x14ListSessionsResponse\x12\"\n\x08sessions\x18\x01 \x03(\x0b\x32\x10.dial.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x14\x44\x65leteSessionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x10\x41\x64\x64\x43licksRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x06\x63licks\x18\x02 \x03(\x0b\x32\x0e.dial.v1.Click\" \n\x10UndoClickRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x0c\x41\x64\x61ptRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\x05steps\x18\x02 \x01(\rH\x00\x88\x01\x01\x42\x08\n\x06_steps\"N\n\rAdaptResponse\x12!\n\x07session\x18\x01 \x01(\x0b\x32\x10.dial.v1.Session\x12\x1a\n\x12\x61\x64\x61ptation_seconds\x18\x02 \x01(\x01\"C\n\x15PredictSessionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1c\n\x14return_probabilities\x18\x02 \x01(\x08\"K\n\x19\x45xportSessionModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x05model\x18\x02 \x01(\x0b\x32\x11.dial.v1.ModelRef\"d\n\x1b\x45xportSessionVectorsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\noutput_uri\x18\x02 \x01(\t\x12\x10\n\x08simplify\x18\x03 \x01(\x01\x12\x11\n\toverwrite\x18\x04 \x01(\x08\"c\n\x1c\x45xportSessionVectorsResponse\x12\x12\n\noutput_uri\x18\x01 \x01(\t\x12\x15\n\rfeature_count\x18\x02 \x01(\x04\x12\x18\n\x10\x61\x64\x61ptation_count\x18\x03 \x01(\r*q\n\x11\x41\x64\x61ptationVariant\x12\"\n\x1e\x41\x44\x41PTATION_VARIANT_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41\x44\x41PTATION_VARIANT_FULL\x10\x01\x12\x1b\n\x17\x41\x44\x41PTATION_VARIANT_FAST\x10\x02\x32\xc3\x05\n\x07\x41\x64\x61pter\x12@\n\rCreateSession\x12\x1d.dial.v1.CreateSessionRequest\x1a\x10.dial.v1.Session\x12:\n\nGetSession\x12\x1a.dial.v1.GetSessionRequest\x1a\x10.dial.v1.Session\x12K\n\x0cListSessions\x12\x1c.dial.v1.ListSessionsRequest\x1a\x1d.dial.v1.ListSessionsResponse\x12\x46\n\rDeleteSession\x12\x1d.dial.v1.DeleteSessionRequest\x1a\x16.google.protobuf.Empty\x12\x38\n\tAddClicks\x12\x19.dial.v1.AddClicksRequest\x1a\x10.dial.v1.Session\x12\x38\n\tUndoClick\x12\x19.dial.v1.UndoClickRequest\x1a\x10.dial.v1.Session\x12\x36\n\x05\x41\x64\x61pt\x12\x15.dial.v1.AdaptRequest\x1a\x16.dial.v1.AdaptResponse\x12J\n\x0ePredictSession\x12\x1e.dial.v1.PredictSessionRequest\x1a\x18.dial.v1.PredictResponse\x12H\n\x12\x45xportSessionModel\x12\".dial.v1.ExportSessionModelRequest\x1a\x0e.dial.v1.Model\x12\x63\n\x14\x45xportSessionVectors\x12$.dial.v1.ExportSessionVectorsRequest\x1a%.dial.v1.ExportSessionVectorsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64ial/v1/adapter.proto\x12\x07\x64ial.v1\x1a\x14\x64ial/v1/common.proto\x1a\x17\x64ial/v1/segmenter.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xec\x01\n\x0b\x44iscaConfig\x12+\n\x07variant\x18\x01 \x01(\x0e\x32\x1a.dial.v1.AdaptationVariant\x12\x12\n\x05steps\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x1a\n\rrecall_weight\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x1f\n\x12\x61nnotation_dropout\x18\x05 \x01(\x01H\x03\x88\x01\x01\x42\x08\n\x06_stepsB\x10\n\x0e_learning_rateB\x10\n\x0e_recall_weightB\x15\n\x13_annotation_dropout\"\xde\x02\n\x07Session\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x05model\x18\x02 \x01(\x0b\x32\x11.dial.v1.ModelRef\x12\x14\n\x0cimage_height\x18\x03 \x01(\r\x12\x13\n\x0bimage_width\x18\x04 \x01(\r\x12\"\n\x03geo\x18\x05 \x01(\x0b\x32\x15.dial.v1.GeoReference\x12\x1e\n\x06\x63licks\x18\x06 \x03(\x0b\x32\x0e.dial.v1.Click\x12\x18\n\x10\x61\x64\x61ptation_count\x18\x07 \x01(\r\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x06\x63onfig\x18\n \x01(\x0b\x32\x14.dial.v1.DiscaConfig\x12\x12\n\nrequest_id\x18\x0b \x01(\t\"\xf9\x01\n\x14\x43reateSessionRequest\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.dial.v1.ModelRef\x12\x1f\n\x05image\x18\x02 \x01(\x0b\x32\x0e.dial.v1.ImageH\x00\x12*\n\x06raster\x18\x03 \x01(\x0b\x32\x18.dial.v1.RasterReferenceH\x00\x12.\n\rraster_window\x18\x04 \x01(\x0b\x32\x15.dial.v1.RasterWindowH\x00\x12$\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x14.dial.v1.DiscaConfig\x12\x12\n\nrequest_id\x18\x06 \x01(\tB\x08\n\x06source\"!\n\x11GetSessionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x13ListSessionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"S\n\x14ListSessionsResponse\x12\"\n\x08sessions\x18\x01 \x03(\x0b\x32\x10.dial.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x14\x44\x65leteSessionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x10\x41\x64\x64\x43licksRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x06\x63licks\x18\x02 \x03(\x0b\x32\x0e.dial.v1.Click\" \n\x10UndoClickRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x0c\x41\x64\x61ptRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\x05steps\x18\x02 \x01(\rH\x00\x88\x01\x01\x42\x08\n\x06_steps\"N\n\rAdaptResponse\x12!\n\x07session\x18\x01 \x01(\x0b\x32\x10.dial.v1.Session\x12\x1a\n\x12\x61\x64\x61ptation_seconds\x18\x02 \x01(\x01\"C\n\x15PredictSessionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1c\n\x14return_probabilities\x18\x02 \x01(\x08\"K\n\x19\x45xportSessionModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x05model\x18\x02 \x01(\x0b\x32\x11.dial.v1.ModelRef\"d\n\x1b\x45xportSessionVectorsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\noutput_uri\x18\x02 \x01(\t\x12\x10\n\x08simplify\x18\x03 \x01(\x01\x12\x11\n\toverwrite\x18\x04 \x01(\x08\"c\n\x1c\x45xportSessionVectorsResponse\x12\x12\n\noutput_uri\x18\x01 \x01(\t\x12\x15\n\rfeature_count\x18\x02 \x01(\x04\x12\x18\n\x10\x61\x64\x61ptation_count\x18\x03 \x01(\r*q\n\x11\x41\x64\x61ptationVariant\x12\"\n\x1e\x41\x44\x41PTATION_VARIANT_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41\x44\x41PTATION_VARIANT_FULL\x10\x01\x12\x1b\n\x17\x41\x44\x41PTATION_VARIANT_FAST\x10\x02\x32\xc3\x05\n\x07\x41\x64\x61pter\x12@\n\rCreateSession\x12\x1d.dial.v1.CreateSessionRequest\x1a\x10.dial.v1.Session\x12:\n\nGetSession\x12\x1a.dial.v1.GetSessionRequest\x1a\x10.dial.v1.Session\x12K\n\x0cListSessions\x12\x1c.dial.v1.ListSessionsRequest\x1a\x1d.dial.v1.ListSessionsResponse\x12\x46\n\rDeleteSession\x12\x1d.dial.v1.DeleteSessionRequest\x1a\x16.google.protobuf.Empty\x12\x38\n\tAddClicks\x12\x19.dial.v1.AddClicksRequest\x1a\x10.dial.v1.Session\x12\x38\n\tUndoClick\x12\x19.dial.v1.UndoClickRequest\x1a\x10.dial.v1.Session\x12\x36\n\x05\x41\x64\x61pt\x12\x15.dial.v1.AdaptRequest\x1a\x16.dial.v1.AdaptResponse\x12J\n\x0ePredictSession\x12\x1e.dial.v1.PredictSessionRequest\x1a\x18.dial.v1.PredictResponse\x12H\n\x12\x45xportSessionModel\x12\".dial.v1.ExportSessionModelRequest\x1a\x0e.dial.v1.Model\x12\x63\n\x14\x45xportSessionVectors\x12$.dial.v1.ExportSessionVectorsRequest\x1a%.dial.v1.ExportSessionVectorsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dial.v1.adapter_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ADAPTATIONVARIANT']._serialized_start=1756
-  _globals['_ADAPTATIONVARIANT']._serialized_end=1869
+  _globals['_ADAPTATIONVARIANT']._serialized_start=1796
+  _globals['_ADAPTATIONVARIANT']._serialized_end=1909
   _globals['_DISCACONFIG']._serialized_start=144
   _globals['_DISCACONFIG']._serialized_end=380
   _globals['_SESSION']._serialized_start=383
-  _globals['_SESSION']._serialized_end=713
-  _globals['_CREATESESSIONREQUEST']._serialized_start=716
-  _globals['_CREATESESSIONREQUEST']._serialized_end=945
-  _globals['_GETSESSIONREQUEST']._serialized_start=947
-  _globals['_GETSESSIONREQUEST']._serialized_end=980
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=982
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=1042
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1044
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1127
-  _globals['_DELETESESSIONREQUEST']._serialized_start=1129
-  _globals['_DELETESESSIONREQUEST']._serialized_end=1165
-  _globals['_ADDCLICKSREQUEST']._serialized_start=1167
-  _globals['_ADDCLICKSREQUEST']._serialized_end=1231
-  _globals['_UNDOCLICKREQUEST']._serialized_start=1233
-  _globals['_UNDOCLICKREQUEST']._serialized_end=1265
-  _globals['_ADAPTREQUEST']._serialized_start=1267
-  _globals['_ADAPTREQUEST']._serialized_end=1325
-  _globals['_ADAPTRESPONSE']._serialized_start=1327
-  _globals['_ADAPTRESPONSE']._serialized_end=1405
-  _globals['_PREDICTSESSIONREQUEST']._serialized_start=1407
-  _globals['_PREDICTSESSIONREQUEST']._serialized_end=1474
-  _globals['_EXPORTSESSIONMODELREQUEST']._serialized_start=1476
-  _globals['_EXPORTSESSIONMODELREQUEST']._serialized_end=1551
-  _globals['_EXPORTSESSIONVECTORSREQUEST']._serialized_start=1553
-  _globals['_EXPORTSESSIONVECTORSREQUEST']._serialized_end=1653
-  _globals['_EXPORTSESSIONVECTORSRESPONSE']._serialized_start=1655
-  _globals['_EXPORTSESSIONVECTORSRESPONSE']._serialized_end=1754
-  _globals['_ADAPTER']._serialized_start=1872
-  _globals['_ADAPTER']._serialized_end=2579
+  _globals['_SESSION']._serialized_end=733
+  _globals['_CREATESESSIONREQUEST']._serialized_start=736
+  _globals['_CREATESESSIONREQUEST']._serialized_end=985
+  _globals['_GETSESSIONREQUEST']._serialized_start=987
+  _globals['_GETSESSIONREQUEST']._serialized_end=1020
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=1022
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=1082
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1084
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1167
+  _globals['_DELETESESSIONREQUEST']._serialized_start=1169
+  _globals['_DELETESESSIONREQUEST']._serialized_end=1205
+  _globals['_ADDCLICKSREQUEST']._serialized_start=1207
+  _globals['_ADDCLICKSREQUEST']._serialized_end=1271
+  _globals['_UNDOCLICKREQUEST']._serialized_start=1273
+  _globals['_UNDOCLICKREQUEST']._serialized_end=1305
+  _globals['_ADAPTREQUEST']._serialized_start=1307
+  _globals['_ADAPTREQUEST']._serialized_end=1365
+  _globals['_ADAPTRESPONSE']._serialized_start=1367
+  _globals['_ADAPTRESPONSE']._serialized_end=1445
+  _globals['_PREDICTSESSIONREQUEST']._serialized_start=1447
+  _globals['_PREDICTSESSIONREQUEST']._serialized_end=1514
+  _globals['_EXPORTSESSIONMODELREQUEST']._serialized_start=1516
+  _globals['_EXPORTSESSIONMODELREQUEST']._serialized_end=1591
+  _globals['_EXPORTSESSIONVECTORSREQUEST']._serialized_start=1593
+  _globals['_EXPORTSESSIONVECTORSREQUEST']._serialized_end=1693
+  _globals['_EXPORTSESSIONVECTORSRESPONSE']._serialized_start=1695
+  _globals['_EXPORTSESSIONVECTORSRESPONSE']._serialized_end=1794
+  _globals['_ADAPTER']._serialized_start=1912
+  _globals['_ADAPTER']._serialized_end=2619
 # @@protoc_insertion_point(module_scope)

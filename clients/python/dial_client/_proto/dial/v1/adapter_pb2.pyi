@@ -37,7 +37,7 @@ class DiscaConfig(_message.Message):
     def __init__(self, variant: _Optional[_Union[AdaptationVariant, str]] = ..., steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., recall_weight: _Optional[float] = ..., annotation_dropout: _Optional[float] = ...) -> None: ...
 
 class Session(_message.Message):
-    __slots__ = ("name", "model", "image_height", "image_width", "geo", "clicks", "adaptation_count", "create_time", "update_time", "config")
+    __slots__ = ("name", "model", "image_height", "image_width", "geo", "clicks", "adaptation_count", "create_time", "update_time", "config", "request_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class Session(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: _common_pb2.ModelRef
     image_height: int
@@ -58,21 +59,24 @@ class Session(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     config: DiscaConfig
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., geo: _Optional[_Union[_common_pb2.GeoReference, _Mapping]] = ..., clicks: _Optional[_Iterable[_Union[_common_pb2.Click, _Mapping]]] = ..., adaptation_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., config: _Optional[_Union[DiscaConfig, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., geo: _Optional[_Union[_common_pb2.GeoReference, _Mapping]] = ..., clicks: _Optional[_Iterable[_Union[_common_pb2.Click, _Mapping]]] = ..., adaptation_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., config: _Optional[_Union[DiscaConfig, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
-    __slots__ = ("model", "image", "raster", "raster_window", "config")
+    __slots__ = ("model", "image", "raster", "raster_window", "config", "request_id")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     RASTER_FIELD_NUMBER: _ClassVar[int]
     RASTER_WINDOW_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     model: _common_pb2.ModelRef
     image: _common_pb2.Image
     raster: _common_pb2.RasterReference
     raster_window: _common_pb2.RasterWindow
     config: DiscaConfig
-    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., raster: _Optional[_Union[_common_pb2.RasterReference, _Mapping]] = ..., raster_window: _Optional[_Union[_common_pb2.RasterWindow, _Mapping]] = ..., config: _Optional[_Union[DiscaConfig, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., raster: _Optional[_Union[_common_pb2.RasterReference, _Mapping]] = ..., raster_window: _Optional[_Union[_common_pb2.RasterWindow, _Mapping]] = ..., config: _Optional[_Union[DiscaConfig, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetSessionRequest(_message.Message):
     __slots__ = ("name",)

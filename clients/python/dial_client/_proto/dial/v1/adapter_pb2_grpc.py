@@ -106,7 +106,8 @@ class AdapterServicer:
 
     def CreateSession(self, request, context):
         """Starts a session on an image. The session starts with no clicks and an
-        unadapted copy of the model.
+        unadapted copy of the model. With a request_id it is idempotent: a
+        retried create returns the session the first attempt made.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
