@@ -148,6 +148,15 @@ class JobStore(RecordStore):
         with contextlib.suppress(OSError):
             (self.root / "live" / job_id).unlink()
 
+    def remove_leftovers(self, older_than: float) -> int:
+        """As ``RecordStore.remove_leftovers``, and in each job's ``rasters/`` too."""
+        removed = super().remove_leftovers(older_than)
+        for job_id in self.ids():
+            rasters = self.folder(job_id) / "rasters"
+            if rasters.is_dir():
+                removed += durable.remove_leftovers(rasters, older_than)
+        return removed
+
     def probe_writable(self) -> None:
         durable.probe_writable(self.root)
 

@@ -196,7 +196,7 @@ class JobManager:
             return None
         return record
 
-    def list(self, owner: str, page_size: int, after: tuple[float, str] | None = None
+    def list_jobs(self, owner: str, page_size: int, after: tuple[float, str] | None = None
              ) -> tuple[list[JobRecord], tuple[float, str] | None]:
         """``owner``'s jobs, newest first, from after ``after`` (a (create_time, id) a previous page ended
         on), and where the next page starts (None on the last). Damaged and expired jobs are left out."""

@@ -13,9 +13,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from dial.acquisition import STRATEGIES, AcquisitionModel, get_strategy
 from dial.acquisition.ranking import DEFAULT_HINT_QUANTILE, RankedPatch, iter_ranked_patches
 from dial.adaptation.disca import DiscaSettings, adapted_network
-from dial.errors import Damaged, Unavailable, store_refusal
+from dial.errors import AlreadyExists, Damaged, Unavailable, store_refusal
 from dial.imagery.georef import GeoReference, Window
-from dial.imagery.raster import GeoTiffWriter, WindowedImage
+from dial.imagery.outputs import CogWriter
+from dial.imagery.raster import WindowedImage
 from dial.inference.predictors import OnnxPredictor
 from dial.model.repository import ModelRef, ModelRepository
 from dial_client.wire import acquisition_pb2, acquisition_pb2_grpc, common_pb2, quantise_scores
@@ -142,7 +143,8 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         ended = metrics.counter("dial_acquisition_queue_jobs_finished", "queue jobs this replica ended, by state",
                                 ["state"])
         taken_over = metrics.counter("dial_acquisition_queue_jobs_taken_over",
-                                     "queue jobs this replica took over from a replica whose lease lapsed")
+                                     "rasters of queue jobs this replica took over from a replica whose lease "
+                                     "lapsed")
         try:
             store = JobStore(config.job_store)
         except OSError as error:
@@ -160,7 +162,7 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
                       "queue jobs moved aside because their record cannot be read; their owners get DATA_LOSS"
                       ).set_function(store.quarantined_count)
         self.sessions = SessionReader(config.session_store, config.session_ttl_seconds)
-        self.policy = UriPolicy(config.raster_roots, config.raster_schemes)
+        self.policy = UriPolicy.of(config)
         # Ranking holds one map of the source in memory, so the in-memory limit applies to rasters too.
         self.sources = Sources(self.policy, config.max_image_px)
         self.strategy_seconds = metrics.histogram(
@@ -224,7 +226,8 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         check_strategy(v, request.strategy, "strategy")
         v.raise_if_any()
         output = self.policy.writable(request.output_uri, "output_uri", inputs=[
-            request.raster.uri, request.raster_window.raster.uri]) if request.output_uri else None
+            request.raster.uri, request.raster_window.raster.uri], overwrite=request.overwrite
+        ) if request.output_uri else None
         if request.WhichOneof("source") == "session":
             model, source, clicks = self._session_source(request, context)
         else:
@@ -246,8 +249,14 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
                                                        "one message; set output_uri")])
             reply.data = quantised.tobytes()
         else:
-            with GeoTiffWriter(output, height=height, width=width, bands=1, dtype="uint8", geo=source.geo) as writer:
-                writer.write(quantised, 0, 0)
+            # The file says how its bytes decode, so a GIS shows the uncertainty itself, not 0..255.
+            try:
+                with CogWriter(output, height=height, width=width, geo=source.geo, resampling="average",
+                               scale_offset=((high - low) / 255.0, low), overwrite=request.overwrite) as writer:
+                    writer.write(quantised, 0, 0)
+            except FileExistsError:
+                raise AlreadyExists(f"output_uri {request.output_uri} appeared while the map was computed; set "
+                                    "overwrite to replace it, or choose another name") from None
             reply.output_uri = request.output_uri
         return reply
 
@@ -290,7 +299,7 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
             if not is_job_id(job_id):
                 raise page_token_error()
         size = min(request.page_size or self.config.default_page_size, self.config.max_page_size)
-        jobs, next_after = self.jobs.list(caller_identity(context), size, after)
+        jobs, next_after = self.jobs.list_jobs(caller_identity(context), size, after)
         return acquisition_pb2.ListQueueJobsResponse(
             jobs=[job_to_proto(job) for job in jobs],
             next_page_token="" if next_after is None else f"{next_after[0]!r}/{next_after[1]}")

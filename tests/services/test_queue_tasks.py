@@ -183,7 +183,7 @@ def test_a_request_id_gives_the_same_job_back_and_refuses_another_spec(managers,
     restarted = JobManager(JobStore(tmp_path / "jobs"), lambda spec: None)
     assert restarted.create("alice", b"spec", ["r"], budget=0, request_id="req-1",
                             request_digest="d1").id == first.id
-    assert len([r for r in restarted.list("alice", 100)[0]]) == 1
+    assert len([r for r in restarted.list_jobs("alice", 100)[0]]) == 1
 
 
 def test_listing_a_callers_jobs_is_newest_first_paged_and_theirs_alone(managers):
@@ -194,9 +194,22 @@ def test_listing_a_callers_jobs_is_newest_first_paged_and_theirs_alone(managers)
         clock[0] += 1
         made.append(a.create("alice", b"spec", [f"r{i}"], budget=0).id)
     a.create("bob", b"spec", ["b"], budget=0)
-    first, after = a.list("alice", 2)
-    second, after2 = a.list("alice", 2, after)
-    third, end = a.list("alice", 2, after2)
+    first, after = a.list_jobs("alice", 2)
+    second, after2 = a.list_jobs("alice", 2, after)
+    third, end = a.list_jobs("alice", 2, after2)
     assert [r.id for r in first + second + third] == made[::-1] and end is None
-    assert [r.owner for r in a.list("bob", 10)[0]] == ["bob"]
-    assert a.list("carol", 10) == ([], None)
+    assert [r.owner for r in a.list_jobs("bob", 10)[0]] == ["bob"]
+    assert a.list_jobs("carol", 10) == ([], None)
+
+
+def test_a_killed_write_of_a_rasters_result_is_cleared_at_start_once_old(managers, tmp_path):
+    import os
+
+    a = managers(lambda uri, stop: (two_patches(uri), GEO))
+    job = wait_state(a, a.create("alice", b"spec", ["r"], budget=0).id, {"SUCCEEDED"})
+    stale = a.store.folder(job.id) / "rasters" / ".0.json.0badf00d.tmp"
+    stale.write_bytes(b"half a raster")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    managers(lambda uri, stop: (two_patches(uri), GEO))
+    assert not stale.exists() and (a.store.folder(job.id) / "rasters" / "0.json").exists()
