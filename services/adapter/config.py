@@ -1,6 +1,7 @@
 """The Adapter's configuration: where sessions live, how long, how many, and adaptation defaults."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -34,6 +35,17 @@ class AdapterConfig(SessionStoreConfig):
     max_crops: int = Field(4, ge=1, description="training crops per step: the latest click's and a draw "
                            "among the others")
     sweep_seconds: float = Field(60.0, gt=0, description="how often expired sessions are removed from the store")
+    export_repo: Path | None = Field(
+        None, description="writable model repository ExportSessionModel saves to, for a read-only model "
+                          "repository; its versions are served once copied into the model repository; unset: "
+                          "exports go to the model repository")
+
+    @field_validator("export_repo")
+    @classmethod
+    def _export_repo_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"export repository {value} is not a folder")
+        return value
 
     @field_validator("crop_px")
     @classmethod

@@ -10,16 +10,18 @@ from google.protobuf import empty_pb2, timestamp_pb2
 
 from dial.adaptation.disca import DiscaSettings
 from dial.clicks import Click
-from dial.errors import AlreadyExists, refusal_kind
+from dial.errors import AlreadyExists, StoreReadOnly, Unusable, refusal_kind
 from dial.imagery.vector import VectorError, vectorize
 from dial.inference.classwise import class_argmax
 from dial.model.manifest import Manifest
+from dial.model.repository import ModelRepository
 from dial_client.wire import (
     adapter_pb2, adapter_pb2_grpc, class_map_to_proto, common_pb2, probabilities_to_proto, segmenter_pb2,
 )
 from dial_services.adapter.config import MAX_LEARNING_RATE, MAX_RECALL_WEIGHT, MAX_STEPS_PER_CALL, AdapterConfig
 from dial_services.adapter.sessions import LiveSession, SessionManager
 from dial_services.common.auth import caller_identity
+from dial_services.common.config import named
 from dial_services.common.convert import geo_to_proto, model_to_proto
 from dial_services.common.errors import Violations, failed_precondition, invalid_argument
 from dial_services.common.metrics import ServiceMetrics
@@ -70,12 +72,20 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
     def __init__(self, config: AdapterConfig, sessions: SessionManager, metrics: ServiceMetrics):
         self.config = config
         self.sessions = sessions
-        self.sources = Sources(UriPolicy(config.raster_roots, config.raster_schemes), config.max_image_px)
+        # Exports go to a repository of their own when the served one is read-only (a shared volume the
+        # release process writes); they are served once an operator copies them over.
+        self.exports = ModelRepository(config.export_repo) if config.export_repo else sessions.repo
+        self.sources = Sources(UriPolicy.of(config), config.max_image_px)
         self.adaptation_seconds = metrics.histogram("dial_adaptation_duration_seconds",
                                                     "wall-clock time of one Adapt call", ["variant"])
         metrics.gauge("dial_adapter_sessions_quarantined",
                       "sessions moved aside because their files cannot be read; their owners get DATA_LOSS"
                       ).set_function(sessions.store.quarantined_count)
+
+    def _served(self, name: str, version: str) -> bool:
+        """Whether the model repository (not the export repository) has ``name:version``."""
+        # A folder, usable or not: copying the export over it would fail (versions are immutable).
+        return (self.sessions.repo.root / name / version).exists()
 
     # -- requests -> core --------------------------------------------------
     def _settings(self, proto: adapter_pb2.DiscaConfig, v: Violations) -> DiscaSettings | None:
@@ -230,15 +240,23 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
             manifest = Manifest.from_dict({**base.to_dict(), "name": request.model.name,
                                            "version": request.model.version, "weights_sha256": "",
                                            "training": training})
+            if self.exports is not self.sessions.repo and self._served(request.model.name, request.model.version):
+                raise AlreadyExists(f"model {request.model.name}:{request.model.version} already exists; versions "
+                                    "are immutable")
             try:
                 # Marked as an export: pinned requests reach it, but "latest" of this name
                 # stays the operator's choice (see ModelRepository.promote).
-                saved = self.sessions.repo.save(live.adapter.model, manifest, exported_by={
+                saved = self.exports.save(live.adapter.model, manifest, exported_by={
                     "caller": caller, "session": f"sessions/{record.id}"})
             except OSError as error:
                 kind = refusal_kind(error)
                 if kind is None:
                     raise
+                if kind is StoreReadOnly:
+                    # Not UNAVAILABLE: a read-only repository stays so, and a client would retry in vain.
+                    raise Unusable("this server's model repository is read-only, so it cannot take exports; "
+                                   f"its operator can give it a writable one with {named('export_repo')} "
+                                   "(see 'Exported models' in deploy/OPERATIONS.md)") from None
                 # strerror, not str(error): the latter names the server's path.
                 raise kind("the model repository cannot take the export: " + os.strerror(error.errno)) from None
             return model_to_proto(saved, "", ready=False)

@@ -170,7 +170,10 @@ class AdapterServicer:
         model version, which the Segmenter then serves to requests that pin that
         version. It never becomes the latest version of its name (what requests
         with an empty version get) until an operator promotes it, so one
-        caller's export cannot change what other callers are served.
+        caller's export cannot change what other callers are served. A server
+        whose model repository is read-only saves exports to a repository of its
+        own (export_repo), and they are served once an operator copies them into
+        the model repository; without one, FAILED_PRECONDITION.
         ALREADY_EXISTS when that name and version are taken.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
