@@ -33,10 +33,13 @@ def fsync_dir(path: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     """A temporary path beside ``path`` for a writer that takes a file name (``torch.save``, an ONNX export,
     a GeoTIFF writer). When the block ends, what was written there is synced and renamed onto ``path``; when
-    it raises, it is removed and ``path`` stays as it was."""
+    it raises, it is removed and ``path`` stays as it was.
+
+    ``overwrite=False`` publishes with a hard link instead of a rename, which fails with FileExistsError
+    when ``path`` exists, even one created by another writer while this one ran."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -46,7 +49,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+            tmp.unlink()
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window as RasterioWindow
@@ -88,6 +89,22 @@ class RasterReader:
                                    path=self._path) from None
         return np.ascontiguousarray(np.moveaxis(data, 0, -1))
 
+    @property
+    def masked(self) -> bool:
+        """Whether some pixels may hold no data: the raster declares a nodata value, a mask or an alpha band."""
+        return any(MaskFlags.all_valid not in flags for flags in self._ds.mask_flag_enums)
+
+    def valid(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
+        """``(H, W)`` bool, True where a pixel holds data: GDAL's dataset mask, which a nodata value, an
+        internal mask or an alpha band makes, a pixel being nodata only when it is so in every band."""
+        try:
+            with gdal_env():
+                mask = self._ds.dataset_mask(window=RasterioWindow(col_off, row_off, width, height))
+        except RasterioError:
+            raise ImageFormatError("the raster's pixels cannot be read (damaged or truncated?)",
+                                   path=self._path) from None
+        return mask > 0
+
     def read_window(self, window: tuple[int, int, int, int] | None = None) -> WindowedImage:
         """The pixels of ``window`` (default: the whole raster) with their own georeference.
 
@@ -121,11 +138,12 @@ class GeoTiffWriter:
     """
 
     def __init__(self, path: str | Path, *, height: int, width: int, bands: int, dtype: str,
-                 geo: GeoReference | None, block_px: int = 256, colormap: dict | None = None):
+                 geo: GeoReference | None, block_px: int = 256, colormap: dict | None = None,
+                 nodata: float | None = None, scale_offset: tuple[float, float] | None = None):
         profile = {
             "driver": "GTiff", "height": height, "width": width, "count": bands, "dtype": dtype,
             "tiled": True, "blockxsize": block_px, "blockysize": block_px, "compress": "deflate",
-            "zlevel": 1,
+            "zlevel": 1, "nodata": nodata,
         }
         if geo is not None:
             if geo.crs:
@@ -136,6 +154,9 @@ class GeoTiffWriter:
             self._ds = rasterio.open(path, "w", **profile)
         if colormap and bands == 1:
             self._ds.write_colormap(1, colormap)
+        if scale_offset is not None:
+            # Declared in the file (GDAL_METADATA), so that a GIS decodes value = offset + scale * byte.
+            self._ds.scales, self._ds.offsets = (scale_offset[0],) * bands, (scale_offset[1],) * bands
 
     def write(self, array: np.ndarray, row_off: int, col_off: int) -> None:
         """Write ``(H, W)`` or ``(H, W, B)`` at the given offset."""

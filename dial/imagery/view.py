@@ -101,6 +101,14 @@ class RasterView:
         pixels = self.reader.read(self.window.row_off + row_off, self.window.col_off + col_off, height, width)
         return pixels if self.mapping.is_identity else self.mapping.apply(pixels, self.model_dtype)
 
+    @property
+    def masked(self) -> bool:
+        return self.reader.masked
+
+    def valid(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
+        """The reader's nodata mask of a window of the view (True where there is data)."""
+        return self.reader.valid(self.window.row_off + row_off, self.window.col_off + col_off, height, width)
+
     def close(self) -> None:
         self.reader.close()
 

@@ -106,3 +106,10 @@ def margin_from_logits(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     out /= total
     np.subtract(np.float32(1.0), out, out=out)
     return out, labels
+
+
+def confidence_from_logits(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(confidence, labels)``: the softmax's largest probability, ``1 / sum(exp(z - max z))``, and the argmax."""
+    labels, best = argmax_and_max(logits)
+    total, _ = _exp_sums(logits, best, weighted=False)
+    return np.reciprocal(total, out=total), labels

@@ -114,6 +114,8 @@ def iter_blended_rows(
     tile_outputs: Callable[[np.ndarray], np.ndarray] | None = None,
     channels: int | None = None,
     reduce_rows: Callable[[np.ndarray], Any] | None = None,
+    skip_tile: Callable[[int, int, int, int], bool] | None = None,
+    on_skipped: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, int, Any]]:
     """Yield ``(row_start, row_stop, block)`` top to bottom.
 
@@ -129,6 +131,12 @@ def iter_blended_rows(
     ``reduce_rows`` turns each block into what is yielded instead (it may
     overwrite the block). It runs on the blending thread, in the gaps the
     model leaves, rather than on the caller's thread between model runs.
+
+    ``skip_tile(row, col, height, width)``, when it says True (a tile with
+    no data), leaves that tile out: the model never sees it and it adds
+    nothing to the blend, so pixels no other tile covers come out as zero
+    logits (the caller masks them). ``on_skipped(n)`` is told how many tiles
+    of each batch were left out, just before ``on_tile`` counts the batch.
     """
     if output not in ("probabilities", "logits", "labels"):
         raise ValueError(f"unknown output {output!r}")
@@ -146,7 +154,9 @@ def iter_blended_rows(
 
     padded_h, padded_w = -(-th // STRIDE_MULTIPLE) * STRIDE_MULTIPLE, -(-tw // STRIDE_MULTIPLE) * STRIDE_MULTIPLE
 
-    def prepare(r0: int, batch_cols: list[int]) -> np.ndarray:
+    def prepare(r0: int, batch_cols: list[int]) -> tuple[np.ndarray, list[int]]:
+        if skip_tile is not None:
+            batch_cols = [c0 for c0 in batch_cols if not skip_tile(r0, c0, th, tw)]
         batch = np.empty((len(batch_cols), manifest.in_channels, padded_h, padded_w), dtype=np.float32)
         for slot, c0 in zip(batch, batch_cols):
             near = clicks_in_window(clicks, (r0, c0, th, tw), radius)
@@ -156,7 +166,7 @@ def iter_blended_rows(
             else:
                 slot[...] = pad_to_multiple(network_input(tile, near, manifest, origin=(r0, c0),
                                                           annotations=annotations))
-        return batch
+        return batch, batch_cols
 
     # Three stages overlap, each on its own thread: reading and encoding the
     # next batch, the model on this one, and blending the previous one into
@@ -192,7 +202,8 @@ def iter_blended_rows(
         if output == "labels":
             block = class_argmax(acc[:, :n])
         else:
-            block = acc[:, :n] / wsum[None, :n]
+            # A pixel only skipped tiles cover has no weight: it gets zero logits, not 0 / 0.
+            block = acc[:, :n] / (wsum[None, :n] if skip_tile is None else np.maximum(wsum[None, :n], 1e-12))
             if output == "probabilities":
                 block = softmax(block, axis=0)
         if reduce_rows is not None:
@@ -222,12 +233,15 @@ def iter_blended_rows(
         for i, r0 in enumerate(rows):
             for b in range(0, len(cols), batch_size):
                 batch_cols = cols[b : b + batch_size]
-                batch = pending.result()
+                batch, kept = pending.result()
                 if next_batch < len(batches):
                     pending = prefetch.submit(prepare, *batches[next_batch])
                     next_batch += 1
-                logits = run(batch)[:, :, :th, :tw]
-                queued.append(blender.submit(blend, logits, batch_cols))
+                if kept:
+                    logits = run(batch)[:, :, :th, :tw]
+                    queued.append(blender.submit(blend, logits, kept))
+                if on_skipped is not None and len(kept) < len(batch_cols):
+                    on_skipped(len(batch_cols) - len(kept))
                 done += len(batch_cols)
                 if on_tile is not None:
                     on_tile(done, total)
