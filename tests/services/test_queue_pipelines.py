@@ -118,3 +118,37 @@ def test_a_running_job_pages_its_finished_rasters_and_cancel_says_cancelling(ser
         assert cancelled.state == "CANCELLED" and cancelled.rasters_done < len(rasters)
         with pytest.raises(FailedPrecondition):
             client.queue_page(job)
+
+
+def strategy_runs(running) -> int:
+    """How many strategy maps this server computed: one per raster it ranked."""
+    text = running.metrics.exposition().decode()
+    found = re.search(r'^dial_acquisition_strategy_seconds_count\{strategy="entropy"\} (\S+)$', text, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
+def test_two_servers_on_one_store_share_a_big_job_and_one_leaving_costs_only_its_raster(tiny_repo, raster_root):
+    paths = [write_raster(raster_root / f"r{i}.tif", scene(256, seed=i)) for i in range(4)]
+    store = raster_root.parent / "shared-jobs"
+    a, b = (start_acquisition(tiny_repo, raster_root, store) for _ in range(2))
+    try:
+        with client_of(a) as client:
+            shared = wait_finished(client, client.submit_queue(paths * 6, model="tiny", patch_size=64).name)
+            assert (shared.state, shared.rasters_done) == ("SUCCEEDED", 24)
+            runs = strategy_runs(a), strategy_runs(b)
+            assert runs[0] > 0 and runs[1] > 0 and sum(runs) == 24, runs  # both worked, no raster twice
+            job = client.submit_queue(paths * 6, model="tiny", patch_size=64)
+            deadline = time.monotonic() + 60
+            while client.job(job.name).rasters_done < 4:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        a.stop(0)  # a rolling update: a hands back the rasters it was ranking
+        with client_of(b) as client:
+            done = wait_finished(client, job.name)
+            assert (done.state, done.rasters_done) == ("SUCCEEDED", 24)
+            assert {q.raster_uri for page in client.queue(done, page_size=100) for q in page} == set(paths)
+        # Rasters finished before the stop were not ranked again: at most a's one raster in progress was.
+        assert 24 <= strategy_runs(a) + strategy_runs(b) - sum(runs) <= 25
+    finally:
+        a.stop(0)
+        b.stop(0)
