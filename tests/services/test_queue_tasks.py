@@ -213,3 +213,24 @@ def test_a_killed_write_of_a_rasters_result_is_cleared_at_start_once_old(manager
     os.utime(stale, (old, old))
     managers(lambda uri, stop: (two_patches(uri), GEO))
     assert not stale.exists() and (a.store.folder(job.id) / "rasters" / "0.json").exists()
+
+
+def test_a_job_stored_before_rasters_were_tasks_is_read_and_finished(managers, tmp_path):
+    import json
+
+    from dial_services.acquisition.job_store import JobRecord
+
+    store = JobStore(tmp_path / "jobs")
+    now = time.time()
+    store.create(JobRecord("00000000000000e1", "alice", b"spec", ("r", "rr"), 0, now, now, state="RUNNING"))
+    path = store.folder("00000000000000e1") / "job.json"
+    old = json.loads(path.read_text())
+    for new_field in ("claims", "next_index", "failures", "request_id", "request_digest"):
+        del old[new_field]
+    # One lease for the whole job, its progress only in the memory of a replica that died.
+    path.write_text(json.dumps(old | {"rasters_done": 1, "holder": "gone", "lease_until": now - 1}))
+    read = store.read("00000000000000e1")
+    assert (read.state, read.claims, read.rasters_done, read.next_index) == ("RUNNING", (), 0, 0)
+    a = managers(lambda uri, stop: (two_patches(uri), GEO))
+    done = wait_state(a, read.id, {"SUCCEEDED"})
+    assert done.rasters_done == 2 and len(a.page(done, 10, 0)[0]) == 4
