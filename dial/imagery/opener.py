@@ -19,12 +19,23 @@ So every open here:
 
 Reads must run in the same environment (``gdal_env()``), because GDAL reads
 some of those settings lazily and rasterio keeps them per thread.
+
+The one exception is opt-in: a policy's ``remote_prefixes`` (none by
+default) name GDAL network paths an operator trusts, such as
+``/vsicurl/https://data.example.org/cogs/`` or ``/vsis3/bucket/imagery/``. A
+remote name must start with one of them and hold no ``..``, no second
+``/vsi`` and no control character; it is opened as a GeoTIFF only, in an
+environment that lets GDAL fetch that one URL and nothing else
+(``CPL_VSIL_CURL_ALLOWED_FILENAME``), and reads of the open file go on
+through its handle, so the default environment's refusal still holds for
+every other name.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import re
 import stat
 import warnings
 from dataclasses import dataclass
@@ -83,17 +94,42 @@ class ImageRefused(ImageFormatError):
 class OpenPolicy:
     """Which image formats an open may use, and which sources it may read.
 
-    Only local regular files are sources today. An opt-in list of remote
-    prefixes, if operators ever need one, belongs here and nowhere else: every
-    open in DIAL goes through :func:`open_image` with a policy.
+    Sources are local regular files, plus GeoTIFFs under the opt-in
+    ``remote_prefixes`` (GDAL network paths; see :func:`remote_prefix_problem`).
+    They belong here and nowhere else: every open in DIAL goes through
+    :func:`open_image` with a policy.
     """
 
     drivers: tuple[str, ...]
+    remote_prefixes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.drivers) - set(SIGNATURES)
         if unknown or not self.drivers:
             raise ValueError(f"drivers must be some of {sorted(SIGNATURES)}, got {list(self.drivers)}")
+        for prefix in self.remote_prefixes:
+            problem = remote_prefix_problem(prefix)
+            if problem:
+                raise ValueError(f"remote prefix {prefix!r}: {problem}")
+
+    def is_remote(self, path: str | Path) -> bool:
+        return os.fspath(path).startswith("/vsi")
+
+    def remote_source(self, name: str) -> str:
+        """``name`` itself when it is a remote raster this policy allows; ImageRefused says why not."""
+        if not self.remote_prefixes:
+            raise ImageRefused("only local files are read, not GDAL virtual file systems or URLs (no remote "
+                               "prefixes are allowed here)")
+        if "GTiff" not in self.drivers:
+            raise ImageRefused(f"remote files are read as GeoTIFF only, and only {self.formats} is allowed here")
+        if _UNSAFE.search(name) or "/vsi" in name[4:] or ".." in name.split("/"):
+            raise ImageRefused("a remote name may hold no '..', no second /vsi prefix, no '%2e', backslash, "
+                               "whitespace or control character")
+        if not any(name.startswith(p) and len(name) > len(p) for p in self.remote_prefixes):
+            raise ImageRefused(f"not under an allowed remote prefix ({', '.join(self.remote_prefixes)})")
+        if name.endswith("/"):
+            raise ImageRefused("names a folder, not a file")
+        return name
 
     @property
     def formats(self) -> str:
@@ -103,13 +139,19 @@ class OpenPolicy:
     def source(self, path: str | Path) -> str:
         """The name to hand GDAL: an absolute local path, never a GDAL virtual path or URL."""
         name = os.fspath(path)
-        if name.startswith("/vsi") or "://" in name:
+        if self.is_remote(name):
+            return self.remote_source(name)
+        if "://" in name:
             raise ImageRefused("only local files are read, not GDAL virtual file systems or URLs", path=path)
         return os.path.abspath(name)
 
     def driver_for(self, path: str | Path) -> str:
         """The allowed driver that matches the file's first bytes; refuses anything else."""
         name = self.source(path)
+        if self.is_remote(name):
+            # Its first bytes are not read here (that would be a second fetch): GDAL is told to try the
+            # GeoTIFF driver alone, which refuses anything else.
+            return "GTiff"
         try:
             # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
             fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
@@ -131,28 +173,66 @@ class OpenPolicy:
             "other files or URLs (such as VRT): convert it first, e.g. with gdal_translate -of GTiff", path=path)
 
 
+# GDAL's network file systems a remote prefix may use, and what must follow them.
+REMOTE_FILESYSTEMS = ("/vsicurl/", "/vsis3/", "/vsigs/", "/vsiaz/", "/vsiadls/")
+_UNSAFE = re.compile(r"[\x00-\x20\x7f\\]|%2e", re.IGNORECASE)
+
+
+def remote_prefix_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot be an allowed remote prefix; None when it can.
+
+    A prefix ends with ``/``, so ``/vsicurl/https://data.example.org/`` does
+    not also allow ``https://data.example.org.evil.net/``; a ``/vsicurl/``
+    one names an http(s) host, never ``file://`` or another curl scheme.
+    """
+    if not prefix.startswith(REMOTE_FILESYSTEMS):
+        return f"must start with one of GDAL's network file systems {', '.join(REMOTE_FILESYSTEMS)}"
+    if not prefix.endswith("/"):
+        return "must end with '/', so that it matches whole folder or host names only"
+    if _UNSAFE.search(prefix) or ".." in prefix.split("/") or "/vsi" in prefix[4:]:
+        return "must hold no '..', second /vsi prefix, '%2e', backslash, whitespace or control character"
+    rest = prefix.removeprefix("/vsicurl/")
+    if rest != prefix:
+        scheme, _, after = rest.partition("://")
+        if scheme not in ("http", "https") or not after.split("/")[0]:
+            return "a /vsicurl/ prefix must go on with http:// or https:// and a host, e.g. " \
+                   "/vsicurl/https://data.example.org/"
+    elif len(prefix.split("/")) < 4 or not prefix.split("/")[2]:
+        return "must name a bucket or container after the file system, e.g. /vsis3/bucket/"
+    return None
+
+
 GEOTIFF = OpenPolicy(("GTiff",))
 IMAGES = OpenPolicy(("GTiff", "PNG", "JPEG"))
 
 
-def gdal_env():
-    """The GDAL environment every open and read of an image runs in."""
-    return rasterio.Env(**GDAL_ENV)
+def gdal_env(remote: str | None = None):
+    """The GDAL environment every open and read of an image runs in; ``remote`` is the one network name the
+    open of a remote raster may fetch."""
+    if remote is None:
+        return rasterio.Env(**GDAL_ENV)
+    # A slow or silent host fails the call within a minute instead of holding its thread.
+    return rasterio.Env(**{**GDAL_ENV, "CPL_VSIL_CURL_ALLOWED_FILENAME": remote, "GDAL_HTTP_TIMEOUT": "60",
+                           "GDAL_HTTP_CONNECTTIMEOUT": "10"})
 
 
 def open_image(path: str | Path, policy: OpenPolicy = GEOTIFF):
     """Open an image for reading under ``policy``; the caller closes it and reads inside :func:`gdal_env`."""
     driver = policy.driver_for(path)
     name = policy.source(path)
-    with gdal_env(), warnings.catch_warnings():
+    remote = policy.is_remote(name)
+    with gdal_env(name if remote else None), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
             dataset = rasterio.open(name, driver=driver)
-        except RasterioError:
+        except RasterioError as error:
+            if remote:  # the URL is the caller's own; GDAL's reason (HTTP 404, no credentials) helps them
+                raise ImageFormatError(f"the remote file cannot be opened as {FORMAT_NAMES[driver]} ({error})",
+                                       path=path) from None
             # GDAL's message names the server's path; the reason is all a user needs.
             raise ImageFormatError(f"the file cannot be read as {FORMAT_NAMES[driver]} (damaged or truncated?)",
                                    path=path) from None
-        others = [f for f in dataset.files if os.path.abspath(f) != name]
+        others = [f for f in dataset.files if (f if remote else os.path.abspath(f)) != name]
         if others:
             dataset.close()
             raise ImageRefused(f"the {FORMAT_NAMES[driver]} refers to {len(others)} other file(s); DIAL reads "

@@ -19,6 +19,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from dial.imagery.opener import remote_prefix_problem
 from dial.model import DEFAULT_REPOSITORY
 
 MiB = 1024 * 1024
@@ -64,6 +65,10 @@ class ServerConfig(BaseSettings):
         (), description=f"folders rasters may be read from and written to, separated by '{os.pathsep}'")
     raster_schemes: tuple[str, ...] = Field(("file",), description="URI schemes a raster may be named by, "
                                                                    "separated by ','")
+    # Off by default: issue 8 closed every network path; this is the deliberate one, prefix by prefix.
+    raster_remote_prefixes: tuple[str, ...] = Field(
+        (), description="GDAL network paths rasters may also be read from (never written to), separated by ',', "
+                        "each ending in '/', e.g. /vsicurl/https://data.example.org/cogs/ or /vsis3/bucket/imagery/")
     max_image_px: ImagePixels = 8192 * 8192
     max_raster_px: int = Field(40000 * 40000, ge=1, description="largest height*width of a raster named by URI")
     max_clicks: ClickCount = 10000
@@ -123,11 +128,20 @@ class ServerConfig(BaseSettings):
             return tuple(p for p in value.split(os.pathsep) if p)
         return value
 
-    @field_validator("raster_schemes", mode="before")
+    @field_validator("raster_schemes", "raster_remote_prefixes", mode="before")
     @classmethod
     def _split_schemes(cls, value):
         if isinstance(value, str):
             return tuple(s.strip() for s in value.split(",") if s.strip())
+        return value
+
+    @field_validator("raster_remote_prefixes")
+    @classmethod
+    def _remote_prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for prefix in value:
+            problem = remote_prefix_problem(prefix)
+            if problem:
+                raise ValueError(f"{prefix!r} {problem}")
         return value
 
 

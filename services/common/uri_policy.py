@@ -2,7 +2,9 @@
 
 A URI names a file under one of the configured roots, given as a plain path
 or a ``file://`` URI. Every other scheme (http, s3, gs, GDAL's /vsi
-prefixes) is refused, and paths are resolved (``..`` and symlinks) before the
+prefixes) is refused, except GDAL network names under the remote prefixes an
+operator allows (``raster_remote_prefixes``, none by default; read only, see
+``dial.imagery.opener``), and paths are resolved (``..`` and symlinks) before the
 root check, so no request can make the server read arbitrary files or URLs.
 A readable raster must also be a regular file that starts like a GeoTIFF, and
 it is opened through the core's guarded opener, so a file inside a root
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 from urllib.parse import unquote, urlparse
@@ -28,10 +31,16 @@ MAX_PATH_BYTES = 4096
 
 class UriPolicy:
     def __init__(self, roots: tuple[Path, ...] | list[Path], schemes: tuple[str, ...] = ("file",),
-                 open_policy: OpenPolicy = GEOTIFF):
+                 open_policy: OpenPolicy = GEOTIFF, remote_prefixes: tuple[str, ...] = ()):
         self.roots = tuple(Path(r).resolve() for r in roots)
         self.schemes = tuple(s.lower() for s in schemes)
-        self.open_policy = open_policy
+        # Remote rasters are read only, and only under these prefixes: outputs stay under the roots.
+        self.open_policy = replace(open_policy, remote_prefixes=tuple(remote_prefixes))
+
+    @classmethod
+    def of(cls, config) -> "UriPolicy":
+        """The policy a server's settings (``ServerConfig``) declare."""
+        return cls(config.raster_roots, config.raster_schemes, remote_prefixes=config.raster_remote_prefixes)
 
     def _path(self, uri: str, field_path: str) -> Path:
         if not uri:
@@ -66,8 +75,14 @@ class UriPolicy:
         if not any(path == root or path.is_relative_to(root) for root in self.roots):
             raise permission_denied(f"{field_path}: path is outside the allowed raster roots")
 
-    def readable(self, uri: str, field_path: str = "uri") -> Path:
-        """The checked path of a raster to read: inside a root, a regular file, and of an allowed format."""
+    def readable(self, uri: str, field_path: str = "uri") -> Path | str:
+        """The checked path of a raster to read: inside a root, a regular file, and of an allowed format; or
+        the GDAL network name of a remote raster under an allowed remote prefix."""
+        if uri.startswith("/vsi") and "\x00" not in uri and len(uri) <= MAX_PATH_BYTES:
+            try:
+                return self.open_policy.remote_source(uri)
+            except ImageFormatError as error:
+                raise permission_denied(f"{field_path}: {error.reason}") from None
         path = self._path(uri, field_path)
         self._check_root(path, field_path)
         found = _stat(path, field_path)
@@ -90,6 +105,8 @@ class UriPolicy:
         try:
             return _FieldRaster(path, self.open_policy, field_path)
         except ImageFormatError as error:
+            if isinstance(path, str) and ("404" in error.reason or "does not exist" in error.reason):
+                raise not_found(f"{field_path}: no remote raster there ({error.reason})") from None
             raise invalid_argument([(field_path, error.reason)]) from None
         except FileNotFoundError:  # removed since the check
             raise not_found(f"{field_path}: no raster at that path") from None

@@ -52,7 +52,7 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
     def __init__(self, config: SegmenterConfig, registry: ModelRegistry, metrics: ServiceMetrics):
         self.config = config
         self.registry = registry
-        self.policy = UriPolicy(config.raster_roots, config.raster_schemes)
+        self.policy = UriPolicy.of(config)
         self.sources = Sources(self.policy, config.max_image_px)
         self.tiles = metrics.counter("dial_tiles_processed", "tiles run through a model", ["model", "version"])
         self.budget = MemoryBudget(config.max_inflight_bytes)

@@ -184,3 +184,103 @@ def test_the_single_band_11_bit_spacenet_geotiff_end_to_end(spacenet_segmenter, 
         labels = ds.read(1)
     np.testing.assert_array_equal(labels, expected)
     assert len(np.unique(labels)) > 1  # the model saw an image, not a constant
+
+
+@pytest.fixture()
+def remote_rasters(tmp_path):
+    """A COG served over loopback HTTP (with byte ranges, as GDAL reads COGs) in an allowed and an other folder."""
+    from tests.support.http_ranges import serving
+
+    served = tmp_path / "served"
+    image = make_scene(96, 128, seed=13).image
+    for folder in ("allowed", "other"):
+        (served / folder).mkdir(parents=True)
+        with rasterio.open(served / folder / "scene.tif", "w", driver="COG", height=96, width=128, count=3,
+                           dtype="uint8", crs="EPSG:32633", transform=from_origin(*ORIGIN, PIXEL_M, PIXEL_M),
+                           blocksize=64) as ds:
+            ds.write(np.moveaxis(image, -1, 0))
+    with serving(served) as server:
+        yield f"/vsicurl/http://127.0.0.1:{server.server_address[1]}", server, image
+
+
+@pytest.fixture()
+def remote_segmenter(tiny_repo, raster_root, remote_rasters):
+    from dial_services.segmenter.config import SegmenterConfig
+    from dial_services.segmenter.main import start
+
+    base, _, _ = remote_rasters
+    config = SegmenterConfig(host="127.0.0.1", port=0, model_repo=tiny_repo, raster_roots=(raster_root,),
+                             raster_remote_prefixes=f"{base}/allowed/,/vsis3/dial-test-bucket/imagery/",
+                             max_queue_delay_ms=1.0)
+    running = start(config)
+    yield f"127.0.0.1:{running.port}"
+    running.stop(0)
+
+
+def test_a_remote_cog_under_an_allowed_prefix_is_read_through_gdal(remote_segmenter, remote_rasters, raster_root):
+    from dial_client.errors import NotFound
+
+    base, server, image = remote_rasters
+    out = raster_root / "remote.tif"
+    with SegmenterClient(remote_segmenter) as client:
+        remote = client.predict_raster(f"{base}/allowed/scene.tif", model="tiny", output_uri=str(out),
+                                       window=(16, 0, 64, 128))
+        local = client.predict_raster(image[16:80].copy(), model="tiny").labels
+        with pytest.raises(NotFound):
+            client.predict_raster(f"{base}/allowed/absent.tif", model="tiny")
+    with rasterio.open(out) as ds:
+        np.testing.assert_array_equal(ds.read(1), local)
+        assert ds.crs.to_string() == "EPSG:32633"
+    assert remote.window == (16, 0, 64, 128)
+    assert server.requests and all(path.startswith("/allowed/") for path in server.requests)
+
+
+@pytest.mark.parametrize("name", [
+    "{base}/other/scene.tif",  # another folder of the same host
+    "{base}/allowed/../other/scene.tif",  # climbing out of the prefix
+    "{base}/allowed/%2e%2e/other/scene.tif",  # the same, percent-encoded for the HTTP server to undo
+    "/vsizip/{base}/allowed/scene.zip/scene.tif",  # a chain that starts with another file system
+    "/vsicurl/{base}/allowed/scene.tif",  # a second /vsi prefix
+    "{base_host}.evil.example/allowed/scene.tif",  # a host whose name starts like the allowed one
+    "/vsis3/dial-test-bucket/other/scene.tif",
+    "/vsigs/dial-test-bucket/imagery/scene.tif",
+])
+def test_remote_names_outside_the_allowed_prefixes_are_denied_unfetched(remote_segmenter, remote_rasters, name):
+    from dial_client.errors import PermissionDenied
+
+    base, server, _ = remote_rasters
+    with SegmenterClient(remote_segmenter) as client:
+        with pytest.raises(PermissionDenied):
+            client.predict_raster(name.format(base=base, base_host=base.rsplit(":", 1)[0]), model="tiny")
+    assert server.requests == []
+
+
+def test_remote_reads_are_off_by_default_and_never_write(segmenter, remote_segmenter, remote_rasters, raster_root):
+    from dial_client.errors import DialError, PermissionDenied
+
+    base, server, _ = remote_rasters
+    address, _ = segmenter
+    with SegmenterClient(address) as client, pytest.raises(PermissionDenied) as default:
+        client.predict_raster(f"{base}/allowed/scene.tif", model="tiny")
+    assert "no remote prefixes are allowed" in str(default.value)
+    assert server.requests == []
+    with SegmenterClient(remote_segmenter) as client:
+        with pytest.raises(PermissionDenied):
+            client.predict_raster(str(raster_root / "absent.tif"), model="tiny",
+                                  output_uri="/vsis3/dial-test-bucket/imagery/out.tif")
+        # /vsis3/ is matched by prefix alone; with no credentials (and no network here) GDAL then refuses it
+        # with its own reason, a client error, not a server failure.
+        with pytest.raises(DialError) as s3:
+            client.predict_raster("/vsis3/dial-test-bucket/imagery/scene.tif", model="tiny")
+    assert s3.value.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+
+
+@pytest.mark.parametrize("prefix", ["/vsicurl/https://data.example.org", "/vsicurl/file:///etc/",
+                                    "/vsizip//vsicurl/https://data.example.org/", "/vsis3/", "https://x.org/",
+                                    "/vsicurl/https://data.example.org/../"])
+def test_unsafe_remote_prefixes_stop_start_up(tiny_repo, prefix):
+    from dial_services.common.config import ConfigError, load_config
+    from dial_services.segmenter.config import SegmenterConfig
+
+    with pytest.raises(ConfigError, match="raster_remote_prefixes"):
+        load_config(SegmenterConfig, {"model_repo": tiny_repo, "raster_remote_prefixes": prefix})
