@@ -161,7 +161,7 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
                       "queue jobs moved aside because their record cannot be read; their owners get DATA_LOSS"
                       ).set_function(store.quarantined_count)
         self.sessions = SessionReader(config.session_store, config.session_ttl_seconds)
-        self.policy = UriPolicy(config.raster_roots, config.raster_schemes)
+        self.policy = UriPolicy.of(config)
         # Ranking holds one map of the source in memory, so the in-memory limit applies to rasters too.
         self.sources = Sources(self.policy, config.max_image_px)
         self.strategy_seconds = metrics.histogram(
