@@ -85,6 +85,10 @@ class AdaptResult:
     session: SessionInfo
     adaptation_seconds: float
 
+    @classmethod
+    def from_proto(cls, proto: adapter_pb2.AdaptResponse) -> "AdaptResult":
+        return cls(SessionInfo.from_proto(proto.session), proto.adaptation_seconds)
+
 
 @dataclass(frozen=True)
 class VectorExport:
@@ -95,11 +99,15 @@ class VectorExport:
     feature_count: int
     adaptation_count: int
 
+    @classmethod
+    def from_proto(cls, proto: adapter_pb2.ExportSessionVectorsResponse) -> "VectorExport":
+        return cls(proto.output_uri, proto.feature_count, proto.adaptation_count)
 
-class Session:
-    """One adaptation session; ``info`` is the last snapshot the server returned."""
 
-    def __init__(self, client: "AdapterClient", info: SessionInfo):
+class SessionHandle:
+    """What a session handle of either client holds: its client and the last snapshot the server returned."""
+
+    def __init__(self, client, info: SessionInfo):
         self._client = client
         self.info = info
 
@@ -111,6 +119,12 @@ class Session:
     def session_id(self) -> str:
         return self.info.session_id
 
+
+class Session(SessionHandle):
+    """One adaptation session; ``info`` is the last snapshot the server returned."""
+
+    _client: "AdapterClient"
+
     def _keep(self, proto: adapter_pb2.Session) -> SessionInfo:
         self.info = SessionInfo.from_proto(proto)
         return self.info
@@ -120,7 +134,7 @@ class Session:
         return self._keep(self._client._call("GetSession", request, timeout))
 
     def add_clicks(self, clicks: Iterable[AnyClick], *, timeout: Optional[float] = None) -> SessionInfo:
-        request = adapter_pb2.AddClicksRequest(name=self.name, clicks=[c.to_proto() for c in clicks])
+        request = add_clicks_request(self.name, clicks)
         return self._keep(self._client._call("AddClicks", request, timeout, idempotent=False))
 
     def undo(self, *, timeout: Optional[float] = None) -> SessionInfo:
@@ -129,11 +143,10 @@ class Session:
         return self._keep(self._client._call("UndoClick", request, timeout, idempotent=False))
 
     def adapt(self, steps: Optional[int] = None, *, timeout: Optional[float] = None) -> AdaptResult:
-        request = adapter_pb2.AdaptRequest(name=self.name)
-        if steps is not None:
-            request.steps = steps
-        response = self._client._call("Adapt", request, timeout, idempotent=False)
-        return AdaptResult(self._keep(response.session), response.adaptation_seconds)
+        result = AdaptResult.from_proto(self._client._call("Adapt", adapt_request(self.name, steps), timeout,
+                                                           idempotent=False))
+        self.info = result.session
+        return result
 
     def predict(self, *, return_probabilities: bool = False, timeout: Optional[float] = None) -> PredictResult:
         request = adapter_pb2.PredictSessionRequest(name=self.name, return_probabilities=return_probabilities)
@@ -141,19 +154,16 @@ class Session:
 
     def export(self, name: str, version: str = "1", *, timeout: Optional[float] = None) -> ModelInfo:
         """Save the adapted model as ``name:version`` in the server's model repository."""
-        request = adapter_pb2.ExportSessionModelRequest(
-            name=self.name, model=common_pb2.ModelRef(name=name, version=str(version)))
+        request = export_request(self.name, name, version)
         return ModelInfo.from_proto(self._client._call("ExportSessionModel", request, timeout, idempotent=False))
 
     def export_vectors(self, output_uri: str, *, simplify: float = 0.0, overwrite: bool = False,
                        timeout: Optional[float] = None) -> VectorExport:
         """Have the server write the session's current class map as polygons with class ids and names: a
         ``.gpkg`` (the image's CRS) or ``.geojson`` (WGS 84) under its raster roots."""
-        request = adapter_pb2.ExportSessionVectorsRequest(name=self.name, output_uri=str(output_uri),
-                                                          simplify=simplify, overwrite=overwrite)
+        request = export_vectors_request(self.name, output_uri, simplify, overwrite)
         # Not retried: a retry of a write that landed would meet its own file (ALREADY_EXISTS).
-        reply = self._client._call("ExportSessionVectors", request, timeout, idempotent=False)
-        return VectorExport(reply.output_uri, reply.feature_count, reply.adaptation_count)
+        return VectorExport.from_proto(self._client._call("ExportSessionVectors", request, timeout, idempotent=False))
 
     def delete(self, *, timeout: Optional[float] = None) -> None:
         self._client._call("DeleteSession", adapter_pb2.DeleteSessionRequest(name=self.name), timeout)
@@ -231,6 +241,28 @@ class AdapterClient(ServiceClient):
             token = response.next_page_token
             if not token:
                 return found
+
+
+# The requests both clients send (this one and ``dial_client.aio``'s), built in one place.
+def add_clicks_request(name: str, clicks: Iterable[AnyClick]) -> adapter_pb2.AddClicksRequest:
+    return adapter_pb2.AddClicksRequest(name=name, clicks=[c.to_proto() for c in clicks])
+
+
+def adapt_request(name: str, steps: Optional[int]) -> adapter_pb2.AdaptRequest:
+    request = adapter_pb2.AdaptRequest(name=name)
+    if steps is not None:
+        request.steps = steps
+    return request
+
+
+def export_request(name: str, model: str, version: str) -> adapter_pb2.ExportSessionModelRequest:
+    return adapter_pb2.ExportSessionModelRequest(name=name, model=common_pb2.ModelRef(name=model, version=str(version)))
+
+
+def export_vectors_request(name: str, output_uri: str, simplify: float,
+                           overwrite: bool) -> adapter_pb2.ExportSessionVectorsRequest:
+    return adapter_pb2.ExportSessionVectorsRequest(name=name, output_uri=str(output_uri), simplify=simplify,
+                                                   overwrite=overwrite)
 
 
 def session_name(session: str) -> str:

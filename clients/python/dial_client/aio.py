@@ -1,5 +1,5 @@
-"""The asyncio clients: ``dial_client.aio.SegmenterClient`` and ``AcquisitionClient`` offer the blocking
-clients' surfaces as coroutines.
+"""The asyncio clients: ``dial_client.aio.SegmenterClient``, ``AdapterClient`` and ``AcquisitionClient`` offer
+the blocking clients' surfaces as coroutines.
 
 Built on ``grpc.aio``; requests, replies, errors, metadata, wait-for-ready
 and the retry policy are those of the blocking client (the same functions
@@ -22,6 +22,9 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from . import acquisition as _acquisition
+from . import adapter as _adapter
+from .adapter import AdaptResult, SessionInfo, VectorExport, add_clicks_request, adapt_request, \
+    create_session_request, export_request, export_vectors_request, session_name
 from .acquisition import (Patch, QueueJob, QueuedPatch, RankSource, UncertaintyMap, WindowLike, queue_job_request,
                           queued_patches, rank_request, uncertainty_map_request)
 from .clicks import AnyClick
@@ -39,9 +42,10 @@ from .transport import (
     call_metadata,
     channel_options,
 )
-from .wire import acquisition_pb2, acquisition_pb2_grpc, segmenter_pb2, segmenter_pb2_grpc
+from .wire import acquisition_pb2, acquisition_pb2_grpc, adapter_pb2, adapter_pb2_grpc, segmenter_pb2, \
+    segmenter_pb2_grpc
 
-__all__ = ["AcquisitionClient", "SegmenterClient"]
+__all__ = ["AcquisitionClient", "AdapterClient", "SegmenterClient", "Session"]
 
 T = TypeVar("T")
 
@@ -302,3 +306,116 @@ class AcquisitionClient(_Client):
                         timeout: Optional[float] = None) -> int:
         request = acquisition_pb2.MarkPatchesDoneRequest(name=_acquisition.job_name(job), patch_ids=list(patch_ids))
         return (await self._call(self._stub.MarkPatchesDone, request, timeout)).marked_count
+
+
+class Session(_adapter.SessionHandle):
+    """One adaptation session of an asyncio :class:`AdapterClient`: the methods of
+    :class:`dial_client.Session` as coroutines; ``info`` is the last snapshot the server returned."""
+
+    _client: "AdapterClient"
+
+    async def _keep(self, reply: Awaitable[adapter_pb2.Session]) -> SessionInfo:
+        self.info = SessionInfo.from_proto(await reply)
+        return self.info
+
+    async def get(self, *, timeout: Optional[float] = None) -> SessionInfo:
+        request = adapter_pb2.GetSessionRequest(name=self.name)
+        return await self._keep(self._client._call(self._client._stub.GetSession, request, timeout))
+
+    async def add_clicks(self, clicks: Iterable[AnyClick], *, timeout: Optional[float] = None) -> SessionInfo:
+        request = add_clicks_request(self.name, clicks)
+        return await self._keep(self._client._once(self._client._stub.AddClicks, request, timeout))
+
+    async def undo(self, *, timeout: Optional[float] = None) -> SessionInfo:
+        """Remove the most recent click (adaptation already done from it stays)."""
+        request = adapter_pb2.UndoClickRequest(name=self.name)
+        return await self._keep(self._client._once(self._client._stub.UndoClick, request, timeout))
+
+    async def adapt(self, steps: Optional[int] = None, *, timeout: Optional[float] = None) -> AdaptResult:
+        reply = await self._client._once(self._client._stub.Adapt, adapt_request(self.name, steps), timeout)
+        result = AdaptResult.from_proto(reply)
+        self.info = result.session
+        return result
+
+    async def predict(self, *, return_probabilities: bool = False,
+                      timeout: Optional[float] = None) -> PredictResult:
+        request = adapter_pb2.PredictSessionRequest(name=self.name, return_probabilities=return_probabilities)
+        return PredictResult.from_proto(await self._client._call(self._client._stub.PredictSession, request,
+                                                                 timeout))
+
+    async def export(self, name: str, version: str = "1", *, timeout: Optional[float] = None) -> ModelInfo:
+        """Save the adapted model as ``name:version`` in the server's model repository."""
+        reply = await self._client._once(self._client._stub.ExportSessionModel,
+                                         export_request(self.name, name, version), timeout)
+        return ModelInfo.from_proto(reply)
+
+    async def export_vectors(self, output_uri: str, *, simplify: float = 0.0, overwrite: bool = False,
+                             timeout: Optional[float] = None) -> VectorExport:
+        """The session's current class map as polygons, written by the server (see
+        :meth:`dial_client.Session.export_vectors`)."""
+        request = export_vectors_request(self.name, output_uri, simplify, overwrite)
+        return VectorExport.from_proto(await self._client._once(self._client._stub.ExportSessionVectors, request,
+                                                                timeout))
+
+    async def delete(self, *, timeout: Optional[float] = None) -> None:
+        await self._client._call(self._client._stub.DeleteSession, adapter_pb2.DeleteSessionRequest(name=self.name),
+                                 timeout)
+
+
+class AdapterClient(_Client):
+    """An asyncio client of the Adapter service; ``async with`` closes its channel.
+
+    The methods, options and errors are those of :class:`dial_client.AdapterClient`, and its sessions'
+    of :class:`dial_client.Session`, as coroutines. As there, calls that change a session are never
+    retried, and a create is, under its request id::
+
+        async with dial_client.aio.AdapterClient("localhost:50052") as client:
+            session = await client.create_session(image, model="linknet")
+            await session.add_clicks([Click(10, 20, 1)])
+            await session.adapt()
+    """
+
+    STUB = adapter_pb2_grpc.AdapterStub
+    SERVICE = _adapter.AdapterClient.SERVICE
+
+    def __init__(self, target: str, *, timeout: Optional[float] = 120.0, **options: Any) -> None:
+        super().__init__(target, timeout=timeout, **options)
+
+    async def create_session(self, image: Union[np.ndarray, str], *, model: str, version: Optional[str] = None,
+                             geo: Optional[GeoReference] = None, window: Optional[tuple[int, int, int, int]] = None,
+                             variant: Optional[str] = None, steps: Optional[int] = None,
+                             learning_rate: Optional[float] = None, recall_weight: Optional[float] = None,
+                             annotation_dropout: Optional[float] = None, request_id: Optional[str] = None,
+                             timeout: Optional[float] = None) -> Session:
+        """Start a session on an array or a server-side GeoTIFF; idempotent through ``request_id`` (a new
+        UUID, kept over retries, when None)."""
+        request = create_session_request(image, model=model, version=version, geo=geo, window=window,
+                                         variant=variant, steps=steps, learning_rate=learning_rate,
+                                         recall_weight=recall_weight, annotation_dropout=annotation_dropout,
+                                         request_id=request_id)
+        return Session(self, SessionInfo.from_proto(await self._call(self._stub.CreateSession, request, timeout)))
+
+    async def get_session(self, session: str, *, timeout: Optional[float] = None) -> Session:
+        """A handle on an existing session, by id or by name ("sessions/{id}")."""
+        request = adapter_pb2.GetSessionRequest(name=session_name(session))
+        return Session(self, SessionInfo.from_proto(await self._call(self._stub.GetSession, request, timeout)))
+
+    async def list_sessions(self, *, page_size: int = 0, timeout: Optional[float] = None) -> list[SessionInfo]:
+        """The caller's sessions, newest first, following page tokens to the end."""
+        found: list[SessionInfo] = []
+        token = ""
+        while True:
+            request = adapter_pb2.ListSessionsRequest(page_size=page_size, page_token=token)
+            reply = await self._call(self._stub.ListSessions, request, timeout)
+            found.extend(SessionInfo.from_proto(s) for s in reply.sessions)
+            token = reply.next_page_token
+            if not token:
+                return found
+
+    async def _once(self, method: Callable[..., Awaitable[T]], request: Any, timeout: Optional[float]) -> T:
+        """One unary call, never retried: for calls that change a session, which a retry could apply twice."""
+        try:
+            return await method(request, timeout=self._timeout if timeout is None else timeout,
+                                metadata=self._metadata, wait_for_ready=self._wait_for_ready)
+        except grpc.aio.AioRpcError as error:
+            raise error_from_rpc(error) from error
