@@ -144,7 +144,7 @@ def raster_throughput(server: ServiceProcess, repo: Path, model: str, raster_roo
     def through_rpc() -> float:
         with SegmenterClient(server.address) as client:
             t = time.perf_counter()
-            client.predict_raster(str(src), model=model, output_uri=str(out))
+            client.predict_raster(str(src), model=model, output_uri=str(out), overwrite=True)
             return n_tiles / (time.perf_counter() - t)
 
     watcher = threading.Thread(target=watch, daemon=True)

@@ -162,7 +162,7 @@ def measure_size(client, model: str, raster_root: Path, work: Path, size: int, c
     runs: dict[str, dict[str, list[dict]]] = {m: {v: [] for v in chosen} for m, (_, chosen) in maps.items()}
     for _ in range(rounds):
         t = time.perf_counter()
-        client.predict_raster(str(scene), model=model, output_uri=str(predicted))
+        client.predict_raster(str(scene), model=model, output_uri=str(predicted), overwrite=True)
         predict_s.append(time.perf_counter() - t)
         for name, (class_map, chosen) in maps.items():
             for variant, (file_name, *extra) in chosen.items():

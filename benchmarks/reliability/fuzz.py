@@ -23,7 +23,9 @@ from tests.support.processes import ServiceProcess, adapter_args, model_args
 from benchmarks.reliability.hostile_files import counting_http_server, hostile_outputs, hostile_uris, plant
 from tests.support.synthetic import make_scene
 
-CLIENT_ERRORS = {"INVALID_ARGUMENT", "NOT_FOUND", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "OUT_OF_RANGE"}
+# ALREADY_EXISTS: an output named twice without overwrite.
+CLIENT_ERRORS = {"INVALID_ARGUMENT", "NOT_FOUND", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "OUT_OF_RANGE",
+                 "ALREADY_EXISTS"}
 SIDES = [0, 1, 2, 31, 64, 257, 65535, 2**31, 2**32 - 1]
 DTYPES = [0, 1, 2, 3, 17, 2**31 - 1]
 FLOATS = [math.nan, math.inf, -math.inf, 0.0, -1.0, 1e300, -1e-300, 3.5]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import unquote, urlparse
 
+from dial.errors import AlreadyExists
 from dial.imagery.opener import GEOTIFF, ImageFormatError, OpenPolicy
 from dial.imagery.raster import RasterReader
 from dial_services.common.errors import ApiError, invalid_argument, not_found, permission_denied
@@ -112,9 +113,11 @@ class UriPolicy:
             raise not_found(f"{field_path}: no raster at that path") from None
 
     def writable(self, uri: str, field_path: str = "output_uri", *, inputs: Iterable[str] = (),
-                 suffixes: tuple[str, ...] = (".tif", ".tiff"), kind: str = "GeoTIFFs") -> Path:
+                 suffixes: tuple[str, ...] = (".tif", ".tiff"), kind: str = "GeoTIFFs",
+                 overwrite: bool = True, overwrite_field: str = "overwrite") -> Path:
         """The checked path of an output (a GeoTIFF unless ``suffixes`` and ``kind`` say otherwise);
-        ``inputs`` are the request's raster URIs, never overwritten."""
+        ``inputs`` are the request's raster URIs, never overwritten. ``overwrite=False`` refuses an
+        existing file (ALREADY_EXISTS), naming the flag ``overwrite_field`` that allows it."""
         path = self._path(uri, field_path)
         self._check_root(path, field_path)
         if path.suffix.lower() not in suffixes:
@@ -136,6 +139,9 @@ class UriPolicy:
             if found.st_nlink > 1:
                 raise invalid_argument([(field_path, "that file has other hard links; an output replaces only "
                                                      "a file of its own: choose another name")])
+            if not overwrite:
+                raise AlreadyExists(f"{field_path} {uri} exists; set {overwrite_field} to replace it, or choose "
+                                    "another name")
         return path
 
     def _same_file(self, uri: str, output: Path) -> bool:

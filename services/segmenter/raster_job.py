@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from dial.clicks import Click
-from dial.files import atomic_path
 from dial.imagery.georef import Window
+from dial.imagery.outputs import NODATA_CLASS, PROBABILITY_STEPS, Category, CogWriter
 from dial.imagery.raster import GeoTiffWriter, RasterReader
 from dial.imagery.vector import vectorize_file
 from dial.imagery.view import RasterView
+from dial.inference.classwise import confidence_from_logits
 from dial.inference.tiling import iter_blended_rows
 from dial_client.wire import DTYPE_NAMES, class_map_to_proto, segmenter_pb2, wire_dtype
 from dial_services.common.call_guard import DeadlineExpired
@@ -130,33 +133,68 @@ def spool_tiles(header: segmenter_pb2.TiledRasterHeader, requests: Iterator, scr
 
 
 def run_raster(predictor, source: RasterSource, clicks: list[Click], *, output: Path | None, stream_tiles: bool,
-               deadline: float | None, batch_size: int, on_tiles=None) -> Iterator[segmenter_pb2.PredictRasterResponse]:
-    info = source.reader.info
+               deadline: float | None, batch_size: int, on_tiles=None, on_skipped=None,
+               confidence: Path | None = None, overwrite: bool = False
+               ) -> Iterator[segmenter_pb2.PredictRasterResponse]:
+    """Stream the class map's rows to ``output`` (a COG with the model's colours and class names) and/or back
+    as tiles, and the confidence to ``confidence``. Pixels with no data in the source get NODATA_CLASS, and
+    tiles with no data at all are not run (``on_skipped(n)``; ``on_tiles(n)`` counts those that were)."""
+    reader = source.reader
+    info = reader.info
     manifest = predictor.manifest
-    progress = {"done": 0, "total": 0}
+    progress = {"done": 0, "total": 0, "skipped": 0, "batch_skipped": 0}
+    masked = reader.masked
+
+    def skipped(n: int) -> None:
+        progress["skipped"] += n
+        progress["batch_skipped"] = n
+        if on_skipped is not None:
+            on_skipped(n)
 
     def on_tile(done: int, total: int) -> None:
-        progress["done"], progress["total"] = done, total
-        if on_tiles is not None:
-            on_tiles(1)
+        ran = done - progress["done"] - progress["batch_skipped"]
+        progress["done"], progress["total"], progress["batch_skipped"] = done, total, 0
+        if on_tiles is not None and ran:
+            on_tiles(ran)
 
-    # The output appears whole when the last row is written, or not at all: a call that fails, is
+    def no_data(row: int, col: int, height: int, width: int) -> bool:
+        return not reader.valid(row, col, height, width).any()
+
+    # Confidence needs the blended logits; a class map alone needs only their argmax.
+    rows_as = dict(output="logits", reduce_rows=confidence_from_logits) if confidence is not None else \
+        dict(output="labels")
+    # The outputs appear whole when the last row is written, or not at all: a call that fails, is
     # cancelled or is killed never leaves half a GeoTIFF under the caller's name.
     with contextlib.ExitStack() as finished:
-        writer = None
+        writer = confidence_writer = None
         if output is not None:
-            colormap = {i: tuple(int(c.colour[j : j + 2], 16) for j in (1, 3, 5)) + (255,)
-                        for i, c in enumerate(manifest.classes)}
-            writer = finished.enter_context(GeoTiffWriter(
-                finished.enter_context(atomic_path(output)), height=info.height, width=info.width, bands=1,
-                dtype="uint8", geo=info.geo, colormap=colormap))
-        rows = iter_blended_rows(predictor, source.reader.read, info.height, info.width, clicks,
-                                 batch_size=batch_size, on_tile=on_tile, output="labels")
-        for top, bottom, labels in rows:
+            writer = finished.enter_context(CogWriter(
+                output, height=info.height, width=info.width, geo=info.geo, nodata=NODATA_CLASS,
+                categories=[Category(c.name, c.colour) for c in manifest.classes], overwrite=overwrite))
+        if confidence is not None:
+            confidence_writer = finished.enter_context(CogWriter(
+                confidence, height=info.height, width=info.width, geo=info.geo, nodata=NODATA_CLASS,
+                scale_offset=(1.0 / PROBABILITY_STEPS, 0.0), resampling="average", overwrite=overwrite))
+        rows = iter_blended_rows(predictor, reader.read, info.height, info.width, clicks,
+                                 batch_size=batch_size, on_tile=on_tile, skip_tile=no_data if masked else None,
+                                 on_skipped=skipped, **rows_as)
+        for top, bottom, block in rows:
             if deadline is not None and time.monotonic() > deadline:
                 raise DeadlineExpired()
+            if confidence is not None:
+                scores, labels = block
+                level = np.rint(scores * PROBABILITY_STEPS).astype(np.uint8)
+            else:
+                labels, level = block, None
+            if masked:
+                empty = ~reader.valid(top, 0, bottom - top, info.width)
+                labels[empty] = NODATA_CLASS
+                if level is not None:
+                    level[empty] = NODATA_CLASS
             if writer is not None:
                 writer.write(labels, top, 0)
+            if confidence_writer is not None:
+                confidence_writer.write(level, top, 0)
             if stream_tiles:
                 for start in range(0, bottom - top, STREAM_CHUNK_ROWS):
                     chunk = labels[start : start + STREAM_CHUNK_ROWS]
@@ -165,10 +203,12 @@ def run_raster(predictor, source: RasterSource, clicks: list[Click], *, output: 
                                 "width": info.width},
                         class_map=class_map_to_proto(chunk)))
             yield segmenter_pb2.PredictRasterResponse(progress=segmenter_pb2.Progress(
-                tiles_done=progress["done"], tiles_total=progress["total"]))
+                tiles_done=progress["done"], tiles_total=progress["total"], tiles_skipped=progress["skipped"]))
     yield segmenter_pb2.PredictRasterResponse(result=segmenter_pb2.RasterResult(
         output_uri=str(output) if output is not None else "",
-        geo=geo_to_proto(info.geo), height=info.height, width=info.width, window=window_to_proto(source.window)))
+        geo=geo_to_proto(info.geo), height=info.height, width=info.width, window=window_to_proto(source.window),
+        tiles_skipped=progress["skipped"], nodata_class=NODATA_CLASS,
+        confidence_uri=str(confidence) if confidence is not None else ""))
 
 
 def with_polygons(responses: Iterator[segmenter_pb2.PredictRasterResponse], class_map: Path, vector: Path,

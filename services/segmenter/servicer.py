@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 
 from dial.clicks import Click
+from dial.errors import AlreadyExists
 from dial.imagery.vector import FORMATS as VECTOR_FORMATS, output_driver
 from dial.inference.classwise import class_argmax
 from dial.inference.tiling import array_reader, iter_blended_rows
@@ -55,6 +56,9 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
         self.policy = UriPolicy.of(config)
         self.sources = Sources(self.policy, config.max_image_px)
         self.tiles = metrics.counter("dial_tiles_processed", "tiles run through a model", ["model", "version"])
+        self.tiles_skipped = metrics.counter(
+            "dial_tiles_skipped", "raster tiles left out without running the model, all their pixels nodata",
+            ["model", "version"])
         self.budget = MemoryBudget(config.max_inflight_bytes)
         self.budget_refusals = metrics.counter(
             "dial_memory_budget_refusals", "calls refused because their memory did not fit the budget", ["method"])
@@ -152,11 +156,19 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
         header = first.header
         model = self.registry.get(model_ref(header.model, "header.model"))
         manifest = model.manifest
-        output = vector = None
+        output = vector = confidence = None
         if header.WhichOneof("output") == "output_uri":
-            output = self.policy.writable(header.output_uri, "header.output_uri", inputs=[header.raster.uri])
+            output = self.policy.writable(header.output_uri, "header.output_uri", inputs=[header.raster.uri],
+                                          overwrite=header.overwrite, overwrite_field="header.overwrite")
         elif not header.stream_tiles:
             raise invalid_argument([("header.output", "set output_uri or stream_tiles")])
+        if header.confidence_uri:
+            if header.confidence_uri == header.output_uri:
+                raise invalid_argument([("header.confidence_uri", "names the class map's output_uri; choose "
+                                                                  "another name")])
+            confidence = self.policy.writable(header.confidence_uri, "header.confidence_uri",
+                                              inputs=[header.raster.uri], overwrite=header.overwrite,
+                                              overwrite_field="header.overwrite")
         if header.vector_uri:
             vector = self.policy.writable(header.vector_uri, "header.vector_uri", suffixes=VECTOR_SUFFIXES,
                                           kind="GeoPackage or GeoJSON files",
@@ -197,13 +209,22 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
             with self._memory(working, "PredictRaster"):
                 responses = run_raster(model.bound(deadline_of(context)), source, clicks, output=class_map,
                                        stream_tiles=header.stream_tiles, deadline=deadline_of(context),
-                                       batch_size=self.config.raster_batch_size, on_tiles=tiles.inc)
+                                       batch_size=self.config.raster_batch_size, on_tiles=tiles.inc,
+                                       on_skipped=self.tiles_skipped.labels(manifest.name, manifest.version).inc,
+                                       confidence=confidence,
+                                       # The scratch class map is a file of our own, made empty above.
+                                       overwrite=header.overwrite or class_map != output)
                 if vector is not None:
                     responses = with_polygons(responses, class_map, vector, manifest.class_names)
-                for response in responses:
-                    if output is None and response.WhichOneof("payload") == "result":
-                        response.result.output_uri = ""  # the scratch class map is not the caller's
-                    yield response
+                try:
+                    for response in responses:
+                        if output is None and response.WhichOneof("payload") == "result":
+                            response.result.output_uri = ""  # the scratch class map is not the caller's
+                        yield response
+                except FileExistsError:
+                    # Another writer created an output while this call ran; it is left as that writer made it.
+                    raise AlreadyExists("an output appeared while the call ran; set header.overwrite to replace "
+                                        "it, or choose another name") from None
         finally:
             source.close()
             if class_map is not None and class_map != output:

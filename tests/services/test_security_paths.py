@@ -64,12 +64,13 @@ def _writers(servers, root):
     """Every request that writes an output GeoTIFF: name -> call(output_uri, input_uri)."""
     seg, acq = servers["segmenter"], servers["acquisition"]
     return {
-        "PredictRaster": lambda out, src: seg.predict_raster(src, model="tiny", output_uri=out),
-        "PredictRaster of tiles": lambda out, src: seg.predict_raster(
-            np.zeros((32, 32, 3), np.uint8), model="tiny", output_uri=out),
-        "GetUncertaintyMap raster": lambda out, src: acq.uncertainty_map(src, model="tiny", output_uri=out),
-        "GetUncertaintyMap raster_window": lambda out, src: acq.uncertainty_map(
-            src, model="tiny", window=(0, 0, 32, 32), output_uri=out),
+        "PredictRaster": lambda out, src, **kw: seg.predict_raster(src, model="tiny", output_uri=out, **kw),
+        "PredictRaster of tiles": lambda out, src, **kw: seg.predict_raster(
+            np.zeros((32, 32, 3), np.uint8), model="tiny", output_uri=out, **kw),
+        "GetUncertaintyMap raster": lambda out, src, **kw: acq.uncertainty_map(src, model="tiny", output_uri=out,
+                                                                               **kw),
+        "GetUncertaintyMap raster_window": lambda out, src, **kw: acq.uncertainty_map(
+            src, model="tiny", window=(0, 0, 32, 32), output_uri=out, **kw),
     }
 
 
@@ -132,7 +133,7 @@ def test_an_output_hard_linked_to_a_file_outside_the_roots_is_refused(servers, p
 def test_a_fresh_output_and_a_replaced_output_are_still_written(servers, paths, writer):
     root, files = paths
     output = root / f"fresh-{WRITERS.index(writer)}.tif"
-    for _ in range(2):  # the second call replaces the first call's regular file
-        _writers(servers, root)[writer](str(output), str(files["good"]))
+    for again in (False, True):  # the second call replaces the first call's regular file, as it asks to
+        _writers(servers, root)[writer](str(output), str(files["good"]), overwrite=again)
         assert output.is_file() and output.stat().st_size > 0
     _assert_serving_and_bystander_unharmed(servers)

@@ -69,7 +69,10 @@ class RasterPrediction:
     set. ``geo`` is the class map's georeferencing, None when the source had none.
     ``window`` is where the class map lies in the source, ``(row_off, col_off,
     height, width)`` in its pixels; ``vector_uri`` the polygons written, if
-    asked for, and ``vector_features`` how many.
+    asked for, and ``vector_features`` how many. ``tiles_skipped`` counts the
+    model tiles left out because the source had no data there (those pixels
+    are ``nodata_class``, 255); ``confidence_uri`` is the confidence GeoTIFF
+    written, if asked for.
     """
 
     output_uri: str
@@ -80,6 +83,9 @@ class RasterPrediction:
     window: tuple[int, int, int, int] = (0, 0, 0, 0)
     vector_uri: str = ""
     vector_features: int = 0
+    tiles_skipped: int = 0
+    nodata_class: int = 255
+    confidence_uri: str = ""
 
 
 class SegmenterClient(ServiceClient):
@@ -155,6 +161,8 @@ class SegmenterClient(ServiceClient):
         source_bands: Iterable[int] = (),
         source_range: Optional[tuple[float, float]] = None,
         vector_uri: Optional[str] = None,
+        overwrite: bool = False,
+        confidence_uri: Optional[str] = None,
     ) -> RasterPrediction:
         """Segment a large raster: a GeoTIFF path/URI read by the server, or an array streamed as tiles.
 
@@ -171,6 +179,12 @@ class SegmenterClient(ServiceClient):
         (``(0, 2047)`` for 11-bit values into a uint8 model) map the source
         to the model's bands and range. ``vector_uri`` (.gpkg or .geojson)
         has the server write the class map's polygons there as well.
+
+        ``overwrite`` lets the outputs replace existing files (otherwise
+        AlreadyExists, and the files stay as they were). ``confidence_uri``
+        has the server write, in the same pass, each pixel's top class
+        probability as a uint8 GeoTIFF whose scale (1/254) a GIS applies
+        itself, 255 being nodata.
         """
         header = segmenter_pb2.PredictRasterHeader(
             model=_model_ref(model, version),
@@ -194,6 +208,9 @@ class SegmenterClient(ServiceClient):
             header.source_range.CopyFrom(segmenter_pb2.ValueRange(min=source_range[0], max=source_range[1]))
         if vector_uri:
             header.vector_uri = vector_uri
+        header.overwrite = overwrite
+        if confidence_uri:
+            header.confidence_uri = confidence_uri
 
         if isinstance(source, np.ndarray):
             array = source[:, :, np.newaxis] if source.ndim == 2 else source
@@ -312,7 +329,8 @@ def _raster_prediction(
     geo = GeoReference.from_proto(result.geo)
     w = result.window
     extra = {"window": (w.row_off, w.col_off, w.height, w.width), "vector_uri": result.vector_uri,
-             "vector_features": result.vector_features}
+             "vector_features": result.vector_features, "tiles_skipped": result.tiles_skipped,
+             "nodata_class": result.nodata_class, "confidence_uri": result.confidence_uri}
     if result.output_uri:
         return RasterPrediction(result.output_uri, None, result.height, result.width, geo, **extra)
     labels = np.zeros((result.height, result.width), dtype=np.uint8)
