@@ -13,9 +13,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from dial.acquisition import STRATEGIES, AcquisitionModel, get_strategy
 from dial.acquisition.ranking import DEFAULT_HINT_QUANTILE, RankedPatch, iter_ranked_patches
 from dial.adaptation.disca import DiscaSettings, adapted_network
-from dial.errors import Damaged, Unavailable, store_refusal
+from dial.errors import AlreadyExists, Damaged, Unavailable, store_refusal
 from dial.imagery.georef import GeoReference, Window
-from dial.imagery.raster import GeoTiffWriter, WindowedImage
+from dial.imagery.outputs import CogWriter
+from dial.imagery.raster import WindowedImage
 from dial.inference.predictors import OnnxPredictor
 from dial.model.repository import ModelRef, ModelRepository
 from dial_client.wire import acquisition_pb2, acquisition_pb2_grpc, common_pb2, quantise_scores
@@ -225,7 +226,8 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         check_strategy(v, request.strategy, "strategy")
         v.raise_if_any()
         output = self.policy.writable(request.output_uri, "output_uri", inputs=[
-            request.raster.uri, request.raster_window.raster.uri]) if request.output_uri else None
+            request.raster.uri, request.raster_window.raster.uri], overwrite=request.overwrite
+        ) if request.output_uri else None
         if request.WhichOneof("source") == "session":
             model, source, clicks = self._session_source(request, context)
         else:
@@ -247,8 +249,14 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
                                                        "one message; set output_uri")])
             reply.data = quantised.tobytes()
         else:
-            with GeoTiffWriter(output, height=height, width=width, bands=1, dtype="uint8", geo=source.geo) as writer:
-                writer.write(quantised, 0, 0)
+            # The file says how its bytes decode, so a GIS shows the uncertainty itself, not 0..255.
+            try:
+                with CogWriter(output, height=height, width=width, geo=source.geo, resampling="average",
+                               scale_offset=((high - low) / 255.0, low), overwrite=request.overwrite) as writer:
+                    writer.write(quantised, 0, 0)
+            except FileExistsError:
+                raise AlreadyExists(f"output_uri {request.output_uri} appeared while the map was computed; set "
+                                    "overwrite to replace it, or choose another name") from None
             reply.output_uri = request.output_uri
         return reply
 

@@ -31,8 +31,9 @@ from tests.support.hostile_requests import (
 MAX_CLICKS = 64
 # FAILED_PRECONDITION: a strategy whose head the model has not been trained with, or a queue not yet ranked;
 # PERMISSION_DENIED: a path outside the server's raster roots; DATA_LOSS: the fuzzer's own damaged job.
+# ALREADY_EXISTS: the same output named again without overwrite.
 ERRORS = CLIENT_ERRORS | {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED,
-                          grpc.StatusCode.DATA_LOSS}
+                          grpc.StatusCode.DATA_LOSS, grpc.StatusCode.ALREADY_EXISTS}
 DAMAGED_JOB = "queueJobs/00000000000000aa"
 FUZZER = (("caller", "fuzzer"),)
 BYSTANDER = (("caller", "bystander"),)

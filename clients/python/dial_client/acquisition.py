@@ -102,12 +102,18 @@ class QueueJob:
 
 @dataclass(frozen=True)
 class UncertaintyMap:
-    """``values`` (H, W) float32 decoded from the server's bytes, or None when written to ``output_uri``."""
+    """``values`` (H, W) float32 decoded from the server's bytes, or None when written to ``output_uri``.
+
+    ``value_min`` and ``value_max`` are the uncertainties that bytes 0 and 255 stand for, inline or in
+    the file (whose band declares them as its offset and scale, so a GIS decodes it alike).
+    """
 
     values: Optional[np.ndarray]
     window: WindowLike
     output_uri: str
     geo: Optional[GeoReference]
+    value_min: float = 0.0
+    value_max: float = 0.0
 
     @classmethod
     def from_proto(cls, reply: acquisition_pb2.UncertaintyMap) -> "UncertaintyMap":
@@ -119,7 +125,7 @@ class UncertaintyMap:
             except WireError:
                 raise Internal(grpc.StatusCode.INTERNAL, "uncertainty map bytes do not match its window") from None
         return cls(values, (w.row_off, w.col_off, w.height, w.width), reply.output_uri,
-                   GeoReference.from_proto(reply.geo))
+                   GeoReference.from_proto(reply.geo), reply.value_min, reply.value_max)
 
 
 class AcquisitionClient(ServiceClient):
@@ -163,13 +169,17 @@ class AcquisitionClient(ServiceClient):
 
     def uncertainty_map(self, source: RankSource, *, model: Optional[str] = None, version: Optional[str] = None,
                         strategy: str = "entropy", window: Optional[WindowLike] = None, output_uri: str = "",
-                        geo: Optional[GeoReference] = None, timeout: Optional[float] = None) -> UncertaintyMap:
+                        geo: Optional[GeoReference] = None, overwrite: bool = False,
+                        timeout: Optional[float] = None) -> UncertaintyMap:
         """One strategy's per-pixel map; ``window`` reads part of a server-side raster.
+
+        With ``output_uri`` the server writes the map there as a cloud-optimised GeoTIFF whose scale and
+        offset decode its bytes; ``overwrite`` lets it replace an existing file (otherwise AlreadyExists).
 
         As in :meth:`rank`, a session is measured with its adapted weights and clicks, and needs no ``model``.
         """
         request = uncertainty_map_request(source, model=model, version=version, strategy=strategy, window=window,
-                                          output_uri=output_uri, geo=geo)
+                                          output_uri=output_uri, geo=geo, overwrite=overwrite)
         return UncertaintyMap.from_proto(self._call("GetUncertaintyMap", request, timeout))
 
     def submit_queue(self, rasters: Sequence[str], *, model: str, version: Optional[str] = None,
@@ -255,8 +265,10 @@ def rank_request(source: RankSource, *, model: Optional[str], version: Optional[
 
 def uncertainty_map_request(source: RankSource, *, model: Optional[str], version: Optional[str], strategy: str,
                             window: Optional[WindowLike], output_uri: str,
-                            geo: Optional[GeoReference]) -> acquisition_pb2.GetUncertaintyMapRequest:
-    request = acquisition_pb2.GetUncertaintyMapRequest(strategy=strategy, output_uri=output_uri)
+                            geo: Optional[GeoReference], overwrite: bool = False
+                            ) -> acquisition_pb2.GetUncertaintyMapRequest:
+    request = acquisition_pb2.GetUncertaintyMapRequest(strategy=strategy, output_uri=output_uri,
+                                                       overwrite=overwrite)
     if model is not None:
         request.model.CopyFrom(_model_ref(model, version))
     if window is not None:

@@ -247,9 +247,10 @@ class AcquisitionClient(_Client):
     async def uncertainty_map(self, source: RankSource, *, model: Optional[str] = None,
                               version: Optional[str] = None, strategy: str = "entropy",
                               window: Optional[WindowLike] = None, output_uri: str = "",
-                              geo: Optional[GeoReference] = None, timeout: Optional[float] = None) -> UncertaintyMap:
+                              geo: Optional[GeoReference] = None, overwrite: bool = False,
+                              timeout: Optional[float] = None) -> UncertaintyMap:
         request = uncertainty_map_request(source, model=model, version=version, strategy=strategy, window=window,
-                                          output_uri=output_uri, geo=geo)
+                                          output_uri=output_uri, geo=geo, overwrite=overwrite)
         return UncertaintyMap.from_proto(await self._call(self._stub.GetUncertaintyMap, request, timeout))
 
     async def submit_queue(self, rasters: Sequence[str], *, model: str, version: Optional[str] = None,
