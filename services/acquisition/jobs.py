@@ -406,10 +406,14 @@ class JobManager:
             self._wake.clear()
 
     def _claim(self) -> tuple[JobRecord, int] | None:
-        """The next raster to rank, of the oldest live job that has one: a raster handed back or whose
-        holder's lease lapsed first, then the next not yet claimed; or FINISH for a job whose rasters are
-        all done but that is not yet merged (its merge was refused by the store)."""
-        for candidate in self._live_records():
+        """The next raster to rank, of the live job with the fewest rasters being ranked (the oldest of
+        those): a raster handed back or whose holder's lease lapsed first, then the next not yet claimed; or
+        FINISH for a job whose rasters are all done but that is not yet merged (its merge was refused by the
+        store)."""
+        now = self.clock()
+        # The job with the fewest rasters being ranked first, then the oldest: one big job takes every worker
+        # only while no other job waits, so a caller's small job is not queued behind another's thousands.
+        for candidate in sorted(self._live_records(), key=lambda r: len(self._live_claims(r, now))):
             now = self.clock()
             claimed: list[tuple[JobRecord, int, str]] = []
 

@@ -234,3 +234,27 @@ def test_a_job_stored_before_rasters_were_tasks_is_read_and_finished(managers, t
     a = managers(lambda uri, stop: (two_patches(uri), GEO))
     done = wait_state(a, read.id, {"SUCCEEDED"})
     assert done.rasters_done == 2 and len(a.page(done, 10, 0)[0]) == 4
+
+
+def test_a_small_job_is_not_queued_behind_a_big_one(managers):
+    first_done, release = threading.Event(), threading.Event()
+    ranked = []
+
+    def rank(uri, should_stop):
+        ranked.append(uri)
+        if uri == "big0":
+            first_done.wait(10)
+        elif uri.startswith("big"):
+            release.wait(10)
+        return two_patches(uri), GEO
+
+    a = managers(rank, workers=2)
+    big = a.create("alice", b"spec", [f"big{i}" for i in range(50)], budget=0)
+    assert eventually(lambda: len(ranked) == 2)  # both workers on the only job there is
+    small = a.create("bob", b"spec", ["small"], budget=0)
+    first_done.set()  # one worker comes free while the other still ranks big1
+    wait_state(a, small.id, {"SUCCEEDED"})
+    # That worker takes bob's raster, not the big job's third.
+    assert ranked[2] == "small", ranked
+    release.set()
+    wait_state(a, big.id, {"SUCCEEDED"})
