@@ -99,7 +99,7 @@ def test_areas_outside_the_raster_are_refused_naming_its_extent(segmenter, scene
     assert missed.value.code == grpc.StatusCode.INVALID_ARGUMENT
     message = _fields(missed.value)["header.aoi"]
     assert f"({x0}, {y0 - 200 * PIXEL_M}, {x0 + 240 * PIXEL_M}, {y0})" in message and "EPSG:32633" in message
-    assert "200x240 raster" in _fields(outside.value)["header.window"]
+    assert "200 × 240 (height × width) raster" in _fields(outside.value)["header.window"]
     assert "min_x < max_x" in _fields(inverted.value)["header.aoi"]
     assert "outside the window" in _fields(click_outside.value)["header.clicks[0]"]
 
@@ -284,3 +284,49 @@ def test_unsafe_remote_prefixes_stop_start_up(tiny_repo, prefix):
 
     with pytest.raises(ConfigError, match="raster_remote_prefixes"):
         load_config(SegmenterConfig, {"model_repo": tiny_repo, "raster_remote_prefixes": prefix})
+
+
+def test_a_streamed_array_is_mapped_too(segmenter):
+    address, _ = segmenter
+    image = make_scene(64, 96, seed=17).image
+    pan = np.rint(image[:, :, :1].astype(np.float64) * 2047 / 255).astype(np.uint16)
+    with SegmenterClient(address) as client:
+        mapped = client.predict_raster(pan, model="tiny", source_bands=[1, 1, 1], source_range=(0, 2047),
+                                       tile_px=40).labels
+        expected = client.predict_raster(np.repeat(image[:, :, :1], 3, axis=2), model="tiny").labels
+        with pytest.raises(InvalidArgument) as unmapped:
+            client.predict_raster(pan, model="tiny")
+    np.testing.assert_array_equal(mapped, expected)
+    assert "header.tiles.bands" in _fields(unmapped.value)
+
+
+def test_a_models_manifest_sets_the_mapping_a_request_may_override(writable_repo, raster_root, tiny_manifest):
+    import json
+
+    from dial_services.segmenter.config import SegmenterConfig
+    from dial_services.segmenter.main import start
+
+    manifest_path = writable_repo / "tiny" / tiny_manifest.version / "manifest.json"
+    data = json.loads(manifest_path.read_text())
+    data.update(source_bands=[1, 1, 1], source_range=[0, 2047])
+    manifest_path.write_text(json.dumps(data))
+    image = make_scene(64, 64, seed=19).image
+    pan = raster_root / "pan.tif"
+    _write(pan, np.rint(image[:, :, 1:2].astype(np.float64) * 2047 / 255).astype(np.uint16))
+    rgb = raster_root / "rgb.tif"
+    _write(rgb, image)
+    running = start(SegmenterConfig(host="127.0.0.1", port=0, model_repo=writable_repo, raster_roots=(raster_root,),
+                                    max_queue_delay_ms=1.0))
+    try:
+        with SegmenterClient(f"127.0.0.1:{running.port}") as client:
+            by_default = client.predict_raster(str(pan), model="tiny").labels
+            expected = client.predict_raster(np.repeat(image[:, :, 1:2], 3, axis=2), model="tiny",
+                                             source_bands=[1, 2, 3], source_range=(0, 255)).labels
+            # An RGB raster overrides the defaults with its own bands and the identity range.
+            overridden = client.predict_raster(str(rgb), model="tiny", source_bands=[1, 2, 3],
+                                               source_range=(0, 255)).labels
+            direct = client.predict(image, model="tiny").labels
+    finally:
+        running.stop(0)
+    np.testing.assert_array_equal(by_default, expected)
+    np.testing.assert_array_equal(overridden, direct)
