@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import threading
 import time
 from typing import Callable, Iterator
@@ -296,7 +297,7 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
                 after = (float(created), job_id)
             except ValueError:
                 raise page_token_error() from None
-            if not is_job_id(job_id):
+            if not is_job_id(job_id) or not math.isfinite(after[0]):
                 raise page_token_error()
         size = min(request.page_size or self.config.default_page_size, self.config.max_page_size)
         jobs, next_after = self.jobs.list_jobs(caller_identity(context), size, after)

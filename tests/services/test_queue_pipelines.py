@@ -87,7 +87,8 @@ def test_list_queue_jobs_finds_the_callers_jobs_newest_first_and_only_theirs(ser
         page = stub.ListQueueJobs(acquisition_pb2.ListQueueJobsRequest(page_size=3), metadata=metadata)
         assert len(page.jobs) == 3 and page.next_page_token
         for bad in (acquisition_pb2.ListQueueJobsRequest(page_size=-1),
-                    acquisition_pb2.ListQueueJobsRequest(page_token="not-a-token")):
+                    *(acquisition_pb2.ListQueueJobsRequest(page_token=token)
+                      for token in ("not-a-token", "nan/0123456789abcdef", "inf/0123456789abcdef", "1.5/../x"))):
             with pytest.raises(grpc.RpcError) as error:
                 stub.ListQueueJobs(bad, metadata=metadata)
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
