@@ -95,6 +95,11 @@ def spool_tiles(header: segmenter_pb2.TiledRasterHeader, requests: Iterator, scr
     wire_decoded(v, "header.tiles", wire_dtype, header.dtype)
     check_shape(v, "header.tiles", header.height, header.width, header.bands, max_px)
     geo = geo_from_proto(header.geo, "header.tiles.geo", v)
+    nodata = header.nodata if header.HasField("nodata") else None
+    if nodata is not None and header.dtype in DTYPE_NAMES:
+        top = np.iinfo(DTYPE_NAMES[header.dtype]).max
+        v.check(np.isfinite(nodata) and nodata == int(nodata) and 0 <= nodata <= top, "header.tiles.nodata",
+                f"must be an integer from 0 to {top}, a value the tiles' dtype holds")
     v.raise_if_any()
     fd, name = tempfile.mkstemp(prefix="dial-spool-", suffix=".tif", dir=scratch)
     os.close(fd)
@@ -102,7 +107,7 @@ def spool_tiles(header: segmenter_pb2.TiledRasterHeader, requests: Iterator, scr
     coverage = TileCoverage()
     try:
         with GeoTiffWriter(path, height=header.height, width=header.width, bands=header.bands,
-                           dtype=DTYPE_NAMES[header.dtype], geo=geo) as writer:
+                           dtype=DTYPE_NAMES[header.dtype], geo=geo, nodata=nodata) as writer:
             for index, request in enumerate(requests):
                 field = f"request[{index + 1}].tile"
                 if request.WhichOneof("payload") != "tile":

@@ -13,7 +13,7 @@ from rasterio.transform import from_origin
 
 from dial.inference.tiling import TileGrid
 from dial_client import SegmenterClient
-from dial_client.errors import AlreadyExists
+from dial_client.errors import AlreadyExists, InvalidArgument
 from tests.support.synthetic import make_scene
 
 NODATA_COLS = 400
@@ -139,3 +139,17 @@ def test_a_confidence_band_in_the_same_pass_decodes_to_probabilities(segmenter, 
     assert (raw <= 254).all()
     assert decoded.min() >= 1 / tiny_manifest.n_classes - 1 / 254 and decoded.max() <= 1.0
     np.testing.assert_allclose(decoded, direct.probabilities.max(axis=0), atol=2 / 254)
+
+
+def test_a_streamed_array_with_a_nodata_value_is_masked_and_skipped_alike(segmenter, half_nodata, raster_root):
+    address, _ = segmenter
+    path, image = half_nodata
+    with SegmenterClient(address) as client:
+        from_file = client.predict_raster(str(path), model="tiny", output_uri=str(raster_root / "f.tif"))
+        streamed = client.predict_raster(image, model="tiny", nodata=0, tile_px=200)
+        with pytest.raises(InvalidArgument, match="integer from 0 to 255"):
+            client.predict_raster(image, model="tiny", nodata=300)
+    with rasterio.open(from_file.output_uri) as ds:
+        np.testing.assert_array_equal(streamed.labels, ds.read(1))
+    assert (streamed.labels[:, :NODATA_COLS] == 255).all()
+    assert streamed.tiles_skipped == from_file.tiles_skipped > 0

@@ -163,6 +163,7 @@ class SegmenterClient(ServiceClient):
         vector_uri: Optional[str] = None,
         overwrite: bool = False,
         confidence_uri: Optional[str] = None,
+        nodata: Optional[float] = None,
     ) -> RasterPrediction:
         """Segment a large raster: a GeoTIFF path/URI read by the server, or an array streamed as tiles.
 
@@ -184,7 +185,9 @@ class SegmenterClient(ServiceClient):
         AlreadyExists, and the files stay as they were). ``confidence_uri``
         has the server write, in the same pass, each pixel's top class
         probability as a uint8 GeoTIFF whose scale (1/254) a GIS applies
-        itself, 255 being nodata.
+        itself, 255 being nodata. ``nodata`` is an array source's nodata
+        value (a GeoTIFF declares its own): pixels with it in every band come
+        back as 255.
         """
         header = segmenter_pb2.PredictRasterHeader(
             model=_model_ref(model, version),
@@ -226,9 +229,13 @@ class SegmenterClient(ServiceClient):
             )
             if geo is not None:
                 header.tiles.geo.CopyFrom(geo.to_proto())
+            if nodata is not None:
+                header.tiles.nodata = nodata
         elif isinstance(source, (str, os.PathLike)):
             if geo is not None:
                 raise ValueError("geo georeferences array sources; a GeoTIFF carries its own")
+            if nodata is not None:
+                raise ValueError("nodata describes array sources; a GeoTIFF declares its own")
             array = None
             header.raster.uri = os.fspath(source)
         else:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as dial_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x64ial/v1/segmenter.proto\x12\x07\x64ial.v1\x1a\x14\x64ial/v1/common.proto\"\x8f\x01\n\x0ePredictRequest\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.dial.v1.ModelRef\x12\x1d\n\x05image\x18\x02 \x01(\x0b\x32\x0e.dial.v1.Image\x12\x1e\n\x06\x63licks\x18\x03 \x03(\x0b\x32\x0e.dial.v1.Click\x12\x1c\n\x14return_probabilities\x18\x04 \x01(\x08\"\xa4\x01\n\x0fPredictResponse\x12$\n\tclass_map\x18\x01 \x01(\x0b\x32\x11.dial.v1.ClassMap\x12-\n\rprobabilities\x18\x02 \x01(\x0b\x32\x16.dial.v1.Probabilities\x12 \n\x05model\x18\x03 \x01(\x0b\x32\x11.dial.v1.ModelRef\x12\x1a\n\x12\x65xecution_provider\x18\x04 \x01(\t\"\x87\x01\n\x11TiledRasterHeader\x12\x0e\n\x06height\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12\r\n\x05\x62\x61nds\x18\x03 \x01(\r\x12 \n\x05\x64type\x18\x04 \x01(\x0e\x32\x11.dial.v1.DataType\x12\"\n\x03geo\x18\x05 \x01(\x0b\x32\x15.dial.v1.GeoReference\"\xc0\x03\n\x13PredictRasterHeader\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.dial.v1.ModelRef\x12\x1e\n\x06\x63licks\x18\x02 \x03(\x0b\x32\x0e.dial.v1.Click\x12*\n\x06raster\x18\x03 \x01(\x0b\x32\x18.dial.v1.RasterReferenceH\x00\x12+\n\x05tiles\x18\x04 \x01(\x0b\x32\x1a.dial.v1.TiledRasterHeaderH\x00\x12\x14\n\noutput_uri\x18\x05 \x01(\tH\x01\x12\x16\n\x0cstream_tiles\x18\x06 \x01(\x08H\x01\x12!\n\x06window\x18( \x01(\x0b\x32\x0f.dial.v1.WindowH\x02\x12!\n\x03\x61oi\x18) \x01(\x0b\x32\x12.dial.v1.MapBoundsH\x02\x12\x14\n\x0csource_bands\x18* \x03(\r\x12)\n\x0csource_range\x18+ \x01(\x0b\x32\x13.dial.v1.ValueRange\x12\x12\n\nvector_uri\x18, \x01(\t\x12\x11\n\toverwrite\x18\x14 \x01(\x08\x12\x16\n\x0e\x63onfidence_uri\x18\x15 \x01(\tB\x08\n\x06sourceB\x08\n\x06outputB\x06\n\x04\x61rea\"&\n\nValueRange\x12\x0b\n\x03min\x18\x01 \x01(\x01\x12\x0b\n\x03max\x18\x02 \x01(\x01\"K\n\tImageTile\x12\x1f\n\x06window\x18\x01 \x01(\x0b\x32\x0f.dial.v1.Window\x12\x1d\n\x05image\x18\x02 \x01(\x0b\x32\x0e.dial.v1.Image\"u\n\x14PredictRasterRequest\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.dial.v1.PredictRasterHeaderH\x00\x12\"\n\x04tile\x18\x02 \x01(\x0b\x32\x12.dial.v1.ImageTileH\x00\x42\t\n\x07payload\"J\n\x08Progress\x12\x12\n\ntiles_done\x18\x01 \x01(\r\x12\x13\n\x0btiles_total\x18\x02 \x01(\r\x12\x15\n\rtiles_skipped\x18\x14 \x01(\r\"U\n\x0c\x43lassMapTile\x12\x1f\n\x06window\x18\x01 \x01(\x0b\x32\x0f.dial.v1.Window\x12$\n\tclass_map\x18\x02 \x01(\x0b\x32\x11.dial.v1.ClassMap\"\xf8\x01\n\x0cRasterResult\x12\x12\n\noutput_uri\x18\x01 \x01(\t\x12\"\n\x03geo\x18\x02 \x01(\x0b\x32\x15.dial.v1.GeoReference\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x1f\n\x06window\x18( \x01(\x0b\x32\x0f.dial.v1.Window\x12\x12\n\nvector_uri\x18) \x01(\t\x12\x17\n\x0fvector_features\x18* \x01(\x04\x12\x15\n\rtiles_skipped\x18\x14 \x01(\r\x12\x14\n\x0cnodata_class\x18\x15 \x01(\r\x12\x16\n\x0e\x63onfidence_uri\x18\x16 \x01(\t\"\xa3\x01\n\x15PredictRasterResponse\x12%\n\x08progress\x18\x01 \x01(\x0b\x32\x11.dial.v1.ProgressH\x00\x12/\n\x0e\x63lass_map_tile\x18\x02 \x01(\x0b\x32\x15.dial.v1.ClassMapTileH\x00\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x15.dial.v1.RasterResultH\x00\x42\t\n\x07payload\":\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"M\n\x12ListModelsResponse\x12\x1e\n\x06models\x18\x01 \x03(\x0b\x32\x0e.dial.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"3\n\x0fGetModelRequest\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.dial.v1.ModelRef2\x9a\x02\n\tSegmenter\x12<\n\x07Predict\x12\x17.dial.v1.PredictRequest\x1a\x18.dial.v1.PredictResponse\x12R\n\rPredictRaster\x12\x1d.dial.v1.PredictRasterRequest\x1a\x1e.dial.v1.PredictRasterResponse(\x01\x30\x01\x12\x45\n\nListModels\x12\x1a.dial.v1.ListModelsRequest\x1a\x1b.dial.v1.ListModelsResponse\x12\x34\n\x08GetModel\x12\x18.dial.v1.GetModelRequest\x1a\x0e.dial.v1.Modelb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x64ial/v1/segmenter.proto\x12\x07\x64ial.v1\x1a\x14\x64ial/v1/common.proto\"\x8f\x01\n\x0ePredictRequest\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.dial.v1.ModelRef\x12\x1d\n\x05image\x18\x02 \x01(\x0b\x32\x0e.dial.v1.Image\x12\x1e\n\x06\x63licks\x18\x03 \x03(\x0b\x32\x0e.dial.v1.Click\x12\x1c\n\x14return_probabilities\x18\x04 \x01(\x08\"\xa4\x01\n\x0fPredictResponse\x12$\n\tclass_map\x18\x01 \x01(\x0b\x32\x11.dial.v1.ClassMap\x12-\n\rprobabilities\x18\x02 \x01(\x0b\x32\x16.dial.v1.Probabilities\x12 \n\x05model\x18\x03 \x01(\x0b\x32\x11.dial.v1.ModelRef\x12\x1a\n\x12\x65xecution_provider\x18\x04 \x01(\t\"\xa7\x01\n\x11TiledRasterHeader\x12\x0e\n\x06height\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12\r\n\x05\x62\x61nds\x18\x03 \x01(\r\x12 \n\x05\x64type\x18\x04 \x01(\x0e\x32\x11.dial.v1.DataType\x12\"\n\x03geo\x18\x05 \x01(\x0b\x32\x15.dial.v1.GeoReference\x12\x13\n\x06nodata\x18\x14 \x01(\x01H\x00\x88\x01\x01\x42\t\n\x07_nodata\"\xc0\x03\n\x13PredictRasterHeader\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.dial.v1.ModelRef\x12\x1e\n\x06\x63licks\x18\x02 \x03(\x0b\x32\x0e.dial.v1.Click\x12*\n\x06raster\x18\x03 \x01(\x0b\x32\x18.dial.v1.RasterReferenceH\x00\x12+\n\x05tiles\x18\x04 \x01(\x0b\x32\x1a.dial.v1.TiledRasterHeaderH\x00\x12\x14\n\noutput_uri\x18\x05 \x01(\tH\x01\x12\x16\n\x0cstream_tiles\x18\x06 \x01(\x08H\x01\x12!\n\x06window\x18( \x01(\x0b\x32\x0f.dial.v1.WindowH\x02\x12!\n\x03\x61oi\x18) \x01(\x0b\x32\x12.dial.v1.MapBoundsH\x02\x12\x14\n\x0csource_bands\x18* \x03(\r\x12)\n\x0csource_range\x18+ \x01(\x0b\x32\x13.dial.v1.ValueRange\x12\x12\n\nvector_uri\x18, \x01(\t\x12\x11\n\toverwrite\x18\x14 \x01(\x08\x12\x16\n\x0e\x63onfidence_uri\x18\x15 \x01(\tB\x08\n\x06sourceB\x08\n\x06outputB\x06\n\x04\x61rea\"&\n\nValueRange\x12\x0b\n\x03min\x18\x01 \x01(\x01\x12\x0b\n\x03max\x18\x02 \x01(\x01\"K\n\tImageTile\x12\x1f\n\x06window\x18\x01 \x01(\x0b\x32\x0f.dial.v1.Window\x12\x1d\n\x05image\x18\x02 \x01(\x0b\x32\x0e.dial.v1.Image\"u\n\x14PredictRasterRequest\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.dial.v1.PredictRasterHeaderH\x00\x12\"\n\x04tile\x18\x02 \x01(\x0b\x32\x12.dial.v1.ImageTileH\x00\x42\t\n\x07payload\"J\n\x08Progress\x12\x12\n\ntiles_done\x18\x01 \x01(\r\x12\x13\n\x0btiles_total\x18\x02 \x01(\r\x12\x15\n\rtiles_skipped\x18\x14 \x01(\r\"U\n\x0c\x43lassMapTile\x12\x1f\n\x06window\x18\x01 \x01(\x0b\x32\x0f.dial.v1.Window\x12$\n\tclass_map\x18\x02 \x01(\x0b\x32\x11.dial.v1.ClassMap\"\xf8\x01\n\x0cRasterResult\x12\x12\n\noutput_uri\x18\x01 \x01(\t\x12\"\n\x03geo\x18\x02 \x01(\x0b\x32\x15.dial.v1.GeoReference\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x1f\n\x06window\x18( \x01(\x0b\x32\x0f.dial.v1.Window\x12\x12\n\nvector_uri\x18) \x01(\t\x12\x17\n\x0fvector_features\x18* \x01(\x04\x12\x15\n\rtiles_skipped\x18\x14 \x01(\r\x12\x14\n\x0cnodata_class\x18\x15 \x01(\r\x12\x16\n\x0e\x63onfidence_uri\x18\x16 \x01(\t\"\xa3\x01\n\x15PredictRasterResponse\x12%\n\x08progress\x18\x01 \x01(\x0b\x32\x11.dial.v1.ProgressH\x00\x12/\n\x0e\x63lass_map_tile\x18\x02 \x01(\x0b\x32\x15.dial.v1.ClassMapTileH\x00\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x15.dial.v1.RasterResultH\x00\x42\t\n\x07payload\":\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"M\n\x12ListModelsResponse\x12\x1e\n\x06models\x18\x01 \x03(\x0b\x32\x0e.dial.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"3\n\x0fGetModelRequest\x12 \n\x05model\x18\x01 \x01(\x0b\x32\x11.dial.v1.ModelRef2\x9a\x02\n\tSegmenter\x12<\n\x07Predict\x12\x17.dial.v1.PredictRequest\x1a\x18.dial.v1.PredictResponse\x12R\n\rPredictRaster\x12\x1d.dial.v1.PredictRasterRequest\x1a\x1e.dial.v1.PredictRasterResponse(\x01\x30\x01\x12\x45\n\nListModels\x12\x1a.dial.v1.ListModelsRequest\x1a\x1b.dial.v1.ListModelsResponse\x12\x34\n\x08GetModel\x12\x18.dial.v1.GetModelRequest\x1a\x0e.dial.v1.Modelb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,29 +37,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTRESPONSE']._serialized_start=205
   _globals['_PREDICTRESPONSE']._serialized_end=369
   _globals['_TILEDRASTERHEADER']._serialized_start=372
-  _globals['_TILEDRASTERHEADER']._serialized_end=507
-  _globals['_PREDICTRASTERHEADER']._serialized_start=510
-  _globals['_PREDICTRASTERHEADER']._serialized_end=958
-  _globals['_VALUERANGE']._serialized_start=960
-  _globals['_VALUERANGE']._serialized_end=998
-  _globals['_IMAGETILE']._serialized_start=1000
-  _globals['_IMAGETILE']._serialized_end=1075
-  _globals['_PREDICTRASTERREQUEST']._serialized_start=1077
-  _globals['_PREDICTRASTERREQUEST']._serialized_end=1194
-  _globals['_PROGRESS']._serialized_start=1196
-  _globals['_PROGRESS']._serialized_end=1270
-  _globals['_CLASSMAPTILE']._serialized_start=1272
-  _globals['_CLASSMAPTILE']._serialized_end=1357
-  _globals['_RASTERRESULT']._serialized_start=1360
-  _globals['_RASTERRESULT']._serialized_end=1608
-  _globals['_PREDICTRASTERRESPONSE']._serialized_start=1611
-  _globals['_PREDICTRASTERRESPONSE']._serialized_end=1774
-  _globals['_LISTMODELSREQUEST']._serialized_start=1776
-  _globals['_LISTMODELSREQUEST']._serialized_end=1834
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1836
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1913
-  _globals['_GETMODELREQUEST']._serialized_start=1915
-  _globals['_GETMODELREQUEST']._serialized_end=1966
-  _globals['_SEGMENTER']._serialized_start=1969
-  _globals['_SEGMENTER']._serialized_end=2251
+  _globals['_TILEDRASTERHEADER']._serialized_end=539
+  _globals['_PREDICTRASTERHEADER']._serialized_start=542
+  _globals['_PREDICTRASTERHEADER']._serialized_end=990
+  _globals['_VALUERANGE']._serialized_start=992
+  _globals['_VALUERANGE']._serialized_end=1030
+  _globals['_IMAGETILE']._serialized_start=1032
+  _globals['_IMAGETILE']._serialized_end=1107
+  _globals['_PREDICTRASTERREQUEST']._serialized_start=1109
+  _globals['_PREDICTRASTERREQUEST']._serialized_end=1226
+  _globals['_PROGRESS']._serialized_start=1228
+  _globals['_PROGRESS']._serialized_end=1302
+  _globals['_CLASSMAPTILE']._serialized_start=1304
+  _globals['_CLASSMAPTILE']._serialized_end=1389
+  _globals['_RASTERRESULT']._serialized_start=1392
+  _globals['_RASTERRESULT']._serialized_end=1640
+  _globals['_PREDICTRASTERRESPONSE']._serialized_start=1643
+  _globals['_PREDICTRASTERRESPONSE']._serialized_end=1806
+  _globals['_LISTMODELSREQUEST']._serialized_start=1808
+  _globals['_LISTMODELSREQUEST']._serialized_end=1866
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1868
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1945
+  _globals['_GETMODELREQUEST']._serialized_start=1947
+  _globals['_GETMODELREQUEST']._serialized_end=1998
+  _globals['_SEGMENTER']._serialized_start=2001
+  _globals['_SEGMENTER']._serialized_end=2283
 # @@protoc_insertion_point(module_scope)

@@ -32,18 +32,20 @@ class PredictResponse(_message.Message):
     def __init__(self, class_map: _Optional[_Union[_common_pb2.ClassMap, _Mapping]] = ..., probabilities: _Optional[_Union[_common_pb2.Probabilities, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., execution_provider: _Optional[str] = ...) -> None: ...
 
 class TiledRasterHeader(_message.Message):
-    __slots__ = ("height", "width", "bands", "dtype", "geo")
+    __slots__ = ("height", "width", "bands", "dtype", "geo", "nodata")
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     BANDS_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     GEO_FIELD_NUMBER: _ClassVar[int]
+    NODATA_FIELD_NUMBER: _ClassVar[int]
     height: int
     width: int
     bands: int
     dtype: _common_pb2.DataType
     geo: _common_pb2.GeoReference
-    def __init__(self, height: _Optional[int] = ..., width: _Optional[int] = ..., bands: _Optional[int] = ..., dtype: _Optional[_Union[_common_pb2.DataType, str]] = ..., geo: _Optional[_Union[_common_pb2.GeoReference, _Mapping]] = ...) -> None: ...
+    nodata: float
+    def __init__(self, height: _Optional[int] = ..., width: _Optional[int] = ..., bands: _Optional[int] = ..., dtype: _Optional[_Union[_common_pb2.DataType, str]] = ..., geo: _Optional[_Union[_common_pb2.GeoReference, _Mapping]] = ..., nodata: _Optional[float] = ...) -> None: ...
 
 class PredictRasterHeader(_message.Message):
     __slots__ = ("model", "clicks", "raster", "tiles", "output_uri", "stream_tiles", "window", "aoi", "source_bands", "source_range", "vector_uri", "overwrite", "confidence_uri")
