@@ -244,7 +244,7 @@ def segmenter_restarted_mid_raster(repo: Path, model: str, scratch: Path, size_p
         with SegmenterClient(server.address, retries=policy, raster_timeout=1800) as client:
             started = time.monotonic()
             try:
-                client.predict_raster(str(source), model=model, output_uri=str(output),
+                client.predict_raster(str(source), model=model, output_uri=str(output), overwrite=True,
                                       on_progress=lambda done, total: progress.append((done, total)))
                 outcome["code"] = "OK"
             except Exception as error:  # noqa: BLE001 - reported, not hidden

@@ -205,7 +205,7 @@ def _readers(root: Path, out_dir: Path):
     """Every request that makes a server read a raster by URI: name -> call(uri)."""
     return {
         "PredictRaster to a file": lambda s, uri: s["segmenter"].predict_raster(
-            uri, model="tiny", output_uri=str(out_dir / "out.tif")),
+            uri, model="tiny", output_uri=str(out_dir / "out.tif"), overwrite=True),  # the same output, call after call
         "PredictRaster streamed": lambda s, uri: s["segmenter"].predict_raster(uri, model="tiny"),
         "CreateSession raster": lambda s, uri: s["adapter"].create_session(uri, model="tiny"),
         "CreateSession raster_window": lambda s, uri: s["adapter"].create_session(
