@@ -171,8 +171,8 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
                                               overwrite_field="header.overwrite")
         if header.vector_uri:
             vector = self.policy.writable(header.vector_uri, "header.vector_uri", suffixes=VECTOR_SUFFIXES,
-                                          kind="GeoPackage or GeoJSON files",
-                                          inputs=[header.raster.uri, header.output_uri])
+                                          kind="GeoPackage or GeoJSON files", inputs=[header.raster.uri],
+                                          overwrite=header.overwrite, overwrite_field="header.overwrite")
         scratch = Path(tempfile.gettempdir())
         which = header.WhichOneof("source")
         if which == "raster":

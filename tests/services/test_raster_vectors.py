@@ -101,3 +101,17 @@ def test_bad_vector_outputs_are_refused_before_any_work(segmenter, scene_tif, ra
     assert "no CRS" in no_crs.value.field_violations[0].description
     assert not (raster_root / "plain.geojson").exists()
     assert result.vector_features == len(_read(raster_root / "plain.gpkg")[3]) > 0
+
+
+def test_an_existing_vector_file_is_replaced_only_with_overwrite(segmenter, scene_tif, raster_root):
+    from dial_client.errors import AlreadyExists
+
+    address, _ = segmenter
+    polygons = raster_root / "kept.gpkg"
+    polygons.write_bytes(b"the caller's own file")
+    with SegmenterClient(address) as client:
+        with pytest.raises(AlreadyExists, match="overwrite"):
+            client.predict_raster(str(scene_tif), model="tiny", vector_uri=str(polygons))
+        assert polygons.read_bytes() == b"the caller's own file"
+        result = client.predict_raster(str(scene_tif), model="tiny", vector_uri=str(polygons), overwrite=True)
+    assert result.vector_features == len(_read(polygons)[3]) > 0
