@@ -201,7 +201,9 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
                                                               "and the raster has no CRS; write a .gpkg instead")])
             clicks = self._raster_clicks(header, source, manifest)
             tiles = self.tiles.labels(manifest.name, manifest.version)
-            working = tiler_bytes(manifest, info.height, info.width, self.config.raster_batch_size, False)
+            # A confidence band blends normalised logits, which costs what probabilities do.
+            working = tiler_bytes(manifest, info.height, info.width, self.config.raster_batch_size,
+                                  confidence is not None)
             if vector is not None and class_map is None:
                 fd, name = tempfile.mkstemp(prefix="dial-classmap-", suffix=".tif", dir=scratch)
                 os.close(fd)

@@ -61,6 +61,10 @@ def test_nodata_in_the_source_is_nodata_in_the_class_map_and_empty_tiles_are_not
     empty = sum(1 for w in grid.windows() if w.col_off + w.width <= NODATA_COLS)
     assert 0 < empty < len(grid) and result.tiles_skipped == empty
     assert progress[-1] == (len(grid), len(grid))
+    labels_of = {"model": "tiny", "version": tiny_manifest.version}
+    registry = running.metrics.registry
+    assert registry.get_sample_value("dial_tiles_skipped_total", labels_of) == empty
+    assert registry.get_sample_value("dial_tiles_processed_total", labels_of) == len(grid) - empty
 
 
 def test_a_source_without_nodata_skips_nothing(segmenter, raster_root):
