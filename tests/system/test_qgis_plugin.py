@@ -73,24 +73,29 @@ def servers(tmp_path_factory):
         acquisition.stop()
 
 
+def qgis_session(plugins_folder: Path, servers, home: Path, work: Path, *extra: str, timeout: float) -> dict:
+    """Run clients/qgis/tests/qgis_session.py in QGIS's own Python against ``servers``; its report."""
+    segmenter, acquisition = servers
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env.update(QT_QPA_PLATFORM="offscreen", HOME=str(home), XDG_RUNTIME_DIR=str(home))
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if ".venv" not in p)
+    run = subprocess.run(
+        [QGIS_PYTHON, str(SESSION), "--plugins", str(plugins_folder), "--image", str(IMAGE),
+         "--segmenter", segmenter.address, "--acquisition", acquisition.address, "--model", "landcover",
+         "--work", str(work), *extra], capture_output=True, text=True, timeout=timeout, env=env, cwd=home)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("REPORT ")]
+    assert run.returncode == 0 and lines, f"QGIS session failed:\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
+    return json.loads(lines[-1].removeprefix("REPORT "))
+
+
 def test_a_user_segments_clicks_undoes_and_exports_in_qgis(plugins_folder, servers, tmp_path):
     import pyogrio
     import pyogrio.raw
     import rasterio
 
-    segmenter, acquisition = servers
     work = tmp_path / "session"
-    work.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    env.update(QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path))
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if ".venv" not in p)
-    run = subprocess.run(
-        [QGIS_PYTHON, str(SESSION), "--plugins", str(plugins_folder), "--image", str(IMAGE),
-         "--segmenter", segmenter.address, "--acquisition", acquisition.address, "--model", "landcover",
-         "--work", str(work)], capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
-    lines = [line for line in run.stdout.splitlines() if line.startswith("REPORT ")]
-    assert run.returncode == 0 and lines, f"QGIS session failed:\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
-    report = json.loads(lines[-1].removeprefix("REPORT "))
+    report = qgis_session(plugins_folder, servers, tmp_path, work, timeout=240)
 
     # the plugin ran on its vendored client, in QGIS's Python, with a project CRS unlike the layer's
     assert "/dial_qgis/vendor/dial_client/" in report["dial_client_from"]
@@ -150,3 +155,48 @@ def test_a_user_segments_clicks_undoes_and_exports_in_qgis(plugins_folder, serve
     if os.environ.get("DIAL_UPDATE_SCREENSHOT"):
         shutil.copy(work / "window.png", SCREENSHOT)
 
+
+
+@pytest.fixture(scope="module")
+def adapter_server(tmp_path_factory):
+    """An Adapter on the shipped models, whose raster roots do not hold the test image."""
+    from tests.support.processes import ServiceProcess
+
+    adapter = ServiceProcess("adapter", [
+        "--model-repo", str(REPO_ROOT / "models"), "--model-cache", str(tmp_path_factory.mktemp("adapter-cache")),
+        "--session-store", str(tmp_path_factory.mktemp("adapter-sessions")),
+        "--raster-roots", str(tmp_path_factory.mktemp("adapter-rasters")),
+        # Two short steps on small crops: the test checks the plugin's session, not DISCA's quality.
+        "--adaptation-steps", "2", "--crop-px", "128", "--max-crops", "2"])
+    try:
+        adapter.wait_serving()
+        yield adapter
+    finally:
+        adapter.stop()
+
+
+def test_a_users_adaptation_session_outlives_the_plugin_and_the_project(plugins_folder, servers, adapter_server,
+                                                                        tmp_path):
+    report = qgis_session(plugins_folder, servers, tmp_path, tmp_path / "session", "--scenario", "adapt",
+                          "--adapter", adapter_server.address, timeout=600)
+    assert "/dial_qgis/vendor/dial_client/" in report["dial_client_from"]
+
+    # a session on the visible window, its id kept in the project; adapting without clicks says what to do
+    adapt = report["adapt"]
+    assert adapt["kept_in_project"] == adapt["session"] and len(adapt["session"]) == 32
+    assert adapt["window"] == adapt["visible_window"] and adapt["window"][2] < 1300
+    assert adapt["no_clicks_error"].startswith("PluginError") and "Click on the map" in adapt["no_clicks_message"][1]
+    # adaptation ran as a task that reported its progress to the end
+    assert adapt["progress"] and adapt["progress"][-1] == 100 and adapt["progress"] == sorted(adapt["progress"])
+
+    # after reloading the plugin and re-reading the project, the same session, with its click and adaptation
+    resumed = report["resumed"]
+    assert resumed["session"] == adapt["session"]
+    assert resumed["clicks"] == 1 and resumed["adaptation_count"] == 1 and resumed["after_adapt"] == 2
+    assert any("resumed from the project" in text for text in resumed["messages"])
+
+    # a raster the Adapter may not read: one actionable message, no traceback, the saved session kept
+    outside = report["outside_roots"]
+    assert outside["session"] is None and outside["kept_in_project"] == adapt["session"]
+    level, text = outside["messages"][-1]
+    assert "allowed roots" in text and "--raster-roots" in text and "Traceback" not in text

@@ -16,6 +16,9 @@ class ConnectionSettings:
     tls: bool = False
     root_cert: str = ""   # PEM file; empty: the system's roots
     token: str = ""
+    # The Adapter reads the layer's file itself (a path it shares, under its --raster-roots) instead of
+    # the plugin sending the window's pixels: less traffic for large windows on a shared volume.
+    server_reads_file: bool = False
 
     def _common(self) -> dict:
         from dial_client import TlsConfig

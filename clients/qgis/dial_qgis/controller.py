@@ -100,6 +100,8 @@ class Controller:
         self.class_layer = None
         self.queue = where_next.Queue()
         self._choose_input()
+        if adapt_job.current(self.ws, self.project) is not None:
+            self.adapt_resume()  # a session saved with the project outlives the plugin and QGIS
 
     def visible_window(self) -> tuple[int, int, int, int] | None:
         """The image window under the canvas's visible extent (canvas CRS -> image CRS with QGIS's transform)."""
@@ -187,13 +189,24 @@ class Controller:
 
         return self._guard(run, address=self.ws.settings.adapter)
 
+    def adapt_resume(self):
+        """The adaptation session this project keeps for the layer, as the server has it (None: none)."""
+        def run():
+            info = adapt_job.resume(self.ws, self.project)
+            if info is not None:
+                self.notify("info", f"Adaptation session {info.session_id} resumed from the project: "
+                                    f"{len(info.clicks)} click(s), adapted {info.adaptation_count} time(s).")
+            return info
+
+        return self._guard(run, address=self.ws.settings.adapter)
+
     def adapt(self, on_done=None):
         from qgis.core import QgsApplication
 
         from .tasks import DialTask
 
         def work(progress, cancelled):
-            return adapt_job.adapt(self.ws, self.project)
+            return adapt_job.adapt(self.ws, self.project, progress=progress, cancelled=cancelled)
 
         def done(result, error):
             self.tasks = [t for t in self.tasks if t is not task]

@@ -45,6 +45,9 @@ class DialDock(QDockWidget):
         check = QPushButton("Check")
         check.clicked.connect(self.check)
         form.addRow(self.tls, check)
+        self.server_reads_file = QCheckBox("Adapter reads the layer's file (a shared path)")
+        self.server_reads_file.setChecked(s.server_reads_file)
+        form.addRow(self.server_reads_file)
         self.models = QComboBox()
         self.models.currentTextChanged.connect(self.choose_model)
         form.addRow("Model", self.models)
@@ -89,7 +92,8 @@ class DialDock(QDockWidget):
     def settings(self) -> ConnectionSettings:
         return ConnectionSettings(self.segmenter.text().strip(), self.adapter.text().strip(),
                                   self.acquisition.text().strip(), self.tls.isChecked(),
-                                  self.root_cert.text().strip(), self.token.text())
+                                  self.root_cert.text().strip(), self.token.text(),
+                                  self.server_reads_file.isChecked())
 
     def check(self) -> None:
         settings = self.settings()

@@ -25,6 +25,10 @@ def main() -> int:
     for flag in ("--plugins", "--image", "--segmenter", "--acquisition", "--model", "--work"):
         parser.add_argument(flag, required=True)
     parser.add_argument("--click-class", default="Road")
+    # "annotate": segment, click, undo, where next, export. "adapt": a DISCA session through the Adapter
+    # that outlives a reload of the plugin and of the project, and a refused server-side read.
+    parser.add_argument("--scenario", choices=("annotate", "adapt"), default="annotate")
+    parser.add_argument("--adapter", default="")
     args = parser.parse_args()
     work = Path(args.work)
 
@@ -92,6 +96,8 @@ def main() -> int:
     dock = plugin.toggle(True)
     dock.segmenter.setText(args.segmenter)
     dock.acquisition.setText(args.acquisition)
+    if args.adapter:
+        dock.adapter.setText(args.adapter)
     dock.layer.setLayer(layer)
     dock.check()
     controller = plugin.controller
@@ -99,6 +105,10 @@ def main() -> int:
     dock.choose_model(next(m.label for m in controller.models if m.name == args.model))
     ws = controller.ws
     report["model"] = f"{ws.model.name}:{ws.model.version}"
+    if args.scenario == "adapt":
+        adapt_scenario(app, plugin, project, layer, canvas, mercator, report, args)
+        print("REPORT " + json.dumps(report), flush=True)
+        os._exit(0)
 
     # Segment the whole layer as a QgsTask, waiting as the event loop would.
     finished = {}
@@ -215,6 +225,92 @@ def main() -> int:
     print("REPORT " + json.dumps(report), flush=True)
     # Leave without QGIS's teardown, which crashes headless Qt builds after the work is done.
     os._exit(0)
+
+
+def wait_for(app, start, seconds: float) -> dict:
+    """Start a DialTask with ``start(on_done)`` and run the event loop until it is done; its progress
+    values and its error, if any."""
+    outcome = {"progress": []}
+    task = start(lambda result, error: outcome.update(
+        done=True, error=None if error is None else f"{type(error).__name__}: {error}"))
+    task.progressChanged.connect(outcome["progress"].append)
+    started = time.monotonic()
+    while "done" not in outcome:
+        app.processEvents()
+        time.sleep(0.02)
+        assert time.monotonic() - started < seconds, f"{task.description()} took over {seconds} s"
+    return outcome
+
+
+def adapt_scenario(app, plugin, project, layer, canvas, mercator, report, args) -> None:
+    """Adapt on the visible window, keep the session in the project, reload plugin and project, resume."""
+    import qgis.utils
+    from qgis.core import QgsCoordinateTransform, QgsRectangle
+
+    from dial_qgis import where_next
+
+    controller = plugin.controller
+    grid = controller.ws.grid
+    size = 192
+    window = ((grid.height - size) // 2, (grid.width - size) // 2, size, size)
+    to_canvas = QgsCoordinateTransform(layer.crs(), mercator, project)
+    canvas.setExtent(to_canvas.transformBoundingBox(QgsRectangle(*where_next.window_bounds(grid, window))))
+    canvas.refresh()
+    canvas.waitWhileRendering()
+
+    session_id = controller.adapt_start(visible=True)
+    assert session_id, report["messages"]
+    kept, _ = project.readEntry("dial", "adapter/session", "")
+    session_window = [int(v) for v in project.readEntry("dial", "adapter/window", "")[0].split(",")]
+    # Adapting before any click is refused with a message, not a traceback.
+    refused = wait_for(app, lambda done: controller.adapt(on_done=done), 60)
+    refusal = report["messages"][-1]
+
+    # One click at the canvas centre (inside the session's window), then Adapt as a task with progress.
+    controller.class_id = next(int(i) for i, name, _ in controller.ws.model.classes if name == args.click_class)
+    centre = canvas.extent().center()
+    assert controller.on_map_click(centre.x(), centre.y(), mercator) is not None, report["messages"]
+    first = wait_for(app, lambda done: controller.adapt(on_done=done), 300)
+    assert first["error"] is None, (first, report["messages"])
+    report["adapt"] = {"session": session_id, "kept_in_project": kept, "window": session_window,
+                       "visible_window": list(controller.visible_window()), "no_clicks_error": refused["error"],
+                       "no_clicks_message": refusal, "progress": first["progress"]}
+
+    # Save the project, reload the plugin (its modules too) and re-read the project: the session comes back.
+    assert project.write(), "the project could not be saved"
+    path, layer_name = project.fileName(), layer.name()
+    canvas.setLayers([])
+    qgis.utils.reloadPlugin("dial_qgis")
+    project.clear()
+    assert project.read(path), f"QGIS cannot read {path}"
+    reread = next(iter(project.mapLayersByName(layer_name)))
+    canvas.setLayers([reread])
+    plugin = qgis.utils.plugins["dial_qgis"]
+    dock = plugin.toggle(True)
+    assert plugin.controller is not controller
+    before = len(report["messages"])
+    dock.segmenter.setText(args.segmenter)
+    dock.adapter.setText(args.adapter)
+    dock.layer.setLayer(reread)
+    dock.check()
+    controller = plugin.controller
+    dock.choose_model(next(m.label for m in controller.models if m.name == args.model))
+    resumed = controller.adapt_resume()
+    second = wait_for(app, lambda done: controller.adapt(on_done=done), 300)
+    assert second["error"] is None, (second, report["messages"])
+    info = controller.adapt_resume()
+    report["resumed"] = {"session": resumed.session_id, "clicks": len(resumed.clicks),
+                         "adaptation_count": resumed.adaptation_count, "after_adapt": info.adaptation_count,
+                         "messages": [text for _, text in report["messages"][before:]]}
+
+    # An Adapter that must read the layer's file itself, which lies outside its raster roots.
+    dock.server_reads_file.setChecked(True)
+    dock.check()
+    before = len(report["messages"])
+    report["outside_roots"] = {"session": controller.adapt_start(visible=True),
+                               "messages": report["messages"][before:],
+                               "kept_in_project": project.readEntry("dial", "adapter/session", "")[0]}
+    report["dial_client_from"] = sys.modules["dial_client"].__file__
 
 
 if __name__ == "__main__":
