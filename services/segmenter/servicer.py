@@ -126,6 +126,13 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
         labels = np.empty((height, width), dtype=np.uint8)
         probs_out = None
         reduce_rows = None
+        counted = [0]
+
+        def count_tiles(done: int, total: int) -> None:
+            # The tiler reports once per batch, with the tiles done so far.
+            tiles.inc(done - counted[0])
+            counted[0] = done
+
         if with_probabilities:
             # Quantised block by block (on the blending thread, as the argmax): a float32 copy of the
             # whole image's probabilities would be 4x the reply's size.
@@ -133,7 +140,7 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
             reduce_rows = lambda block: (quantise_probabilities(block), class_argmax(block))  # noqa: E731
         for top, bottom, rows in iter_blended_rows(predictor, array_reader(image), height, width, clicks,
                                                    batch_size=self.config.max_batch_size,
-                                                   on_tile=lambda done, total: tiles.inc(),
+                                                   on_tile=count_tiles,
                                                    output="probabilities" if probs_out is not None else "labels",
                                                    reduce_rows=reduce_rows):
             if probs_out is not None:

@@ -157,3 +157,12 @@ def test_a_streamed_array_with_a_nodata_value_is_masked_and_skipped_alike(segmen
         np.testing.assert_array_equal(streamed.labels, ds.read(1))
     assert (streamed.labels[:, :NODATA_COLS] == 255).all()
     assert streamed.tiles_skipped == from_file.tiles_skipped > 0
+
+
+def test_predict_counts_every_tile_it_runs_not_every_batch(segmenter, tiny_manifest):
+    address, running = segmenter
+    labels_of = {"model": "tiny", "version": tiny_manifest.version}
+    with SegmenterClient(address) as client:
+        client.predict(make_scene(300, 300, seed=2).image, model="tiny")
+    grid = TileGrid(300, 300, tiny_manifest.tile_px, tiny_manifest.overlap_px)
+    assert running.metrics.registry.get_sample_value("dial_tiles_processed_total", labels_of) == len(grid) > 1
