@@ -161,7 +161,7 @@ def test_a_window_read_on_its_own_carries_its_own_georeference(tmp_path):
         whole = reader.read_window()
         assert whole.window == (0, 0, 60, 50) and whole.geo == reader.info.geo
         for outside in [(50, 0, 20, 10), (0, 0, 0, 10), (0, 45, 10, 10)]:
-            with pytest.raises(ValueError, match="inside the 60x50 raster"):
+            with pytest.raises(ValueError, match=r"inside the 60 × 50 \(height × width\) raster"):
                 reader.read_window(outside)
     plain = tmp_path / "plain.tif"
     with rasterio.open(plain, "w", driver="GTiff", height=8, width=8, count=1, dtype="uint8") as ds:
