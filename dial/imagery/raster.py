@@ -65,7 +65,7 @@ class RasterReader:
     calls it (the tiler reads on its own thread).
     """
 
-    def __init__(self, path: str | Path, policy: OpenPolicy = GEOTIFF):
+    def __init__(self, path: str | Path, policy: OpenPolicy = GEOTIFF, any_band_count: bool = False):
         self._path = path
         self._ds = open_image(path, policy)
         try:
@@ -73,7 +73,7 @@ class RasterReader:
             if dtype not in SUPPORTED_DTYPES:
                 raise ImageFormatError(f"dtype {dtype}; DIAL reads uint8 or uint16 rasters", path=path)
             with gdal_env():
-                self._bands = image_band_indexes(self._ds)
+                self._bands = image_band_indexes(self._ds, any_band_count)
                 self.info = RasterInfo(self._ds.height, self._ds.width, len(self._bands), dtype,
                                        georeference(self._ds))
         except BaseException:

@@ -32,10 +32,11 @@ def georeference(dataset) -> GeoReference | None:
     return geo if geo.is_georeferenced else None
 
 
-def image_band_indexes(dataset) -> list[int]:
-    """1-based band indexes to use as image bands: alpha is dropped."""
+def image_band_indexes(dataset, any_count: bool = False) -> list[int]:
+    """1-based band indexes to use as image bands: alpha is dropped. Images have 1, 3 or 4 of them; with
+    ``any_count``, any number (a multispectral raster whose bands a mapping then chooses)."""
     bands = [i + 1 for i, ci in enumerate(dataset.colorinterp) if ci != ColorInterp.alpha]
-    if len(bands) not in (1, 3, 4):
+    if not bands or (not any_count and len(bands) not in (1, 3, 4)):
         raise ImageFormatError(f"{len(bands)} bands; DIAL reads 1, 3 or 4 band images", path=dataset.name)
     return bands
 

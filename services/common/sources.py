@@ -138,11 +138,12 @@ class Sources:
                   prefix: str = "header") -> RasterView:
         """What the model sees of the raster ``uri`` names (``model_view``), read window by window; the raster
         is checked against ``max_px`` first. The caller closes it."""
-        reader = self.policy.open_raster(uri, f"{field}.uri")
+        # Any band count: source_bands may choose a model's bands from a multispectral raster.
+        reader = self.policy.open_raster(uri, f"{field}.uri", any_band_count=True)
         try:
             info = reader.info
             v = Violations()
-            check_shape(v, field, info.height, info.width, info.bands, max_px)
+            check_shape(v, field, info.height, info.width, None, max_px)
             v.raise_if_any()
         except BaseException:
             reader.close()

@@ -100,11 +100,12 @@ class UriPolicy:
             raise not_found(f"{field_path}: no raster at that path") from None
         return path
 
-    def open_raster(self, uri: str, field_path: str = "uri") -> RasterReader:
-        """A reader of the raster ``uri`` names, or the status that says why there is none."""
+    def open_raster(self, uri: str, field_path: str = "uri", any_band_count: bool = False) -> RasterReader:
+        """A reader of the raster ``uri`` names, or the status that says why there is none; ``any_band_count``
+        accepts rasters of other than 1, 3 or 4 bands (for a band mapping to choose from)."""
         path = self.readable(uri, field_path)
         try:
-            return _FieldRaster(path, self.open_policy, field_path)
+            return _FieldRaster(path, self.open_policy, field_path, any_band_count)
         except ImageFormatError as error:
             if isinstance(path, str) and ("404" in error.reason or "does not exist" in error.reason):
                 raise not_found(f"{field_path}: no remote raster there ({error.reason})") from None
@@ -159,8 +160,8 @@ class UriPolicy:
 class _FieldRaster(RasterReader):
     """A raster one request field named: pixels that fail to read are that field's INVALID_ARGUMENT too."""
 
-    def __init__(self, path: Path, policy: OpenPolicy, field_path: str):
-        super().__init__(path, policy)
+    def __init__(self, path: Path, policy: OpenPolicy, field_path: str, any_band_count: bool = False):
+        super().__init__(path, policy, any_band_count)
         self.field_path = field_path
 
     def read(self, row_off: int, col_off: int, height: int, width: int):

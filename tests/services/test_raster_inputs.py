@@ -330,3 +330,21 @@ def test_a_models_manifest_sets_the_mapping_a_request_may_override(writable_repo
         running.stop(0)
     np.testing.assert_array_equal(by_default, expected)
     np.testing.assert_array_equal(overridden, direct)
+
+
+def test_source_bands_choose_a_models_bands_from_a_multispectral_raster(segmenter, raster_root):
+    address, _ = segmenter
+    image = make_scene(64, 80, seed=23).image
+    # Five 11-bit bands, the scene's red, green and blue in bands 5, 3 and 2 (as on a multispectral sensor).
+    bands = np.zeros((64, 80, 5), np.uint16)
+    bands[..., [4, 2, 1]] = np.rint(image.astype(np.float64) * 2047 / 255).astype(np.uint16)
+    bands[..., 0] = bands[..., 3] = 1500
+    path = raster_root / "multispectral.tif"
+    _write(path, bands)
+    with SegmenterClient(address) as client:
+        mapped = client.predict_raster(str(path), model="tiny", source_bands=[5, 3, 2], source_range=(0, 2047)).labels
+        expected = client.predict_raster(image, model="tiny").labels
+        with pytest.raises(InvalidArgument) as unmapped:
+            client.predict_raster(str(path), model="tiny", source_range=(0, 2047))
+    np.testing.assert_array_equal(mapped, expected)
+    assert "the source has 5" in _fields(unmapped.value)["header.raster.bands"]
