@@ -8,12 +8,16 @@ row, and a 4000x4000 map opens in QGIS at its overview level instead of
 reading every pixel. Class names go into a GDAL PAM sidecar,
 ``<target>.aux.xml`` (category names and a thematic raster attribute
 table), which is where GDAL's GTiff driver itself keeps them: TIFF has no
-tag for them. An output without categories removes a stale sidecar, so an
-old class map's names never describe new pixels.
+tag for them. QGIS 3.22 takes the labels from there but lists all 256
+entries of the TIFF's colour table (TIFF palettes always have 2^bits), so
+a QGIS default style, ``<target stem>.qml``, lists just the model's classes.
+An output without categories removes stale sidecars, so an old class map's
+names never describe new pixels.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from dataclasses import dataclass
@@ -49,6 +53,16 @@ def sidecar_path(path: str | Path) -> Path:
     return Path(f"{path}.aux.xml")
 
 
+def style_path(path: str | Path) -> Path:
+    """The QGIS default style QGIS loads with the raster at ``path``."""
+    return Path(path).with_suffix(".qml")
+
+
+def sidecar_paths(path: str | Path) -> tuple[Path, Path]:
+    """The files a class map at ``path`` comes with."""
+    return sidecar_path(path), style_path(path)
+
+
 def categories_xml(categories: list[Category]) -> str:
     """A PAM document naming band 1's classes: GDAL category names (read by gdalinfo and QGIS's legend)
     and the same as a thematic raster attribute table with each class's value, name and colour."""
@@ -66,12 +80,24 @@ def categories_xml(categories: list[Category]) -> str:
     return "\n".join(lines)
 
 
+def qgis_style_xml(categories: list[Category]) -> str:
+    """A QGIS paletted style of band 1 with one legend entry per class, value, colour and name."""
+    entries = "\n".join(f'        <paletteEntry value="{value}" color="{c.colour}" alpha="255" '
+                         f'label="{escape(c.name, {chr(34): "&quot;"})}"/>' for value, c in enumerate(categories))
+    return ("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+            '<qgis version="3.22" styleCategories="Symbology">\n  <pipe>\n'
+            '    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1">\n'
+            "      <rasterTransparency/>\n      <colorPalette>\n"
+            f"{entries}\n      </colorPalette>\n    </rasterrenderer>\n  </pipe>\n</qgis>\n")
+
+
 class CogWriter:
     """A single-band uint8 cloud-optimised GeoTIFF at ``path``, written window by window.
 
     It appears at ``path`` whole when the block ends, or not at all when it
-    raises; ``overwrite=False`` raises FileExistsError then rather than
-    replace a file that exists (one another writer made meanwhile included).
+    raises; ``overwrite=False`` raises FileExistsError, at once when the file
+    or one of its sidecars exists, and at the end rather than replace a file
+    another writer made meanwhile.
     ``categories`` name the values 0..K-1 (colour table and sidecar);
     ``scale_offset`` declares how the bytes decode; ``resampling`` makes
     the overviews ("nearest" keeps classes classes, "average" suits a
@@ -86,6 +112,12 @@ class CogWriter:
         self._categories = categories
         self._resampling = resampling
         self._overwrite = overwrite
+        # Sidecars of an earlier class map here are stale once this file replaces it.
+        self._replacing = os.path.lexists(self.path)
+        if not overwrite:
+            for existing in (self.path, *sidecar_paths(self.path)) if categories else (self.path,):
+                if os.path.lexists(existing):
+                    raise FileExistsError(errno.EEXIST, "exists", str(existing))
         fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".staging.tif", dir=self.path.parent)
         os.close(fd)
         self._staging = Path(name)
@@ -106,11 +138,13 @@ class CogWriter:
             with atomic_path(self.path, overwrite=self._overwrite) as tmp, gdal_env():
                 rasterio.shutil.copy(self._staging, tmp, driver="COG", COMPRESS="DEFLATE", LEVEL=1,
                                      BLOCKSIZE=256, OVERVIEW_RESAMPLING=self._resampling.upper())
-            sidecar = sidecar_path(self.path)
+            pam, style = sidecar_paths(self.path)
             if self._categories:
-                atomic_write_text(sidecar, categories_xml(self._categories))
-            else:
-                sidecar.unlink(missing_ok=True)
+                atomic_write_text(pam, categories_xml(self._categories))
+                atomic_write_text(style, qgis_style_xml(self._categories))
+            elif self._replacing:
+                pam.unlink(missing_ok=True)
+                style.unlink(missing_ok=True)
         finally:
             self._discard()
 

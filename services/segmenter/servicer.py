@@ -12,6 +12,7 @@ import numpy as np
 
 from dial.clicks import Click
 from dial.errors import AlreadyExists
+from dial.imagery.outputs import sidecar_paths
 from dial.imagery.vector import FORMATS as VECTOR_FORMATS, output_driver
 from dial.inference.classwise import class_argmax
 from dial.inference.tiling import array_reader, iter_blended_rows
@@ -232,12 +233,13 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
                         yield response
                 except FileExistsError:
                     # Another writer created an output while this call ran; it is left as that writer made it.
-                    raise AlreadyExists("an output appeared while the call ran; set header.overwrite to replace "
-                                        "it, or choose another name") from None
+                    raise AlreadyExists("an output or one of its sidecars (.aux.xml, .qml) exists, or appeared "
+                                        "while the call ran; set header.overwrite to replace them, or choose "
+                                        "another name") from None
         finally:
             source.close()
             if class_map is not None and class_map != output:
-                for scratch_file in (class_map, Path(f"{class_map}.aux.xml")):
+                for scratch_file in (class_map, *sidecar_paths(class_map)):
                     scratch_file.unlink(missing_ok=True)
 
     def _raster_clicks(self, header, source: RasterSource, manifest) -> list[Click]:

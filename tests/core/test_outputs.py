@@ -8,7 +8,7 @@ import rasterio
 
 from dial.files import atomic_path
 from dial.imagery.georef import GeoReference
-from dial.imagery.outputs import Category, CogWriter, sidecar_path
+from dial.imagery.outputs import Category, CogWriter, sidecar_path, style_path
 from dial.inference.classwise import confidence_from_logits
 from dial.inference.predictors import softmax
 from dial.inference.tiling import TileGrid, iter_blended_rows
@@ -42,10 +42,21 @@ def test_a_map_without_classes_removes_the_old_maps_class_names(tmp_path):
     target = tmp_path / "map.tif"
     _write(target, categories=CLASSES)
     assert "<Category>Building</Category>" in sidecar_path(target).read_text()
+    assert 'label="Building"' in style_path(target).read_text()
     _write(target, overwrite=True, scale_offset=(0.5, 1.0))
-    assert not sidecar_path(target).exists()
+    assert not sidecar_path(target).exists() and not style_path(target).exists()
     with rasterio.open(target) as ds:
         assert ds.scales == (0.5,) and ds.offsets == (1.0,)
+
+
+def test_a_class_map_is_refused_beside_a_style_it_would_replace_unless_overwrite(tmp_path):
+    target = tmp_path / "map.tif"
+    style_path(target).write_text("the user's own style")
+    with pytest.raises(FileExistsError):
+        _write(target, categories=CLASSES)
+    assert style_path(target).read_text() == "the user's own style" and not target.exists()
+    _write(target, scale_offset=(0.5, 1.0))  # a map without classes writes no style: it leaves this one be
+    assert style_path(target).read_text() == "the user's own style"
 
 
 def test_atomic_path_without_overwrite_refuses_a_file_made_meanwhile(tmp_path):

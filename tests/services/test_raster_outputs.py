@@ -102,7 +102,7 @@ def test_the_class_map_is_a_cog_with_overviews_colours_and_class_names(segmenter
         colour = tiny_manifest.classes[1].colour
         assert ds.colormap(1)[1][:3] == tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
     # Only the file and its sidecar: no staging file is left beside them.
-    assert sorted(p.name for p in raster_root.iterdir()) == ["half.tif", "named.tif", "named.tif.aux.xml"]
+    assert sorted(p.name for p in raster_root.iterdir()) == ["half.tif", "named.qml", "named.tif", "named.tif.aux.xml"]
 
 
 def test_overwriting_an_output_is_opt_in(segmenter, half_nodata, raster_root):
