@@ -14,16 +14,21 @@ An output must not be the input raster, nor anything but a regular file.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 from urllib.parse import unquote, urlparse
 
-from dial.errors import AlreadyExists
+from dial.errors import AlreadyExists, Unavailable
 from dial.imagery.opener import GEOTIFF, ImageFormatError, OpenPolicy
 from dial.imagery.raster import RasterReader
 from dial_services.common.errors import ApiError, invalid_argument, not_found, permission_denied
+
+# What GDAL (curl) says when a remote host is down, slow or failing, rather than the file being wrong.
+_UNREACHABLE = re.compile(r"HTTP response code: 5\d\d|timed out|timeout|Could not resolve|Failed to connect|"
+                          r"Couldn't connect|Connection refused", re.IGNORECASE)
 
 # Linux's limits (NAME_MAX, PATH_MAX): longer names fail with ENAMETOOLONG, a client's error.
 MAX_NAME_BYTES = 255
@@ -109,6 +114,10 @@ class UriPolicy:
         except ImageFormatError as error:
             if isinstance(path, str) and ("404" in error.reason or "does not exist" in error.reason):
                 raise not_found(f"{field_path}: no remote raster there ({error.reason})") from None
+            if isinstance(path, str) and _UNREACHABLE.search(error.reason):
+                # The host may answer later; UNAVAILABLE tells a client to retry, where INVALID_ARGUMENT would not.
+                raise Unavailable(f"{field_path}: the remote host did not answer ({error.reason}); retry later") \
+                    from None
             raise invalid_argument([(field_path, error.reason)]) from None
         except FileNotFoundError:  # removed since the check
             raise not_found(f"{field_path}: no raster at that path") from None

@@ -348,3 +348,19 @@ def test_source_bands_choose_a_models_bands_from_a_multispectral_raster(segmente
             client.predict_raster(str(path), model="tiny", source_range=(0, 2047))
     np.testing.assert_array_equal(mapped, expected)
     assert "the source has 5" in _fields(unmapped.value)["header.raster.bands"]
+
+
+def test_an_allowed_host_that_does_not_answer_is_unavailable(tiny_repo, raster_root, free_port):
+    from dial_client.errors import Unavailable
+    from dial_services.segmenter.config import SegmenterConfig
+    from dial_services.segmenter.main import start
+
+    down = f"/vsicurl/http://127.0.0.1:{free_port}/"  # nothing listens there
+    running = start(SegmenterConfig(host="127.0.0.1", port=0, model_repo=tiny_repo, raster_roots=(raster_root,),
+                                    raster_remote_prefixes=down))
+    try:
+        with SegmenterClient(f"127.0.0.1:{running.port}", retries=0) as client:
+            with pytest.raises(Unavailable, match="retry later"):
+                client.predict_raster(f"{down}scene.tif", model="tiny")
+    finally:
+        running.stop(0)
