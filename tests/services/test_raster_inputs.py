@@ -364,3 +364,18 @@ def test_an_allowed_host_that_does_not_answer_is_unavailable(tiny_repo, raster_r
                 client.predict_raster(f"{down}scene.tif", model="tiny")
     finally:
         running.stop(0)
+
+
+def test_a_streamed_arrays_aoi_uses_the_georeference_sent_with_it(segmenter):
+    from dial_client import GeoReference
+
+    address, _ = segmenter
+    image = make_scene(96, 96, seed=29).image
+    geo = GeoReference("EPSG:32633", tuple(from_origin(*ORIGIN, PIXEL_M, PIXEL_M))[:6])
+    x0, y0 = ORIGIN
+    with SegmenterClient(address) as client:
+        by_aoi = client.predict_raster(image, model="tiny", geo=geo, tile_px=48,
+                                       aoi=(x0 + 8 * PIXEL_M, y0 - 72 * PIXEL_M, x0 + 40 * PIXEL_M, y0 - 24 * PIXEL_M))
+        alone = client.predict_raster(image[24:72, 8:40].copy(), model="tiny").labels
+    assert by_aoi.window == (24, 8, 48, 32)
+    np.testing.assert_array_equal(by_aoi.labels, alone)
