@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import uuid
 import warnings
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable, Iterator, Sequence
@@ -401,8 +402,9 @@ def write_batches(batches: Iterable[tuple[np.ndarray, np.ndarray]], path: str | 
     # GeoJSON layer is rewritten whole, and its features are not
     # reprojected), so features always stream into a GeoPackage; GeoJSON is
     # then one streamed GDAL translation of it, which reprojects and orients.
-    partial = path.with_name(f".{path.name}.partial.gpkg")
-    partial.unlink(missing_ok=True)
+    # One temporary per writer: two writers of one file (two sessions exported to one name) never append
+    # to, or remove, each other's; the file is whichever finished last.
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial.gpkg")
     options = {"SPATIAL_INDEX": "YES" if driver == "GPKG" else "NO"}
     empty = (np.empty(0, dtype=object), np.empty(0, np.int64))
     count = 0
