@@ -16,6 +16,11 @@ from torch import nn
 from dial.model.torchvision_shim import ensure_torchvision_importable
 
 CLICK_FUSION = "click-fusion"
+# The fusion's residual multiplied by the click cones: no click, no change, so
+# a fused network predicts exactly as its base until a click lands, and a
+# click changes nothing beyond its cone.
+GATED_CLICK_FUSION = "gated-click-fusion"
+FUSION_OPTIONS = {CLICK_FUSION: False, GATED_CLICK_FUSION: True}  # option -> gated
 FUSION_CHANNELS = 16
 
 
@@ -28,10 +33,11 @@ class ClickFusion(nn.Module):
     cone, at about a third of the base's cost (1x1 then two 16-channel 3x3s).
     """
 
-    def __init__(self, net: nn.Module, n_classes: int):
+    def __init__(self, net: nn.Module, n_classes: int, gated: bool = False):
         super().__init__()
         self.net = net
         self.n_classes = n_classes
+        self.gated = gated
         features = net.segmentation_head[0].in_channels
         self.fusion = nn.Sequential(
             nn.Conv2d(features + n_classes, FUSION_CHANNELS, 1), nn.ReLU(inplace=True),
@@ -49,8 +55,10 @@ class ClickFusion(nn.Module):
     def head(self, decoded: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Logits from the decoder's last features and the network input (for its click channels)."""
         clicks = x[:, x.shape[1] - self.n_classes:]
-        return (self.net.segmentation_head(decoded) + self.fusion(torch.cat([decoded, clicks], dim=1))
-                + self.click_logits(clicks))
+        residual = self.fusion(torch.cat([decoded, clicks], dim=1)) + self.click_logits(clicks)
+        if self.gated:
+            residual = residual * clicks.amax(dim=1, keepdim=True)
+        return self.net.segmentation_head(decoded) + residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.net.decoder(self.net.encoder(x)), x)
@@ -86,10 +94,10 @@ class NetworkParts:
 def split_architecture(architecture: str) -> tuple[str, bool]:
     """``"Linknet+click-fusion"`` -> ``("Linknet", True)``; the smp class and whether clicks are re-injected."""
     base, _, extra = architecture.partition("+")
-    if extra not in ("", CLICK_FUSION):
+    if extra and extra not in FUSION_OPTIONS:
         raise ValueError(f"unknown architecture option {extra!r} in {architecture!r}; DIAL knows "
-                         f"'+{CLICK_FUSION}'")
-    return base, extra == CLICK_FUSION
+                         + " and ".join(f"'+{option}'" for option in FUSION_OPTIONS))
+    return base, bool(extra)
 
 
 def build_network(architecture: str, encoder: str, in_channels: int, n_classes: int) -> torch.nn.Module:
@@ -102,9 +110,10 @@ def build_network(architecture: str, encoder: str, in_channels: int, n_classes: 
     import segmentation_models_pytorch as smp
 
     base, fusion = split_architecture(architecture)
+    gated = FUSION_OPTIONS.get(architecture.partition("+")[2], False)
     try:
         cls = getattr(smp, base)
     except AttributeError:
         raise ValueError(f"unknown smp architecture {base!r}") from None
     net = cls(encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=n_classes)
-    return ClickFusion(net, n_classes) if fusion else net
+    return ClickFusion(net, n_classes, gated=gated) if fusion else net
