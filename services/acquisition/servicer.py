@@ -33,7 +33,7 @@ from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.session_record import session_id_of
 from dial_services.common.sources import Sources, bounds_to_proto, window_from_proto, window_to_proto
 from dial_services.common.uri_policy import UriPolicy
-from dial_services.common.validation import clicks_from_proto, model_ref_from_proto
+from dial_services.common.validation import check_request_id, clicks_from_proto, model_ref_from_proto
 
 SERVICE_NAME = acquisition_pb2.DESCRIPTOR.services_by_name["Acquisition"].full_name
 REDUCTIONS = {acquisition_pb2.REDUCTION_UNSPECIFIED: "mean", acquisition_pb2.REDUCTION_MEAN: "mean",
@@ -118,7 +118,6 @@ def job_to_proto(job: JobRecord) -> acquisition_pb2.QueueJob:
                   for index, reason in job.failures])
 
 
-MAX_REQUEST_ID_CHARS = 128
 # A page token of a job's patches in the order their rasters finished: "f<finish order>.<rank in raster>".
 FINISHED_ORDER = "f"
 
@@ -266,8 +265,7 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         v = Violations()
         v.check(0 < len(spec.rasters) <= self.config.max_rasters_per_job, "spec.rasters",
                 f"between 1 and {self.config.max_rasters_per_job} rasters per job; split larger sets into jobs")
-        v.check(len(request.request_id) <= MAX_REQUEST_ID_CHARS, "request_id",
-                f"at most {MAX_REQUEST_ID_CHARS} characters (a UUID is 36)")
+        check_request_id(v, request.request_id)
         check_strategy(v, spec.strategy, "spec.strategy")
         check_options(v, "spec.", spec.patch_size_px, spec.reduction, spec.hint_quantile)
         v.raise_if_any()

@@ -11,7 +11,7 @@ from google.protobuf import empty_pb2, timestamp_pb2
 from dial.adaptation.disca import DiscaSettings
 from dial.clicks import Click
 from dial.errors import AlreadyExists, StoreReadOnly, Unusable, refusal_kind
-from dial.imagery.vector import VectorError, vectorize
+from dial.imagery.vector import FORMATS as VECTOR_FORMATS, VectorError, vectorize
 from dial.inference.classwise import class_argmax
 from dial.model.manifest import Manifest
 from dial.model.repository import ModelRepository
@@ -28,12 +28,10 @@ from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.session_record import session_id_of
 from dial_services.common.sources import Sources
 from dial_services.common.uri_policy import UriPolicy
-from dial_services.common.validation import clicks_from_proto, model_ref_from_proto, page_bounds
+from dial_services.common.validation import check_request_id, clicks_from_proto, model_ref_from_proto, page_bounds
 
-# What ExportSessionVectors writes; GDAL picks the driver from the suffix (dial.imagery.vector.FORMATS).
-VECTOR_SUFFIXES = (".gpkg", ".geojson")
-# As for CreateQueueJob's request_id: room for a UUID (36) or a caller's own key.
-MAX_REQUEST_ID_CHARS = 128
+# What ExportSessionVectors writes, as PredictRaster's vector_uri: GDAL picks the driver from the suffix.
+VECTOR_SUFFIXES = tuple(VECTOR_FORMATS)
 SERVICE_NAME = adapter_pb2.DESCRIPTOR.services_by_name["Adapter"].full_name
 VARIANT_NAMES = {adapter_pb2.ADAPTATION_VARIANT_FULL: "full", adapter_pb2.ADAPTATION_VARIANT_FAST: "fast"}
 VARIANT_PROTOS = {name: value for value, name in VARIANT_NAMES.items()}
@@ -130,8 +128,7 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
         v = Violations()
         ref = model_ref_from_proto(request.model, "model", v)
         settings = self._settings(request.config, v)
-        v.check(len(request.request_id) <= MAX_REQUEST_ID_CHARS, "request_id",
-                f"at most {MAX_REQUEST_ID_CHARS} characters (a UUID is 36)")
+        check_request_id(v, request.request_id)
         v.raise_if_any()
         digest = ""
         if request.request_id:

@@ -186,6 +186,15 @@ def model_ref_from_proto(proto: common_pb2.ModelRef, field: str, v: Violations |
     return ModelRef(proto.name, proto.version or None) if ok else None
 
 
+# A create's idempotency key: room for a UUID (36) or a caller's own key.
+MAX_REQUEST_ID_CHARS = 128
+
+
+def check_request_id(v: Violations, request_id: str) -> None:
+    v.check(len(request_id) <= MAX_REQUEST_ID_CHARS, "request_id",
+            f"at most {MAX_REQUEST_ID_CHARS} characters (a UUID is 36)")
+
+
 def page_bounds(page_size: int, page_token: str, total: int, default: int = 50, maximum: int = 1000) -> tuple[int, int]:
     """AIP-158 paging over an ordered list: (start, stop)."""
     if page_size < 0:
