@@ -52,10 +52,11 @@ def test_one_click_relabels_most_of_a_wrong_region(click_model):
                 continue
             shown = int(np.bincount(before[region]).argmax())
             wanted = (shown + 1 + int(rng.integers(manifest.n_classes - 1))) % manifest.n_classes
-            assert (before[region] == wanted).mean() < 0.2  # the click-free map has the region wrong
+            if (before[region] == wanted).mean() >= 0.2:
+                continue  # the click-free map already shows some of the wanted class: not a wrong region
             after = predict_labels(predictor, scene.image, clicks_inside(region, wanted, 1, rng))
             followed.append(float((after[region] == wanted).mean()))
             elsewhere.append(float((after[~region] != before[~region]).mean()))
-    assert len(followed) >= 8
+    assert len(followed) >= 8  # enough wrong regions were tried
     assert np.median(followed) > 0.6, sorted(np.round(followed, 2))
     assert np.mean(elsewhere) < 0.05
