@@ -129,7 +129,9 @@ def strategy_runs(running) -> int:
 
 
 def test_two_servers_on_one_store_share_a_big_job_and_one_leaving_costs_only_its_raster(tiny_repo, raster_root):
-    paths = [write_raster(raster_root / f"r{i}.tif", scene(256, seed=i)) for i in range(4)]
+    # Rasters large enough that the job outlasts an idle replica's 2 s look at the store for work,
+    # so the second replica gets to take some.
+    paths = [write_raster(raster_root / f"r{i}.tif", scene(512, seed=i)) for i in range(4)]
     store = raster_root.parent / "shared-jobs"
     a, b = (start_acquisition(tiny_repo, raster_root, store) for _ in range(2))
     try:
