@@ -27,8 +27,13 @@ class AlreadyExists(DialError):
     """The name is taken by something that is never overwritten (a model version)."""
 
 
+class PermissionDenied(DialError):
+    """The caller may not have it (a path outside the server's allowed roots, a file the server may not read)."""
+
+
 class Unusable(DialError):
-    """It exists but cannot be used as asked (a model version with a broken manifest or missing files)."""
+    """It exists but cannot be used as asked: a model version with a broken manifest or missing files, or
+    something not in the state the call needs (a job that has not finished, a session with no click to undo)."""
 
 
 class Damaged(DialError):

@@ -45,6 +45,9 @@ def register(sub) -> None:
                         "relabelled to another class, with 1-3 clicks of the new class in each: clicks "
                         "that the image cannot replace")
     p.add_argument("--bfloat16", action="store_true", help="bfloat16 autocast for the forward pass")
+    p.add_argument("--freeze-base", action="store_true",
+                   help="train only the +click-fusion path of the --init-from model; its base network keeps "
+                        "its weights and batch-norm statistics, so the click-free map does not change")
     p.set_defaults(handler=run)
 
 
@@ -64,7 +67,7 @@ def run(args) -> int:
         checkpoint_every=args.checkpoint_every, resume=args.resume, threads=args.threads,
         max_train_images=args.max_train_images, init_from=args.init_from,
         error_click_fraction=args.error_click_fraction, label_swap_fraction=args.label_swap_fraction,
-        bfloat16=args.bfloat16,
+        bfloat16=args.bfloat16, freeze_base=args.freeze_base,
     )
     bar = tqdm(total=config.iterations, unit="it", disable=None)
     first: list[tuple[int, float]] = []

@@ -91,13 +91,13 @@ class NetworkParts:
         return self.head(self.decoder(features), x)
 
 
-def split_architecture(architecture: str) -> tuple[str, bool]:
-    """``"Linknet+click-fusion"`` -> ``("Linknet", True)``; the smp class and whether clicks are re-injected."""
+def split_architecture(architecture: str) -> tuple[str, str | None]:
+    """``"Linknet+click-fusion"`` -> ``("Linknet", "click-fusion")``: the smp class and its click fusion, if any."""
     base, _, extra = architecture.partition("+")
     if extra and extra not in FUSION_OPTIONS:
         raise ValueError(f"unknown architecture option {extra!r} in {architecture!r}; DIAL knows "
                          + " and ".join(f"'+{option}'" for option in FUSION_OPTIONS))
-    return base, bool(extra)
+    return base, extra or None
 
 
 def build_network(architecture: str, encoder: str, in_channels: int, n_classes: int) -> torch.nn.Module:
@@ -110,10 +110,9 @@ def build_network(architecture: str, encoder: str, in_channels: int, n_classes: 
     import segmentation_models_pytorch as smp
 
     base, fusion = split_architecture(architecture)
-    gated = FUSION_OPTIONS.get(architecture.partition("+")[2], False)
     try:
         cls = getattr(smp, base)
     except AttributeError:
         raise ValueError(f"unknown smp architecture {base!r}") from None
     net = cls(encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=n_classes)
-    return ClickFusion(net, n_classes, gated=gated) if fusion else net
+    return ClickFusion(net, n_classes, gated=FUSION_OPTIONS[fusion]) if fusion else net

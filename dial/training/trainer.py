@@ -86,6 +86,10 @@ class TrainConfig:
     error_click_rounds: int = 3
     label_swap_fraction: float = 0.0
     bfloat16: bool = False
+    # Train only the click-fusion path: the base network keeps its weights and
+    # its batch-norm statistics (eval mode), so the click-free map stays the
+    # base's exactly and the fusion learns on the features it will serve on.
+    freeze_base: bool = False
 
     def validate(self) -> None:
         check_name(self.name)
@@ -101,6 +105,11 @@ class TrainConfig:
         if self.fusion_learning_rate is not None and CLICK_FUSION not in self.architecture:
             raise ValueError(f"fusion_learning_rate needs a +{CLICK_FUSION} architecture, "
                              f"got {self.architecture}")
+        if self.freeze_base and CLICK_FUSION not in self.architecture:
+            raise ValueError(f"freeze_base trains only the click fusion and needs a +{CLICK_FUSION} "
+                             f"architecture, got {self.architecture}")
+        if self.freeze_base and not self.init_from:
+            raise ValueError("freeze_base keeps a trained base network; name it with init_from")
         if self.radius_px is not None and not self.radius_px > 0:
             raise ValueError(f"radius_px must be > 0, got {self.radius_px}")
         for name in ("label_swap_fraction", "error_click_fraction", "p_no_clicks"):
@@ -223,7 +232,14 @@ class CropSampler:
                     if click is not None:
                         clicks[k].append(click)
         finally:
-            model.train(was_training)
+            set_training(model, was_training, self.config.freeze_base)
+
+
+def set_training(model: torch.nn.Module, training: bool, freeze_base: bool) -> None:
+    """Training mode for what is trained; a frozen base stays in eval mode (batch-norm statistics fixed)."""
+    model.train(training)
+    if freeze_base:
+        model.net.eval()
 
 
 def evaluate_no_clicks(model: torch.nn.Module, manifest: Manifest, dataset: Dataset) -> dict:
@@ -302,7 +318,8 @@ def train(config: TrainConfig, progress: Callable | None = None, command: str | 
     manifest.validate("new model")
 
     if base is not None:
-        adds_fusion = (split_architecture(config.architecture) == (base.architecture, True))
+        smp_class, fusion_option = split_architecture(config.architecture)
+        adds_fusion = fusion_option is not None and smp_class == base.architecture
         if (base.encoder != config.encoder
                 or (base.architecture != config.architecture and not adds_fusion)):
             raise ValueError(f"{config.init_from} is {base.architecture}/{base.encoder}; pass the same "
@@ -318,9 +335,14 @@ def train(config: TrainConfig, progress: Callable | None = None, command: str | 
             model = base_model.train()
     else:
         model = build_network(config.architecture, config.encoder, manifest.in_channels, manifest.n_classes)
-    groups = [{"params": [p for n, p in model.named_parameters() if not n.startswith(FUSION_PARAMETERS)],
-               "lr": config.learning_rate}]
+    base_parameters = [p for n, p in model.named_parameters() if not n.startswith(FUSION_PARAMETERS)]
     fusion = [p for n, p in model.named_parameters() if n.startswith(FUSION_PARAMETERS)]
+    groups = [{"params": base_parameters, "lr": config.learning_rate}]
+    if config.freeze_base:
+        # No gradient through the base either: a frozen base is also a cheaper step.
+        for parameter in base_parameters:
+            parameter.requires_grad_(False)
+        groups = []
     if fusion:
         # The click fusion starts at zero on top of a trained network; at the
         # network's fine-tuning rate it would barely move in a CPU budget.
@@ -356,7 +378,7 @@ def train(config: TrainConfig, progress: Callable | None = None, command: str | 
         log.info("resumed %s at iteration %d", checkpoint_path, first)
 
     sampler = CropSampler(images, masks, manifest, config, rng)
-    model.train()
+    set_training(model, True, config.freeze_base)
     losses: list[float] = []
     for iteration in range(first, config.iterations):
         x, y = sampler.batch(model if config.error_click_fraction > 0 else None)

@@ -14,7 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from dial.acquisition import STRATEGIES, AcquisitionModel, get_strategy
 from dial.acquisition.ranking import DEFAULT_HINT_QUANTILE, RankedPatch, iter_ranked_patches
 from dial.adaptation.disca import DiscaSettings, adapted_network
-from dial.errors import AlreadyExists, Damaged, Unavailable, store_refusal
+from dial.errors import AlreadyExists, Damaged, NotFound, Unavailable, Unusable, store_refusal
 from dial.imagery.georef import GeoReference, Window
 from dial.imagery.outputs import CogWriter
 from dial.imagery.raster import WindowedImage
@@ -28,7 +28,7 @@ from dial_services.common.auth import caller_identity
 from dial_services.common.config import ConfigError, ModelServingConfig
 from dial_services.common.convert import geo_to_proto
 from dial_services.common.durable import DamagedRecord, StoreWriteError
-from dial_services.common.errors import Violations, failed_precondition, invalid_argument, not_found, quoted
+from dial_services.common.errors import Violations, invalid_argument, quoted
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.session_record import session_id_of
 from dial_services.common.sources import Sources, bounds_to_proto, window_from_proto, window_to_proto
@@ -332,7 +332,7 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
         except DamagedRecord:
             raise damaged_job(name) from None
         if job is None:
-            raise not_found(f"no queue job {name}")
+            raise NotFound(f"no queue job {name}")
         return job
 
     def GetQueueJob(self, request, context) -> acquisition_pb2.QueueJob:
@@ -367,9 +367,9 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
             if after < 0:
                 raise page_token_error()
         if job.state in ("FAILED", "CANCELLED"):
-            raise failed_precondition(f"queueJobs/{job.id} is {job.state}; it has no queue")
+            raise Unusable(f"queueJobs/{job.id} is {job.state}; it has no queue")
         if not finished_order and job.state != "SUCCEEDED":
-            raise failed_precondition(f"queueJobs/{job.id} is {job.state}; this page token is of its final "
+            raise Unusable(f"queueJobs/{job.id} is {job.state}; this page token is of its final "
                                       "ranking, listed once it has SUCCEEDED")
         size = min(request.page_size or self.config.default_page_size, self.config.max_page_size)
         try:
@@ -392,7 +392,7 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
     def MarkPatchesDone(self, request, context) -> acquisition_pb2.MarkPatchesDoneResponse:
         job = self._job(request.name, "name", context)
         if job.state != "SUCCEEDED":
-            raise failed_precondition(f"queueJobs/{job.id} is {job.state}; only a SUCCEEDED job has patches to mark")
+            raise Unusable(f"queueJobs/{job.id} is {job.state}; only a SUCCEEDED job has patches to mark")
         try:
             with job_store_writes("nothing was marked"):
                 marked, unknown = self.jobs.mark_done(job, list(request.patch_ids))

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dial.errors import NotFound
 from dial_services.common.durable import DAMAGE, DamagedRecord
-from dial_services.common.errors import not_found
 from dial_services.common.session_record import SessionFiles, SessionRecord, damaged_session
 
 
@@ -35,7 +35,7 @@ class SessionReader:
         self.clock = clock
 
     def read(self, caller: str, session_id: str) -> SessionSnapshot:
-        missing = not_found(f"sessions/{session_id} does not exist in the session store this server reads")
+        missing = NotFound(f"sessions/{session_id} does not exist in the session store this server reads")
         if not self.root.is_dir():
             raise missing
         store = SessionFiles(self.root)

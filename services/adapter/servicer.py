@@ -23,7 +23,7 @@ from dial_services.adapter.sessions import LiveSession, SessionManager
 from dial_services.common.auth import caller_identity
 from dial_services.common.config import named
 from dial_services.common.convert import geo_to_proto, model_to_proto
-from dial_services.common.errors import Violations, failed_precondition, invalid_argument
+from dial_services.common.errors import Violations, invalid_argument
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.session_record import session_id_of
 from dial_services.common.sources import Sources
@@ -179,7 +179,7 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
         with self.sessions.session(caller_identity(context), session_id_of(request.name)) as live:
             record = live.record
             if not record.clicks:
-                raise failed_precondition(f"{request.name} has no click to undo")
+                raise Unusable(f"{request.name} has no click to undo")
             self.sessions.commit(live, record.changed(time.time(), clicks=record.clicks[:-1]))
             return session_to_proto(live)
 
@@ -191,7 +191,7 @@ class AdapterServicer(adapter_pb2_grpc.AdapterServicer):
             steps = request.steps
         with self.sessions.session(caller_identity(context), session_id_of(request.name)) as live:
             if not live.record.clicks:
-                raise failed_precondition(f"{request.name} has no clicks to adapt on; add clicks first")
+                raise Unusable(f"{request.name} has no clicks to adapt on; add clicks first")
             adapter = live.adapter
             before = adapter.state_dict()
             started = time.perf_counter()

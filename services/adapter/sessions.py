@@ -27,13 +27,12 @@ import numpy as np
 import torch
 
 from dial.adaptation.disca import DiscaAdapter, DiscaSettings
-from dial.errors import AlreadyExists, Damaged, store_refusal
+from dial.errors import AlreadyExists, Damaged, Exhausted, NotFound, store_refusal
 from dial.imagery.georef import GeoReference
 from dial.model.manifest import Manifest
 from dial.model.repository import ModelRef, ModelRepository
 from dial_services.adapter.store import SessionStore
 from dial_services.common.durable import DAMAGE, LEFTOVER_SECONDS, DamagedRecord
-from dial_services.common.errors import not_found, resource_exhausted
 from dial_services.common.session_record import SessionRecord, damaged_session, new_session_id
 
 log = logging.getLogger(__name__)
@@ -137,7 +136,7 @@ class SessionManager:
 
     def _check_room(self, caller: str) -> None:
         if len(self.owned(caller)) >= self.max_per_caller:
-            raise resource_exhausted(f"caller {caller!r} already has {self.max_per_caller} sessions, the "
+            raise Exhausted(f"caller {caller!r} already has {self.max_per_caller} sessions, the "
                                      "most allowed; delete one first")
 
     def _write(self, action):
@@ -167,11 +166,11 @@ class SessionManager:
                 self._forget(session_id)
                 if record is None and owner_if_damaged == caller:
                     raise damaged_session(session_id)
-                raise not_found(f"sessions/{session_id} does not exist")
+                raise NotFound(f"sessions/{session_id} does not exist")
             if self.expired(record):
                 self.store.delete(session_id)
                 self._forget(session_id)
-                raise not_found(f"sessions/{session_id} does not exist (it expired)")
+                raise NotFound(f"sessions/{session_id} does not exist (it expired)")
             if not load:
                 yield LiveSession(record, adapter=None)
                 return

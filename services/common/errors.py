@@ -1,7 +1,8 @@
 """Errors are part of the API: the one mapping from failures to gRPC status codes.
 
-Handlers validate at the edge and raise :class:`ApiError` (with ``BadRequest``
-field violations where a field is at fault); everything else raises one of
+Handlers validate at the edge and raise :class:`ApiError`: INVALID_ARGUMENT
+with ``BadRequest`` field violations, one per field at fault. Everything else
+raises one of
 the kinds in :mod:`dial.errors`, from the core or from a service, and
 :data:`STATUS_CODES` is the one table that turns a kind into a code.
 :func:`status_for` applies it for the call guard and for queue jobs; anything
@@ -72,22 +73,6 @@ def invalid_argument(violations: list[tuple[str, str]]) -> ApiError:
     return ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {summary}{more}", list(violations))
 
 
-def not_found(message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.NOT_FOUND, message)
-
-
-def permission_denied(message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.PERMISSION_DENIED, message)
-
-
-def resource_exhausted(message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
-
-
-def failed_precondition(message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.FAILED_PRECONDITION, message)
-
-
 class Violations:
     """Collects field violations so one reply lists every problem at once."""
 
@@ -116,6 +101,7 @@ def _said(error: BaseException) -> str:
 STATUS_CODES: dict[type[BaseException], tuple[grpc.StatusCode, Callable[[BaseException], str]]] = {
     kinds.NotFound: (grpc.StatusCode.NOT_FOUND, _said),
     kinds.AlreadyExists: (grpc.StatusCode.ALREADY_EXISTS, _said),
+    kinds.PermissionDenied: (grpc.StatusCode.PERMISSION_DENIED, _said),
     kinds.Unusable: (grpc.StatusCode.FAILED_PRECONDITION, _said),
     ManifestError: (grpc.StatusCode.FAILED_PRECONDITION, lambda error: f"model unusable: {error}"),
     kinds.Damaged: (grpc.StatusCode.DATA_LOSS, _said),

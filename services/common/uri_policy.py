@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import unquote, urlparse
 
-from dial.errors import AlreadyExists, Unavailable
+from dial.errors import AlreadyExists, DialError, NotFound, PermissionDenied, Unavailable
 from dial.imagery.opener import GEOTIFF, ImageFormatError, OpenPolicy
 from dial.imagery.raster import RasterReader
-from dial_services.common.errors import ApiError, invalid_argument, not_found, permission_denied
+from dial_services.common.errors import ApiError, invalid_argument
 
 # What GDAL (curl) says when a remote host is down, slow or failing, rather than the file being wrong.
 _UNREACHABLE = re.compile(r"HTTP response code: 5\d\d|timed out|timeout|Could not resolve|Failed to connect|"
@@ -56,19 +56,19 @@ class UriPolicy:
         if len(uri.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
             raise invalid_argument([(field_path, f"URI is longer than {MAX_PATH_BYTES} bytes")])
         if uri.startswith("/vsi"):
-            raise permission_denied(f"{field_path}: GDAL virtual file systems are not allowed")
+            raise PermissionDenied(f"{field_path}: GDAL virtual file systems are not allowed")
         if "://" in uri or uri.lower().startswith("file:"):
             parsed = urlparse(uri)
             scheme = parsed.scheme.lower()
             if scheme not in self.schemes:
-                raise permission_denied(f"{field_path}: scheme {scheme!r} is not allowed (allowed: {list(self.schemes)})")
+                raise PermissionDenied(f"{field_path}: scheme {scheme!r} is not allowed (allowed: {list(self.schemes)})")
             if parsed.netloc not in ("", "localhost"):
-                raise permission_denied(f"{field_path}: file URIs must not name a host")
+                raise PermissionDenied(f"{field_path}: file URIs must not name a host")
             raw = unquote(parsed.path)
         else:
             raw = uri
         if not self.roots:
-            raise permission_denied(f"{field_path}: this server reads no rasters (no allowed roots configured)")
+            raise PermissionDenied(f"{field_path}: this server reads no rasters (no allowed roots configured)")
         if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in raw.split("/")):
             raise invalid_argument([(field_path, f"a file or folder name in the path is longer than "
                                                  f"{MAX_NAME_BYTES} bytes")])
@@ -79,7 +79,7 @@ class UriPolicy:
 
     def _check_root(self, path: Path, field_path: str) -> None:
         if not any(path == root or path.is_relative_to(root) for root in self.roots):
-            raise permission_denied(f"{field_path}: path is outside the allowed raster roots")
+            raise PermissionDenied(f"{field_path}: path is outside the allowed raster roots")
 
     def readable(self, uri: str, field_path: str = "uri") -> Path | str:
         """The checked path of a raster to read: inside a root, a regular file, and of an allowed format; or
@@ -88,12 +88,12 @@ class UriPolicy:
             try:
                 return self.open_policy.remote_source(uri)
             except ImageFormatError as error:
-                raise permission_denied(f"{field_path}: {error.reason}") from None
+                raise PermissionDenied(f"{field_path}: {error.reason}") from None
         path = self._path(uri, field_path)
         self._check_root(path, field_path)
         found = _stat(path, field_path)
         if found is None:
-            raise not_found(f"{field_path}: no raster at that path")
+            raise NotFound(f"{field_path}: no raster at that path")
         if not stat.S_ISREG(found.st_mode):
             raise invalid_argument([(field_path, f"not a regular file ({_kind(found.st_mode)}); name a GeoTIFF "
                                                  "file")])
@@ -102,7 +102,7 @@ class UriPolicy:
         except ImageFormatError as error:
             raise invalid_argument([(field_path, error.reason)]) from None
         except FileNotFoundError:
-            raise not_found(f"{field_path}: no raster at that path") from None
+            raise NotFound(f"{field_path}: no raster at that path") from None
         return path
 
     def open_raster(self, uri: str, field_path: str = "uri", any_band_count: bool = False) -> RasterReader:
@@ -113,14 +113,14 @@ class UriPolicy:
             return _FieldRaster(path, self.open_policy, field_path, any_band_count)
         except ImageFormatError as error:
             if isinstance(path, str) and ("404" in error.reason or "does not exist" in error.reason):
-                raise not_found(f"{field_path}: no remote raster there ({error.reason})") from None
+                raise NotFound(f"{field_path}: no remote raster there ({error.reason})") from None
             if isinstance(path, str) and _UNREACHABLE.search(error.reason):
                 # The host may answer later; UNAVAILABLE tells a client to retry, where INVALID_ARGUMENT would not.
                 raise Unavailable(f"{field_path}: the remote host did not answer ({error.reason}); retry later") \
                     from None
             raise invalid_argument([(field_path, error.reason)]) from None
         except FileNotFoundError:  # removed since the check
-            raise not_found(f"{field_path}: no raster at that path") from None
+            raise NotFound(f"{field_path}: no raster at that path") from None
 
     def writable(self, uri: str, field_path: str = "output_uri", *, inputs: Iterable[str] = (),
                  suffixes: tuple[str, ...] = (".tif", ".tiff"), kind: str = "GeoTIFFs",
@@ -157,7 +157,7 @@ class UriPolicy:
     def _same_file(self, uri: str, output: Path) -> bool:
         try:
             source = self._path(uri, "input")
-        except ApiError:
+        except (ApiError, DialError):
             return False  # reported where the input itself is checked
         try:
             # samefile: a hard link to the input is the input too.
@@ -187,7 +187,7 @@ def _stat(path: Path, field_path: str) -> os.stat_result | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     except PermissionError:
-        raise permission_denied(f"{field_path}: the server may not read that path") from None
+        raise PermissionDenied(f"{field_path}: the server may not read that path") from None
     except OSError as error:
         raise invalid_argument([(field_path, f"the path cannot be used ({_reason(error)})")]) from None
 

@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 
 from dial.clicks import Click
-from dial.errors import AlreadyExists
+from dial.errors import AlreadyExists, Exhausted
 from dial.imagery.outputs import sidecar_paths
 from dial.imagery.vector import FORMATS as VECTOR_FORMATS, output_driver
 from dial.inference.classwise import class_argmax
@@ -22,7 +22,7 @@ from dial_client.wire import (
     segmenter_pb2_grpc,
 )
 from dial_services.common.convert import model_to_proto
-from dial_services.common.errors import Violations, invalid_argument, resource_exhausted
+from dial_services.common.errors import Violations, invalid_argument
 from dial_services.common.metrics import ServiceMetrics
 from dial_services.common.sources import Sources, band_mapping_from_proto, check_source
 from dial_services.common.uri_policy import UriPolicy
@@ -73,11 +73,11 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
         except OverBudget as over:
             self.budget_refusals.labels(method).inc()
             if over.wanted > over.limit:
-                raise resource_exhausted(
+                raise Exhausted(
                     f"this request needs about {over.wanted / MiB:.0f} MiB of working memory, more than the "
                     f"{over.limit / MiB:.0f} MiB this server gives all calls together; send a smaller image, or "
                     "use PredictRaster") from None
-            raise resource_exhausted(
+            raise Exhausted(
                 f"the server is busy with other large requests ({over.in_use / MiB:.0f} of {over.limit / MiB:.0f} "
                 f"MiB of working memory in use, this request needs {over.wanted / MiB:.0f} MiB); retry with "
                 "backoff") from None
@@ -93,7 +93,7 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
         limit = self.config.max_message_bytes
         if reply > limit:
             what = f"labels and {n_classes} class probabilities" if probabilities else "labels"
-            raise resource_exhausted(
+            raise Exhausted(
                 f"the reply for a {height} × {width} (height × width) image ({what}) would be {reply / MiB:.1f} MiB, "
                 f"above this server's {limit / MiB:.0f} MiB message limit; use PredictRaster (stream_tiles or "
                 f"output_uri) for "

@@ -8,9 +8,9 @@ from dial.model.onnx_export import export_onnx
 
 
 def test_architecture_names_say_whether_clicks_are_re_injected():
-    assert split_architecture("Linknet") == ("Linknet", False)
-    assert split_architecture("Linknet+click-fusion") == ("Linknet", True)
-    assert split_architecture("Linknet+gated-click-fusion") == ("Linknet", True)
+    assert split_architecture("Linknet") == ("Linknet", None)
+    assert split_architecture("Linknet+click-fusion") == ("Linknet", "click-fusion")
+    assert split_architecture("Linknet+gated-click-fusion") == ("Linknet", "gated-click-fusion")
     with pytest.raises(ValueError, match="click-fusion"):
         split_architecture("Linknet+clicks")
     assert isinstance(build_network("Linknet+click-fusion", "mobilenet_v2", 9, 6), ClickFusion)

@@ -8,6 +8,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+from dial.errors import NotFound
 from dial.imagery.georef import GeoReference, Window
 from dial_client.wire import acquisition_pb2, adapter_pb2, common_pb2, image_to_proto
 from dial_services.common.errors import ApiError
@@ -74,7 +75,7 @@ def test_limits_and_the_model_are_checked_before_a_pixel_is_read(raster):
     with pytest.raises(ApiError) as error:
         sources.read_raster(uri, "raster", SimpleNamespace(**(vars(MODEL) | {"n_bands": 4})))
     assert fields(error) == {"raster.bands"}
-    with pytest.raises(ApiError) as error:
+    with pytest.raises(NotFound) as error:
         sources.read_raster(uri + ".missing", "raster", MODEL)
     assert "raster.uri" in str(error.value)
     with pytest.raises(ApiError) as error:
