@@ -104,6 +104,8 @@ def adapter_replica_killed(repo: Path, model: str, scratch: Path, clients: int =
         deadline = time.monotonic() + 600
         while min((progress[i] for i in range(clients)), default=0) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
+        with lock:
+            clicks_at_kill = sum(progress.values())
         killed.set()
         victim.kill9()
         for thread in threads:
@@ -123,6 +125,7 @@ def adapter_replica_killed(repo: Path, model: str, scratch: Path, clients: int =
             "clicks_acknowledged": sum(len(a) for _, a in sessions.values()),
             "requests": sum(codes.values()), "codes": dict(codes),
             "sessions_lost": lost_sessions, "clicks_lost": lost_clicks,
+            "clicks_acknowledged_at_the_kill": clicks_at_kill, "add_clicks_calls_after_the_kill": len(recoveries),
             "call_ms_after_the_kill": percentiles(recoveries),
             "survivor_serving": survivor.serving(),
         }

@@ -17,8 +17,11 @@ def test_killing_one_of_two_adapter_replicas_loses_no_acknowledged_click(tiny_re
     assert result["sessions"] == 2 and result["clicks_acknowledged"] == 16
     assert result["sessions_lost"] == 0 and result["clicks_lost"] == 0
     assert result["survivor_serving"]
-    # The session that started on the killed replica felt it: the kill really happened mid-session.
-    assert result["codes"].get("UNAVAILABLE", 0) >= 1, result["codes"]
+    # The kill really happened mid-session: clicks were acknowledged before it and made after it. (Whether
+    # the client sees an UNAVAILABLE depends on timing: gRPC retries a call that never reached the dead
+    # replica transparently, on the other address.)
+    assert 0 < result["clicks_acknowledged_at_the_kill"] < result["clicks_acknowledged"], result
+    assert result["add_clicks_calls_after_the_kill"] >= 1, result
 
 
 def test_killing_the_acquisition_replica_running_a_queue_job_loses_no_job(tiny_repo, tmp_path):
