@@ -337,12 +337,11 @@ def train(config: TrainConfig, progress: Callable | None = None, command: str | 
         model = build_network(config.architecture, config.encoder, manifest.in_channels, manifest.n_classes)
     base_parameters = [p for n, p in model.named_parameters() if not n.startswith(FUSION_PARAMETERS)]
     fusion = [p for n, p in model.named_parameters() if n.startswith(FUSION_PARAMETERS)]
-    groups = [{"params": base_parameters, "lr": config.learning_rate}]
     if config.freeze_base:
         # No gradient through the base either: a frozen base is also a cheaper step.
         for parameter in base_parameters:
             parameter.requires_grad_(False)
-        groups = []
+    groups = [] if config.freeze_base else [{"params": base_parameters, "lr": config.learning_rate}]
     if fusion:
         # The click fusion starts at zero on top of a trained network; at the
         # network's fine-tuning rate it would barely move in a CPU budget.

@@ -370,7 +370,7 @@ class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServicer):
             raise Unusable(f"queueJobs/{job.id} is {job.state}; it has no queue")
         if not finished_order and job.state != "SUCCEEDED":
             raise Unusable(f"queueJobs/{job.id} is {job.state}; this page token is of its final "
-                                      "ranking, listed once it has SUCCEEDED")
+                           "ranking, listed once it has SUCCEEDED")
         size = min(request.page_size or self.config.default_page_size, self.config.max_page_size)
         try:
             if finished_order:

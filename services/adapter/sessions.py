@@ -137,7 +137,7 @@ class SessionManager:
     def _check_room(self, caller: str) -> None:
         if len(self.owned(caller)) >= self.max_per_caller:
             raise Exhausted(f"caller {caller!r} already has {self.max_per_caller} sessions, the "
-                                     "most allowed; delete one first")
+                            "most allowed; delete one first")
 
     def _write(self, action):
         try:

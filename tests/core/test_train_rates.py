@@ -6,12 +6,15 @@ from tests.support.synthetic import make_dataset
 from dial.training.trainer import FUSION_LR_FACTOR, TrainConfig, train
 
 
-def _train(root, **overrides):
+def _config(root, **overrides) -> TrainConfig:
     settings = dict(data=str(root / "scenes"), name="rates", repo=str(root / "models"),
                     architecture="Linknet+click-fusion", crop_px=64, batch_size=2, iterations=2,
                     checkpoint_every=1, workdir=str(root / "work"), tile_px=64, overlap_px=16)
-    config = TrainConfig(**{**settings, **overrides})
-    train(config, command="test")
+    return TrainConfig(**{**settings, **overrides})
+
+
+def _train(root, **overrides):
+    train(_config(root, **overrides), command="test")
     state = torch.load(root / "work" / "rates" / "checkpoint.pt", map_location="cpu", weights_only=False)
     return [group["max_lr"] for group in state["optimiser"]["param_groups"]]
 
@@ -45,10 +48,7 @@ def test_a_frozen_base_keeps_its_weights_and_statistics_while_the_fusion_learns(
     from dial.model.repository import ModelRepository
 
     repo = ModelRepository(scenes / "models")
-    base_config = TrainConfig(data=str(scenes / "scenes"), name="frozen", repo=str(repo.root), crop_px=64,
-                              batch_size=2, iterations=2, checkpoint_every=2, workdir=str(scenes / "work"),
-                              tile_px=64, overlap_px=16)
-    train(base_config, command="test")
+    train(_config(scenes, name="frozen", architecture="Linknet"), command="test")
     _train(scenes, init_from="frozen:1", freeze_base=True, fusion_learning_rate=5e-2, label_swap_fraction=0.5,
            architecture="Linknet+gated-click-fusion", iterations=3)
     base, _ = repo.load_torch("frozen:1")
