@@ -599,11 +599,13 @@ def damaged_records_and_a_full_job_store(repo: Path, model: str, scratch: Path, 
             return error.code().name
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
-    def finished(client, name: str, seconds: float = 120) -> str:
+    def finished(client, name: str, seconds: float = 120) -> dict:
         deadline = time.monotonic() + seconds
         while not (job := client.job(name)).finished and time.monotonic() < deadline:
             time.sleep(0.05)
-        return job.state
+        # How far it got and why it ended, so that an unexpected end says what happened.
+        return {"state": job.state, "rasters_done": job.rasters_done, "error_message": job.error_message,
+                "failures": [f.reason for f in job.failures[:3]]}
 
     try:
         server.wait_serving()
@@ -611,11 +613,14 @@ def damaged_records_and_a_full_job_store(repo: Path, model: str, scratch: Path, 
                 AcquisitionClient(server.address, timeout=120, retries=0, caller="bystander") as bystander:
             started = time.monotonic()
             victim.cancel(f"queueJobs/{skewed.id}")
-            results["lease_a_day_ahead"] = {"state": finished(victim, f"queueJobs/{skewed.id}", 60),
+            results["lease_a_day_ahead"] = {**finished(victim, f"queueJobs/{skewed.id}", 60),
                                             "cancelled_after_s": round(time.monotonic() - started, 2)}
+            if results["lease_a_day_ahead"]["state"] != "CANCELLED":
+                results["lease_a_day_ahead"]["server_log"] = [
+                    line for line in server.log_tail(8000).splitlines() if skewed.id in line][-5:]
             name = f"queueJobs/{broken.id}"
             results["job"] = {
-                "bystander_job": finished(bystander, bystander.submit_queue([uri], model=model).name),
+                "bystander_job": finished(bystander, bystander.submit_queue([uri], model=model).name)["state"],
                 "owner_get": _code(lambda: victim.job(name)), "other_caller_get": _code(lambda: bystander.job(name)),
                 "owner_cancel_removes_it": _code(lambda: victim.cancel(name)),
                 "owner_get_after_cancel": _code(lambda: victim.job(name))}
@@ -635,7 +640,7 @@ def damaged_records_and_a_full_job_store(repo: Path, model: str, scratch: Path, 
                     time.sleep(0.1)
                 full["serving_again_after_s"] = round(time.monotonic() - freed, 2)
                 full["health_acquisition_after"] = acquisition_health()
-                full["job_after"] = finished(bystander, bystander.submit_queue([uri], model=model).name)
+                full["job_after"] = finished(bystander, bystander.submit_queue([uri], model=model).name)["state"]
                 results["full"] = full
         results["acquisition_serving_after"] = server.serving()
         results["server_alive"] = server.process.poll() is None

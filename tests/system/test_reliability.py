@@ -70,7 +70,7 @@ def test_damaged_records_and_a_full_job_store_harm_no_bystander(tiny_repo, tmp_p
     result = faults.damaged_records_and_a_full_job_store(tiny_repo, "tiny", tmp_path, image_px=96)
     assert result["session"]["owner_get"] == "DATA_LOSS" and result["session"]["other_caller_get"] == "NOT_FOUND"
     assert result["job"]["owner_get"] == "DATA_LOSS" and result["job"]["bystander_job"] == "SUCCEEDED"
-    assert result["lease_a_day_ahead"]["state"] == "CANCELLED"
+    assert result["lease_a_day_ahead"]["state"] == "CANCELLED", result["lease_a_day_ahead"]
     if result["full"]["measured"]:  # a real tmpfs needs root
         assert result["full"]["create"] == "RESOURCE_EXHAUSTED"
         assert result["full"]["health_acquisition_after"] == "SERVING"
