@@ -3,21 +3,43 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import dial
 
 
-def test_core_never_imports_grpc_or_services():
+@pytest.fixture(scope="module")
+def fresh_interpreter() -> list[str]:
+    """One clean interpreter (torch's import costs seconds): the shim, then smp, then all of dial.
+
+    Prints the smp network built after the shim, then the gRPC, service and
+    client modules that importing every core module pulled in.
+    """
     modules = [m.name for m in pkgutil.walk_packages(dial.__path__, "dial.")]
+    assert len(modules) > 15
     code = (
         "import importlib, sys\n"
+        "from dial.model.torchvision_shim import ensure_torchvision_importable\n"
+        "ensure_torchvision_importable()\n"
+        "import segmentation_models_pytorch as smp\n"
+        "m = smp.Linknet(encoder_name='mobilenet_v2', encoder_weights=None, in_channels=4, classes=2)\n"
+        "print(type(m).__name__)\n"
         f"for name in {modules!r}:\n"
         "    importlib.import_module(name)\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('grpc', 'dial_services', 'dial_client'))\n"
         "print(','.join(bad))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert len(modules) > 15
-    assert out.stdout.strip() == ""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.splitlines()
+
+
+def test_smp_imports_after_the_shim(fresh_interpreter):
+    assert fresh_interpreter[0] == "Linknet"
+
+
+def test_core_never_imports_grpc_or_services(fresh_interpreter):
+    assert fresh_interpreter[1:] == [""]
 
 
 def test_torchvision_shim_only_acts_on_the_known_failure(monkeypatch):
@@ -38,16 +60,3 @@ def test_torchvision_shim_only_acts_on_the_known_failure(monkeypatch):
         assert "some other" in str(error)
     else:
         raise AssertionError("an unrelated import error must propagate")
-
-
-def test_smp_imports_after_the_shim():
-    code = (
-        "from dial.model.torchvision_shim import ensure_torchvision_importable\n"
-        "ensure_torchvision_importable()\n"
-        "import segmentation_models_pytorch as smp\n"
-        "m = smp.Linknet(encoder_name='mobilenet_v2', encoder_weights=None, in_channels=4, classes=2)\n"
-        "print(type(m).__name__)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "Linknet"
